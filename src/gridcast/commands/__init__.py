@@ -1,0 +1,1 @@
+"""One module per `gridcast` subcommand; each exposes `register(subparsers)`."""
