@@ -1,0 +1,80 @@
+"""Evaluation metrics under their contract names (DESIGN.md).
+
+Next cell: ``acc@1``, ``acc@5``, ``mrr``, ``nll``. Continuation: ``ade``/``fde`` (metres where the
+grid knows metres, else the data's own units) and ``ade_cells``/``fde_cells`` (grid units).
+Functions return per-example arrays where that makes paired bootstrap intervals possible.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def displacement_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Euclidean error per example and step: (N, T, 2) x (N, T, 2) -> (N, T)."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if pred.shape != true.shape or pred.shape[-1] != 2:
+        raise ValueError(f"pred and true must both be (N, T, 2), got {pred.shape} and {true.shape}")
+    return np.linalg.norm(pred - true, axis=-1)
+
+
+def ade(pred: np.ndarray, true: np.ndarray) -> float:
+    """Average displacement error over all examples and steps."""
+    return float(displacement_errors(pred, true).mean())
+
+
+def fde(pred: np.ndarray, true: np.ndarray) -> float:
+    """Final displacement error: the error at the last step, averaged over examples."""
+    return float(displacement_errors(pred, true)[:, -1].mean())
+
+
+def min_of_k(samples: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best-of-K per example: samples (K, N, T, 2) -> per-example (ADE, FDE) of the sample with the
+    lowest ADE and, separately, the lowest FDE (the usual reporting; both are minima over K)."""
+    errors = np.linalg.norm(np.asarray(samples) - np.asarray(true)[None], axis=-1)  # (K, N, T)
+    return errors.mean(axis=2).min(axis=0), errors[:, :, -1].min(axis=0)
+
+
+def ranks_of_truth(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """1-based rank of the true class in each row of `scores` (N, C); ties count against the truth.
+
+    A truth of -1 (a class the model cannot output, e.g. an unseen cell) gets rank C + 1.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.int64)
+    ranks = np.full(len(truth), scores.shape[1] + 1, dtype=np.int64)
+    known = truth >= 0
+    if known.any():
+        rows = np.nonzero(known)[0]
+        true_scores = scores[rows, truth[rows]]
+        ranks[rows] = (scores[rows] >= true_scores[:, None]).sum(axis=1)
+    return ranks
+
+
+def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """``acc@1``, ``acc@5`` and ``mrr`` from 1-based ranks (misses carry a rank past the end)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.size == 0:
+        return {"acc@1": float("nan"), "acc@5": float("nan"), "mrr": float("nan")}
+    return {"acc@1": float((ranks <= 1).mean()), "acc@5": float((ranks <= 5).mean()), "mrr": float((1.0 / ranks).mean())}
+
+
+def bootstrap_interval(values: np.ndarray, groups: np.ndarray | None = None, n_boot: int = 1000,
+                       level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling whole groups (e.g. test tracks) when given.
+
+    Resampling by track, not by step, keeps the interval honest: steps of one trip are not independent.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        groups = np.arange(len(values))
+    _, group_index = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = group_index.max() + 1 if len(values) else 0
+    if n_groups == 0:
+        return float("nan"), float("nan")
+    sums = np.bincount(group_index, weights=values, minlength=n_groups)
+    counts = np.bincount(group_index, minlength=n_groups).astype(np.float64)
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
