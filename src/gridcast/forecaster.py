@@ -28,6 +28,7 @@ from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import CheckpointError, InputError
 from .grid import Grid
+from .metrics import MISS_RANK
 from .models import (END, PAD, RESERVED, UNKNOWN, CellVocab, ForecasterConfig, ForecasterNet, MoveClasses,
                      Normalisation, sequence_features, sequence_loss, step_features)
 from .tracks import Track, split_by_track
@@ -252,6 +253,28 @@ class Forecaster:
         output, _, prefix = self._encode_prefix(prefix)
         cands, logp, _ = self._distribution(output, prefix[-1:])
         return {(int(c), int(r)): float(p) for (c, r), p in zip(cands[0], logp[0].exp().tolist())}
+
+    @torch.no_grad()
+    def ranks_along(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For every step of a track, the 1-based rank and the negative log-probability of the cell
+        that really came next, from one causal pass (identical to scoring each prefix separately).
+        A next cell the model cannot output gets `MISS_RANK` and NLL = inf."""
+        self._check_fitted()
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        if len(cells) < 2:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        ids = torch.from_numpy(self.vocab_.ids(cells))[None]
+        features = torch.from_numpy(sequence_features(cells, self.norm_))[None]
+        self.net_.eval()
+        outputs, _, _ = self.net_(ids, features)
+        cands, logp, _ = self._distribution(outputs[0, :-1], cells[:-1])
+        truth = cells[1:]
+        hit = np.all(cands == truth[:, None, :], axis=-1)  # (n-1, C)
+        logp = logp.double().numpy()
+        found = hit.any(axis=1)
+        true_logp = np.where(found, np.where(hit, logp, -np.inf).max(axis=1), -np.inf)
+        ranks = np.where(found, (logp >= true_logp[:, None]).sum(axis=1), MISS_RANK)
+        return ranks.astype(np.int64), -true_logp
 
     @torch.no_grad()
     def beam(self, prefix: np.ndarray, horizon: int, width: int = 5) -> list[Route]:

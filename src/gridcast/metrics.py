@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+MISS_RANK = 2**31 - 1  # rank given to a truth the predictor cannot name: a miss at every k
+
 
 def displacement_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Euclidean error per example and step: (N, T, 2) x (N, T, 2) -> (N, T)."""
@@ -37,11 +39,11 @@ def min_of_k(samples: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndar
 def ranks_of_truth(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """1-based rank of the true class in each row of `scores` (N, C); ties count against the truth.
 
-    A truth of -1 (a class the model cannot output, e.g. an unseen cell) gets rank C + 1.
+    A truth of -1 (a class the model cannot output, e.g. an unseen cell) gets `MISS_RANK`.
     """
     scores = np.asarray(scores, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.int64)
-    ranks = np.full(len(truth), scores.shape[1] + 1, dtype=np.int64)
+    ranks = np.full(len(truth), MISS_RANK, dtype=np.int64)
     known = truth >= 0
     if known.any():
         rows = np.nonzero(known)[0]

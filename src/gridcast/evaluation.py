@@ -1,0 +1,98 @@
+"""Evaluate a forecaster beside its baselines on the same held-out tracks.
+
+Two questions, one table:
+
+* **next cell**: for every step of every test track, where does the true next cell rank?
+  -> ``acc@1``, ``acc@5``, ``mrr`` (and ``nll`` for the model, over next cells it can output);
+* **rest of the route**: from the first half of each test track, continue greedily for as many
+  steps as the track really had -> ``ade_cells``/``fde_cells``, and ``ade``/``fde`` in metres when the
+  grid is metric.
+
+Bootstrap intervals resample whole test tracks.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .baselines import CellBaseline
+from .forecaster import Forecaster
+from .grid import Grid
+from .metrics import MISS_RANK, bootstrap_interval, ranking_metrics
+from .tracks import Track
+
+
+def baseline_ranks(baseline: CellBaseline, cells: np.ndarray) -> np.ndarray:
+    """Rank of each true next cell under a baseline's scores (ties count against the truth)."""
+    ranks = np.empty(len(cells) - 1, dtype=np.int64)
+    for t in range(1, len(cells)):
+        scores = baseline.scores(cells[:t])
+        true = scores.get((int(cells[t, 0]), int(cells[t, 1])))
+        values = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+        ranks[t - 1] = MISS_RANK if true is None else int((values >= true).sum())
+    return ranks
+
+
+def route_errors(rollout: Callable[[np.ndarray, int], list], tracks: list[Track], cut: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Per-track mean and final distance (in cells) between the continuation and the real route."""
+    ade, fde = [], []
+    for track in tracks:
+        n_obs = max(1, int(len(track) * cut))
+        truth = track.cells[n_obs:].astype(np.float64)
+        if len(truth) == 0:
+            continue
+        predicted = np.asarray(rollout(track.cells[:n_obs], len(truth)), dtype=np.float64).reshape(-1, 2)
+        if len(predicted) == 0:
+            predicted = track.cells[n_obs - 1:n_obs].astype(np.float64)
+        if len(predicted) < len(truth):  # the route ended early: it stays at its last cell
+            predicted = np.concatenate([predicted, np.repeat(predicted[-1:], len(truth) - len(predicted), axis=0)])
+        error = np.linalg.norm(predicted[: len(truth)] - truth, axis=1)
+        ade.append(error.mean())
+        fde.append(error[-1])
+    return np.asarray(ade), np.asarray(fde)
+
+
+def _summarise(ranks: list[np.ndarray], ade: np.ndarray, fde: np.ndarray, grid: Grid | None,
+               with_intervals: bool) -> dict[str, float]:
+    flat = np.concatenate(ranks) if ranks else np.zeros(0)
+    metrics = ranking_metrics(flat)
+    metrics["ade_cells"] = float(ade.mean()) if len(ade) else float("nan")
+    metrics["fde_cells"] = float(fde.mean()) if len(fde) else float("nan")
+    if grid is not None and grid.metric:
+        metrics["ade"] = metrics["ade_cells"] * grid.cell_size
+        metrics["fde"] = metrics["fde_cells"] * grid.cell_size
+    if with_intervals and len(flat):
+        groups = np.concatenate([np.full(len(r), i) for i, r in enumerate(ranks)])
+        for key, values in (("acc@1", flat <= 1), ("acc@5", flat <= 5), ("mrr", 1.0 / flat)):
+            metrics[f"{key}_ci95"] = list(bootstrap_interval(values.astype(np.float64), groups))
+    return metrics
+
+
+def evaluate(model: Forecaster | None, baselines: list[CellBaseline], tracks: list[Track],
+             grid: Grid | None = None, cut: float = 0.5, intervals: bool = False) -> dict:
+    """The **contract** shape of ``gridcast evaluate --json``:
+    ``{"model": {metric: value}, "baselines": {name: {metric: value}}, "n": int}`` (n = next-cell steps)."""
+    tracks = [t for t in tracks if len(t) >= 2]
+    result: dict = {"baselines": {}}
+    if model is not None:
+        ranks, nll = zip(*(model.ranks_along(t.cells) for t in tracks)) if tracks else ((), ())
+        ade, fde = route_errors(model.rollout, tracks, cut)
+        result["model"] = _summarise(list(ranks), ade, fde, grid, intervals)
+        finite = np.concatenate(nll) if nll else np.zeros(0)
+        finite = finite[np.isfinite(finite)]
+        result["model"]["nll"] = float(finite.mean()) if len(finite) else float("nan")
+    for baseline in baselines:
+        ranks = [baseline_ranks(baseline, t.cells) for t in tracks]
+        ade, fde = route_errors(baseline.rollout, tracks, cut)
+        result["baselines"][baseline.name] = _summarise(ranks, ade, fde, grid, intervals)
+    result["n"] = int(sum(len(t) - 1 for t in tracks))
+    return result
+
+
+def best_baseline(result: dict, metric: str = "acc@1") -> tuple[str, float]:
+    """The strongest baseline on `metric` (higher is better for ranking metrics, lower for errors)."""
+    lower_is_better = metric.startswith(("ade", "fde", "nll"))
+    items = [(name, m[metric]) for name, m in result["baselines"].items() if metric in m]
+    pick = min if lower_is_better else max
+    return pick(items, key=lambda kv: kv[1])
