@@ -156,6 +156,7 @@ class Forecaster:
             raise InputError("no track has at least 2 cells: nothing to learn from")
         if val_tracks is None:
             tracks, val_tracks = split_by_track(tracks, val_fraction, train_config.seed)
+        self.train_tracks_ = tracks
         all_cells = np.concatenate([t.cells for t in tracks])
         self.vocab_ = CellVocab(all_cells)
         self.norm_ = Normalisation.fit(all_cells, self.config.max_move)
@@ -343,7 +344,9 @@ class Forecaster:
             "normalisation": self.norm_.to_dict(),
             "output_size": self._output_size(),
         }
-        return save_checkpoint(directory, self.net_.state_dict(), config)
+        tensors = dict(self.net_.state_dict())
+        tensors.update(_pack_tracks(self.train_tracks_))
+        return save_checkpoint(directory, tensors, config)
 
     @classmethod
     def load(cls, directory: str | Path) -> "Forecaster":
@@ -356,11 +359,30 @@ class Forecaster:
             self.norm_ = Normalisation.from_dict(config["normalisation"])
             self.train_config_ = TrainConfig(**config.get("train", {}))
             self.net_ = ForecasterNet(model_config, len(self.vocab_), int(config["output_size"]))
-            self.net_.load_state_dict(tensors)
+            self.train_tracks_ = _unpack_tracks(tensors)
+            self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DATA_PREFIX)})
         except (KeyError, TypeError, ValueError, RuntimeError, InputError) as exc:
             raise CheckpointError(f"{directory}: config and weights do not fit together ({str(exc).splitlines()[0]})") from None
         self.net_.eval()
         return self
+
+
+DATA_PREFIX = "data."  # training tracks travel with the weights so baselines can be refitted on them
+
+
+def _pack_tracks(tracks: list[Track]) -> dict[str, Tensor]:
+    cells = np.concatenate([t.cells for t in tracks]) if tracks else np.zeros((0, 2), dtype=np.int64)
+    offsets = np.cumsum([0] + [len(t) for t in tracks])
+    return {DATA_PREFIX + "train_cells": torch.from_numpy(cells), DATA_PREFIX + "train_offsets": torch.from_numpy(offsets)}
+
+
+def _unpack_tracks(tensors: dict[str, Tensor]) -> list[Track]:
+    cells = tensors.get(DATA_PREFIX + "train_cells")
+    offsets = tensors.get(DATA_PREFIX + "train_offsets")
+    if cells is None or offsets is None:
+        return []
+    cells, offsets = cells.numpy(), offsets.numpy()
+    return [Track(f"train-{i}", cells[a:b]) for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
 
 
 def _batched(items: list, size: int):

@@ -1,0 +1,124 @@
+"""Pieces several commands share: the column flags for raw tracks, and reading DATA arguments."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from ..errors import InputError
+from ..grid import Grid
+from ..tracks import Track, collapse_repeats, tracks_from_frame
+
+
+def add_column_args(parser: argparse.ArgumentParser, gridding: bool = True) -> None:
+    """Flags that map a raw CSV/Parquet's columns; used when DATA is not already gridded."""
+    group = parser.add_argument_group("raw input columns (when DATA is raw points, not a gridded Parquet)")
+    group.add_argument("--track-col", default="track", help="track id column (default: track)")
+    group.add_argument("--time-col", default="time", help="time column: ISO-8601, epoch seconds or numbers")
+    group.add_argument("--lat-col", help="latitude column (with --lon-col)")
+    group.add_argument("--lon-col", help="longitude column (with --lat-col)")
+    group.add_argument("--x-col", help="planar x column (with --y-col), e.g. pixels or metres")
+    group.add_argument("--y-col", help="planar y column (with --x-col)")
+    group.add_argument("--sep", help="CSV field separator (default: detect)")
+    if gridding:
+        group.add_argument("--cell-size", type=float, help="cell size in metres (planar: in the data's units)")
+        group.add_argument("--step", type=float, help="resample every track at this many seconds")
+        group.add_argument("--max-gap", type=float, help="split a track at gaps longer than this (seconds)")
+
+
+def column_map(args: argparse.Namespace):
+    from ..ingest import ColumnMap
+
+    has_geo = args.lat_col or args.lon_col
+    has_xy = args.x_col or args.y_col
+    if has_geo and has_xy:
+        raise InputError("give either --lat-col/--lon-col or --x-col/--y-col, not both")
+    if has_geo and not (args.lat_col and args.lon_col):
+        raise InputError("--lat-col and --lon-col go together")
+    if has_xy and not (args.x_col and args.y_col):
+        raise InputError("--x-col and --y-col go together")
+    if not has_geo and not has_xy:
+        raise InputError("raw input needs --lat-col/--lon-col or --x-col/--y-col (or pass a gridded Parquet from `gridcast grid`)")
+    return ColumnMap(track=args.track_col, time=args.time_col, lat=args.lat_col, lon=args.lon_col, x=args.x_col, y=args.y_col)
+
+
+def is_gridded(path: Path) -> bool:
+    """True for a Parquet written by `gridcast grid` (it carries its grid in the file metadata)."""
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+    return b"gridcast.grid" in meta
+
+
+def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None,
+                collapse: bool = False, min_len: int = 2) -> tuple[list[Track], Grid]:
+    """Tracks from DATA: a gridded Parquet as is, or raw points gridded on the spot.
+
+    With `grid` (a model's own grid), raw points land on exactly that grid, and a gridded file must
+    carry the same grid, so that cell ids mean what the model learned.
+    """
+    from ..ingest import grid_tracks, read_gridded
+
+    source = Path(path)
+    if not source.exists():
+        raise InputError(f"{source}: no such file")
+    if is_gridded(source):
+        gridded = read_gridded(source)
+        if grid is not None and _grid_key(gridded.grid) != _grid_key(grid):
+            raise InputError(f"{source} was gridded on {gridded.grid.to_dict()}, the model on {grid.to_dict()}; "
+                             f"regrid it with `gridcast grid ... --like MODEL_DIR`")
+        data_grid = gridded.grid
+    else:
+        cell_size = getattr(args, "cell_size", None)
+        if grid is None and cell_size is None:
+            raise InputError(f"{source} is raw points: give --cell-size (and --step) or grid it first with `gridcast grid`")
+        gridded = grid_tracks(source, cell_size=cell_size if grid is None else grid.cell_size,
+                              step=getattr(args, "step", None) if grid is None else grid.step,
+                              columns=column_map(args), max_gap=getattr(args, "max_gap", None), like=grid,
+                              sep=getattr(args, "sep", None))
+        data_grid = gridded.grid
+    tracks = tracks_from_frame(gridded.frame)
+    if collapse:
+        tracks = [collapse_repeats(t) for t in tracks]
+    kept = [t for t in tracks if len(t) >= min_len]
+    if not kept:
+        raise InputError(f"{source}: no track has at least {min_len} cells")
+    return kept, grid if grid is not None else data_grid
+
+
+def _grid_key(grid: Grid) -> tuple:
+    return (grid.cell_size, grid.origin_x, grid.origin_y, grid.crs)
+
+
+def print_json(obj) -> None:
+    """JSON on stdout with NaN written as null (NaN is not JSON)."""
+    print(json.dumps(_clean(obj)))
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def metrics_table(rows: dict[str, dict[str, float]], keys: list[str]) -> str:
+    """A plain-text table: one row per predictor, one column per metric."""
+    width = max(len(name) for name in rows) + 2
+    lines = [" " * width + "".join(f"{k:>11}" for k in keys)]
+    for name, metrics in rows.items():
+        cells = []
+        for k in keys:
+            v = metrics.get(k)
+            cells.append(f"{'-':>11}" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:>11.3f}")
+        lines.append(f"{name:<{width}}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""The reference case (Stack Overflow 57091026): Home->A and Home->B share a start and are repeated.
+
+Trained through the real CLI on a planar CSV already in grid units (cell size 1, origin (0, 0)), then
+queried with `gridcast predict --json`.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gridcast.cli import main
+
+ROUTE_A = [(x, 3) for x in range(14, 0, -1)]                                   # Home (14,3) -> A (1,3)
+ROUTE_B = [(14, 3)] + [(14, 3 + k) for k in range(1, 9)] + [(14 - k, 11) for k in range(1, 5)]  # Home -> B
+
+
+def _write_routes(path, repeats=10):
+    lines = ["track,time,x,y"]
+    for r in range(repeats):
+        for name, route in (("a", ROUTE_A), ("b", ROUTE_B)):
+            for t, (x, y) in enumerate(route):
+                lines.append(f"{name}{r},{t},{x},{y}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("routes")
+    data = tmp / "routes.csv"
+    _write_routes(data)
+    out = tmp / "model"
+    code = main(["fit", str(data), "--x-col", "x", "--y-col", "y", "--cell-size", "1", "--cell", "lstm",
+                 "--target", "cell", "--out", str(out), "--hidden", "64", "--epochs", "80", "--patience", "80",
+                 "--lr", "0.01", "--val-fraction", "0.1", "--no-progress"])
+    assert code == 0
+    return out
+
+
+def _predict(capsys, *args):
+    assert main(["predict", *map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_prefix_of_route_a_continues_exactly_to_a(model_dir, capsys):
+    result = _predict(capsys, model_dir, "--track", "14,3 13,3 12,3 11,3 10,3", "--horizon", "9")
+    assert result["routes"][0]["cells"] == [[x, 3] for x in range(9, 0, -1)]
+    assert result["next"][0]["cell"] == [9, 3]
+    assert result["next"][0]["p"] > 0.9
+    assert set(result) >= {"next", "routes"}
+
+
+def test_shared_start_beam_holds_both_routes_with_their_share(model_dir, capsys):
+    result = _predict(capsys, model_dir, "--track", "14,3", "--horizon", "20", "--top-k", "2")
+    routes = {tuple(map(tuple, r["cells"])): r["p"] for r in result["routes"]}
+    assert set(routes) == {tuple(ROUTE_A[1:]), tuple(ROUTE_B[1:])}
+    for p in routes.values():
+        assert abs(p - 0.5) <= 0.15  # each route is half of the training trips
+
+
+def test_next_cell_probabilities_are_a_distribution(model_dir, capsys):
+    result = _predict(capsys, model_dir, "--track", "14,3", "--top-k", "5")
+    ps = [n["p"] for n in result["next"]]
+    assert ps == sorted(ps, reverse=True)
+    assert 0.85 <= sum(ps) + result["p_end"] <= 1.0 + 1e-6
+    assert {tuple(n["cell"]) for n in result["next"][:2]} == {(13, 3), (14, 4)}
+
+
+def test_planar_unit_grid_keeps_coordinates(model_dir):
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["grid"]["origin_x"] == 0.0 and config["grid"]["origin_y"] == 0.0
+    assert config["grid"]["cell_size"] == 1.0
+    assert [14, 3] in config["vocab"] and [1, 3] in config["vocab"]
+
+
+def test_predict_cli_in_a_subprocess_has_no_traceback_on_bad_track(model_dir):
+    proc = subprocess.run([sys.executable, "-m", "gridcast.cli", "predict", str(model_dir), "--track", "14,3 x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "--track point 2 'x'" in proc.stderr
+
+
+@pytest.mark.parametrize("track, message", [
+    ("", "--track is empty"),
+    ("14,3 13", "--track point 2 '13' is not"),
+    ("14.5,3", "must be integer grid cells"),
+    ("nan,3", "must be integer grid cells"),
+])
+def test_malformed_track_is_one_line_exit_2(model_dir, capsys, track, message):
+    assert main(["predict", str(model_dir), "--track", track]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_model_directory_is_exit_2(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope"), "--track", "1,1"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and str(tmp_path / "nope") in err
+
+
+def test_unreadable_data_file_is_exit_2(model_dir, tmp_path, capsys):
+    assert main(["evaluate", str(model_dir), str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+
+
+def test_evaluate_json_contract(model_dir, tmp_path, capsys):
+    data = tmp_path / "test.csv"
+    _write_routes(data, repeats=1)
+    assert main(["evaluate", str(model_dir), str(data), "--x-col", "x", "--y-col", "y", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"model", "baselines", "n"}
+    assert result["n"] == len(ROUTE_A) - 1 + len(ROUTE_B) - 1
+    for key in ("acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "nll"):
+        assert key in result["model"]
+    assert {"stay", "constant_velocity", "markov1", "markov2", "markov2_spatial"} <= set(result["baselines"])
+    # Route A is deterministic after its first step, route B after its first two: the model gets
+    # every step right but the shared start, where it must guess between the two.
+    assert result["model"]["acc@1"] >= (result["n"] - 2) / result["n"]
+    assert result["model"]["ade_cells"] == pytest.approx(0.0)
