@@ -1,0 +1,870 @@
+"""Raw tracks -> gridded sequences: read, validate, project, resample, grid; fast and safe.
+
+The public API (other modules call exactly this):
+
+    >>> from gridcast.ingest import ColumnMap, grid_tracks, write_gridded, read_gridded
+    >>> gt = grid_tracks("trips.csv", cell_size=100, step=30,
+    ...                  columns=ColumnMap(track="trip_id", time="timestamp", lat="latitude", lon="longitude"))
+    >>> gt.report.to_json()  # {"read", "kept", "dropped": {reason: rows}, "tracks", "seconds", "points_per_s"}
+    >>> write_gridded(gt, "trips.parquet")
+
+Every row read is either kept or counted under one reason in `report.dropped` (reasons are listed in
+`gridcast.validate.REASONS`), so `read == kept + sum(dropped.values())` always holds. `strict=True`
+instead raises `InputError` at the first bad row, naming the file, the row (and line) and the reason.
+
+What is streamed and what is not (honestly): CSV and Parquet are read in record batches (about 1 MiB
+of text each) and every batch is validated and reduced to four compact columns (track code, time,
+two coordinates: 28 bytes a point) before the next few are read, so raw text and unused columns
+never sit in memory. The compact columns of *all* points are then held at once, because a track's
+points may be spread over the whole file and must be sorted by time before resampling: a 100 M-point
+file needs ~3 GB, not the file's size. A fully out-of-core path (external sort) is not implemented.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import functools
+import gzip
+import io
+import json
+import os
+import time as _time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from . import projection, resample, validate
+from .errors import InputError
+from .grid import Grid
+
+GRID_KEY = b"gridcast.grid"
+REPORT_KEY = b"gridcast.report"
+INGEST_KEY = b"gridcast.ingest"
+FRAME_COLUMNS = ("track", "step", "time", "col", "row", "x", "y")
+
+_BLOCK = 1 << 20  # CSV block: small enough to pipeline, big enough to amortise per-batch overhead
+_IN_FLIGHT = 4  # batches being validated at once: bounds memory while both cores work
+_LENIENT = "gridcast_lenient_utf8"
+
+
+def _lenient_codec(name: str) -> codecs.CodecInfo | None:
+    """UTF-8 that turns undecodable bytes into \\xNN escapes instead of failing (pyarrow transcodes with it)."""
+    if name != _LENIENT:
+        return None
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(
+        name=_LENIENT,
+        encode=utf8.encode,
+        decode=functools.partial(utf8.decode, errors="backslashreplace"),
+        incrementalencoder=utf8.incrementalencoder,
+        incrementaldecoder=functools.partial(utf8.incrementaldecoder, errors="backslashreplace"),
+    )
+
+
+codecs.register(_lenient_codec)
+
+
+# ----------------------------------------------------------------------------- public data types
+
+
+@dataclass
+class ColumnMap:
+    """Which input columns hold what. Give lat/lon (degrees) or x/y (planar units); track may be None."""
+
+    track: str | None = "track"
+    time: str = "time"
+    lat: str | None = None
+    lon: str | None = None
+    x: str | None = None
+    y: str | None = None
+
+    @property
+    def geographic(self) -> bool:
+        return self.lat is not None or self.lon is not None
+
+    def check(self) -> None:
+        geo = (self.lat, self.lon)
+        plane = (self.x, self.y)
+        if all(geo) and not any(plane):
+            return
+        if all(plane) and not any(geo):
+            return
+        raise InputError("give both lat and lon columns, or both x and y columns (not a mix)")
+
+    def names(self) -> dict[str, str]:
+        """Role -> column name; roles 'a', 'b' are (lat, lon) or (x, y)."""
+        a, b = (self.lat, self.lon) if self.geographic else (self.x, self.y)
+        out = {"time": self.time, "a": a, "b": b}
+        if self.track is not None:
+            out["track"] = self.track
+        return out
+
+
+@dataclass
+class IngestReport:
+    """What happened to the rows: read = kept + sum(dropped); messages say what else was done."""
+
+    read: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    tracks: int = 0
+    seconds: float = 0.0
+    points_per_s: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The `--json` shape (contract): exactly read, kept, dropped, tracks, seconds, points_per_s."""
+        return {
+            "read": int(self.read),
+            "kept": int(self.kept),
+            "dropped": {k: int(v) for k, v in self.dropped.items()},
+            "tracks": int(self.tracks),
+            "seconds": float(self.seconds),
+            "points_per_s": float(self.points_per_s),
+        }
+
+    def to_dict(self) -> dict:
+        return {**self.to_json(), "messages": list(self.messages)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IngestReport":
+        return cls(
+            read=int(d.get("read", 0)),
+            kept=int(d.get("kept", 0)),
+            dropped={str(k): int(v) for k, v in (d.get("dropped") or {}).items()},
+            tracks=int(d.get("tracks", 0)),
+            seconds=float(d.get("seconds", 0.0)),
+            points_per_s=float(d.get("points_per_s", 0.0)),
+            messages=[str(m) for m in d.get("messages") or []],
+        )
+
+    def timed(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self.points_per_s = float(self.read / seconds) if seconds > 0 else 0.0
+
+
+@dataclass
+class GriddedTracks:
+    """Gridded, resampled tracks. `frame` columns: track, step, time, col, row, x, y (contract)."""
+
+    frame: pd.DataFrame
+    grid: Grid
+    report: IngestReport
+    meta: dict = field(default_factory=dict)
+
+    def _runs(self, columns: tuple[str, str], dtype) -> list[tuple[str, np.ndarray]]:
+        f = self.frame
+        if len(f) == 0:
+            return []
+        codes, uniques = pd.factorize(f["track"], sort=False)
+        order = np.lexsort((f["step"].to_numpy(), codes))
+        codes = codes[order]
+        vals = np.column_stack([f[c].to_numpy()[order] for c in columns]).astype(dtype)
+        cut = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+        starts = np.concatenate([[0], cut])
+        return [(str(uniques[codes[s]]), v) for s, v in zip(starts, np.split(vals, cut))]
+
+    def sequences(self) -> list[tuple[str, np.ndarray]]:
+        """[(track id, (n, 2) int64 array of (col, row))] in track order."""
+        return self._runs(("col", "row"), np.int64)
+
+    def positions(self) -> list[tuple[str, np.ndarray]]:
+        """[(track id, (n, 2) float64 array of (x, y))] in track order."""
+        return self._runs(("x", "y"), np.float64)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+class _Source:
+    """A table read in batches of Arrow arrays keyed by role ('track', 'time', 'a', 'b')."""
+
+    name: str
+    malformed: int = 0
+
+    def batches(self, lenient: bool) -> Iterator[tuple[dict[str, pa.Array], int]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def where(self, good_index: int | None) -> tuple[str, str | None]:
+        """'<file> row R' of the `good_index`-th parsed row, or of an earlier malformed row (+ reason)."""
+        return f"{self.name} row {good_index + 1}", None
+
+
+def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
+    for role in ("track", "time", "a", "b"):
+        col = want.get(role)
+        if col is not None and col not in have:
+            hint = difflib.get_close_matches(col, have, n=1)
+            extra = f"; did you mean '{hint[0]}'?" if hint else ""
+            shown = ", ".join(repr(h) for h in have[:30]) + (" ..." if len(have) > 30 else "")
+            raise InputError(f"{name}: missing column '{col}' (columns found: {shown}){extra}")
+
+
+class _CsvSource(_Source):
+    """CSV or gzip CSV, parsed by pyarrow in blocks on all cores; columns kept as raw bytes."""
+
+    def __init__(self, path: str | os.PathLike, want: dict[str, str], sep: str | None, progress: bool):
+        self.path = os.fspath(path)
+        self.name = str(path)
+        self.want = want
+        self.progress = progress
+        with open(self.path, "rb") as f:
+            magic = f.read(2)
+        self.gzip = magic == b"\x1f\x8b"
+        head = self._head()
+        if not head.strip():
+            raise InputError(f"{self.name}: the file is empty")
+        first = head.split(b"\n", 1)[0].rstrip(b"\r")
+        text = first.decode("utf-8", "backslashreplace").lstrip("\ufeff")
+        if sep is None:
+            counts = {s: text.count(s) for s in (",", "\t", ";", "|")}
+            sep = max(counts, key=counts.get) if max(counts.values()) > 0 else ","
+        if len(sep) != 1:
+            raise InputError(f"--sep must be a single character, got {sep!r}")
+        self.sep = sep
+        names = [c.strip() for c in next(csv.reader([text], delimiter=sep))] if text else []
+        seen: dict[str, int] = {}
+        self.columns = []
+        for c in names:  # duplicate header names get .1, .2 so the first one is the one used
+            k = seen.get(c, 0)
+            seen[c] = k + 1
+            self.columns.append(c if k == 0 else f"{c}.{k}")
+        _missing_columns(self.name, want, self.columns)
+
+    def _raw(self) -> io.BufferedIOBase:
+        return gzip.open(self.path, "rb") if self.gzip else open(self.path, "rb")
+
+    def _head(self) -> bytes:
+        try:
+            with self._raw() as f:
+                return f.read(1 << 16)
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{self.name}: cannot read ({exc})") from None
+
+    def _on_invalid(self, row) -> str:
+        self.malformed += 1
+        return "skip"
+
+    def batches(self, lenient: bool) -> Iterator[tuple[dict[str, pa.Array], int]]:
+        self.malformed = 0
+        read = pcsv.ReadOptions(
+            column_names=self.columns, skip_rows=1, block_size=_BLOCK, encoding=_LENIENT if lenient else "utf8"
+        )
+        parse = pcsv.ParseOptions(delimiter=self.sep, invalid_row_handler=self._on_invalid)
+        used = sorted(set(self.want.values()))
+        convert = pcsv.ConvertOptions(
+            include_columns=used,
+            column_types=self._types(used),
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        )
+        size = os.path.getsize(self.path)
+        bar = None
+        if self.progress and size >= (1 << 20):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(self.path), leave=False)
+        fh = _Counting(open(self.path, "rb"), bar) if bar is not None else None
+        try:
+            if fh is not None:
+                src = pa.CompressedInputStream(pa.PythonFile(fh, mode="r"), "gzip") if self.gzip else fh
+            else:
+                src = pa.input_stream(self.path, compression="gzip" if self.gzip else None)
+            reader = pcsv.open_csv(src, read_options=read, parse_options=parse, convert_options=convert)
+            for rb in reader:
+                yield {role: rb.column(col) for role, col in self.want.items()}, rb.num_rows
+        finally:
+            if fh is not None:
+                fh.close()
+            if bar is not None:
+                bar.close()
+
+    def _types(self, used: list[str]) -> dict[str, pa.DataType]:
+        """Raw bytes for coordinates (parsed per batch, so one bad value costs one batch, not the read);
+        dictionary bytes for track ids; text for times (a non-UTF-8 time re-reads leniently)."""
+        types = {c: pa.binary() for c in used}
+        types[self.want["time"]] = pa.string()
+        if "track" in self.want:
+            types[self.want["track"]] = pa.dictionary(pa.int32(), pa.binary())
+        return types
+
+    def where(self, good_index: int | None) -> tuple[str, str | None]:
+        """Re-scan the text (error path only) to give the row and the physical line number."""
+        ncols = len(self.columns)
+        row = good = 0
+        line = 1
+        try:
+            with io.TextIOWrapper(self._raw(), encoding="utf-8", errors="backslashreplace", newline="") as f:
+                reader = csv.reader(f, delimiter=self.sep)
+                next(reader, None)
+                for rec in reader:
+                    if not rec:
+                        continue
+                    row += 1
+                    line = reader.line_num
+                    if len(rec) != ncols:
+                        return f"{self.name} row {row} (line {line})", f"expected {ncols} fields, found {len(rec)}"
+                    if good == good_index:
+                        return f"{self.name} row {row} (line {line})", None
+                    good += 1
+        except (csv.Error, OSError, EOFError):
+            pass
+        if good_index is None:
+            return f"{self.name} row {row + 1}", "malformed row (wrong number of fields)"
+        return f"{self.name} row {good_index + 1}", None
+
+
+class _Counting(io.RawIOBase):
+    """A file wrapper that advances a progress bar by the bytes pyarrow reads."""
+
+    def __init__(self, f: io.BufferedReader, bar) -> None:
+        self.f, self.bar = f, bar
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.f.readinto(b)
+        self.bar.update(n or 0)
+        return n
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+
+class _ParquetSource(_Source):
+    def __init__(self, path: str | os.PathLike, want: dict[str, str]):
+        self.name = str(path)
+        self.want = want
+        try:
+            self.file = pq.ParquetFile(os.fspath(path))
+        except (pa.ArrowInvalid, OSError) as exc:
+            if os.path.exists(os.fspath(path)) and os.path.getsize(os.fspath(path)) == 0:
+                raise InputError(f"{self.name}: the file is empty") from None
+            raise InputError(f"{self.name}: not a readable Parquet file ({exc})") from None
+        _missing_columns(self.name, want, self.file.schema_arrow.names)
+
+    def batches(self, lenient: bool) -> Iterator[tuple[dict[str, pa.Array], int]]:
+        used = sorted(set(self.want.values()))
+        for rb in self.file.iter_batches(batch_size=1 << 16, columns=used):
+            yield {role: rb.column(col) for role, col in self.want.items()}, rb.num_rows
+
+
+class _FrameSource(_Source):
+    def __init__(self, df: pd.DataFrame, want: dict[str, str]):
+        self.name = "DataFrame"
+        self.want = want
+        self.df = df
+        _missing_columns(self.name, want, [str(c) for c in df.columns])
+
+    @staticmethod
+    def _arrow(s: pd.Series) -> pa.Array:
+        try:
+            return pa.array(s, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            # mixed Python objects: compare them as text, like a CSV would
+            return pa.array([None if _isna(v) else str(v) for v in s], pa.string())
+
+    def batches(self, lenient: bool) -> Iterator[tuple[dict[str, pa.Array], int]]:
+        n = len(self.df)
+        cols = {str(c): c for c in self.df.columns}
+        for lo in range(0, n, 1 << 20):
+            part = self.df.iloc[lo : lo + (1 << 20)]
+            yield {role: self._arrow(part[cols[col]]) for role, col in self.want.items()}, len(part)
+
+
+def _isna(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _open_source(source, want: dict[str, str], sep: str | None, progress: bool) -> _Source:
+    if isinstance(source, pd.DataFrame):
+        return _FrameSource(source, want)
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"cannot read tracks from a {type(source).__name__}; give a path or a DataFrame")
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a file of tracks")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: the file is empty")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1" or path.lower().endswith((".parquet", ".pq")):
+        return _ParquetSource(path, want)
+    return _CsvSource(path, want, sep, progress)
+
+
+# ----------------------------------------------------------------------------- track ids
+
+
+class _TrackIds:
+    """Global track codes (in order of first appearance) for the per-batch dictionaries."""
+
+    def __init__(self) -> None:
+        self.code: dict = {}
+        self.names: list[str] = []
+        self.non_utf8 = 0
+
+    def _name(self, v) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, bytes):
+            try:
+                s = v.decode("utf-8")
+            except UnicodeDecodeError:
+                self.non_utf8 += 1
+                s = v.decode("utf-8", "backslashreplace")
+        elif isinstance(v, float):
+            s = str(int(v)) if v.is_integer() else repr(v)
+        else:
+            s = str(v)
+        return s if s != "" else None
+
+    def codes(self, arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if not pa.types.is_dictionary(arr.type):
+            try:
+                arr = pc.dictionary_encode(arr)
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+                arr = pc.dictionary_encode(pc.cast(arr, pa.string()))
+        lut = np.empty(len(arr.dictionary) + 1, np.int32)
+        lut[-1] = -1
+        for i, v in enumerate(arr.dictionary.to_pylist()):
+            key = (type(v), v)
+            c = self.code.get(key)
+            if c is None:
+                name = self._name(v)
+                if name is None:
+                    c = -1
+                else:
+                    c = self.code.setdefault(("name", name), len(self.names))
+                    if c == len(self.names):
+                        self.names.append(name)
+                self.code[key] = c
+            lut[i] = c
+        idx = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return lut[idx]
+
+
+# ----------------------------------------------------------------------------- reading + validation
+
+
+@dataclass
+class _Batch:
+    n: int
+    reason: np.ndarray
+    code: np.ndarray
+    t: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    explain: object = None  # callable(i) -> str, strict mode only
+
+
+@dataclass
+class _Validated:
+    code: np.ndarray
+    t: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    index: np.ndarray | None  # parsed-row index of each kept point (strict mode)
+    counts: dict[str, int]
+    read: int
+    time_kind: str
+
+
+def _check_batch(
+    cols: dict[str, pa.Array], n: int, codes: np.ndarray, kind: str, geographic: bool, want: dict[str, str],
+    where: str, strict: bool,
+) -> _Batch:
+    """Coerce and validate one batch (runs in a worker thread: Arrow casts release the GIL)."""
+    tn = validate.coerce_time(cols["time"], kind, want["time"], where)
+    an = validate.coerce_numbers(cols["a"], want["a"], where)
+    bn = validate.coerce_numbers(cols["b"], want["b"], where)
+    track_missing = codes < 0
+    reason = validate.row_reasons(track_missing, tn, an, bn, geographic)
+    explain = None
+    if strict:
+        names = dict(want)
+        names.setdefault("track", "track")
+        explain = functools.partial(
+            validate.explain_row, names=names, raw=cols, track_missing=track_missing,
+            cols={"time": tn, "a": an, "b": bn}, time_kind=kind,
+        )
+        explain = (lambda f: lambda i: f(i, int(reason[i])))(explain)
+    ok = reason == 0
+    if ok.all():
+        return _Batch(n, reason, codes, tn.values, an.values, bn.values, explain)
+    return _Batch(n, reason, codes[ok], tn.values[ok], an.values[ok], bn.values[ok], explain)
+
+
+def _read_all(src: _Source, want: dict[str, str], geographic: bool, strict: bool, lenient: bool, ids: _TrackIds) -> _Validated:
+    kind: str | None = None
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("code", "t", "a", "b", "index")}
+    counts = np.zeros(len(validate.ROW_REASONS) + 1, np.int64)
+    offset = 0
+    pending: deque = deque()
+
+    def settle(fut) -> None:
+        nonlocal offset
+        batch: _Batch = fut.result()
+        bad = np.flatnonzero(batch.reason)
+        if strict and (len(bad) or src.malformed):
+            first = offset + int(bad[0]) if len(bad) else None
+            place, malformed = src.where(first)
+            if malformed is None and first is not None:
+                raise InputError(f"{place}: {batch.explain(int(bad[0]))}")
+            raise InputError(f"{place}: {malformed or 'malformed row'}")
+        counts[:] += np.bincount(batch.reason, minlength=len(counts))
+        for k in ("code", "t", "a", "b"):
+            parts[k].append(getattr(batch, k))
+        if strict:
+            parts["index"].append(offset + np.flatnonzero(batch.reason == 0))
+        offset += batch.n
+
+    with ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
+        try:
+            for cols, n in src.batches(lenient):
+                if kind is None:
+                    kind = validate.detect_time_kind(cols["time"])
+                codes = ids.codes(cols["track"]) if "track" in cols else np.zeros(n, np.int32)
+                pending.append(pool.submit(_check_batch, cols, n, codes, kind, geographic, want, src.name, strict))
+                while len(pending) > _IN_FLIGHT or (pending and pending[0].done()):
+                    settle(pending.popleft())
+            while pending:
+                settle(pending.popleft())
+        finally:
+            for fut in pending:
+                fut.cancel()
+    if strict and src.malformed:
+        place, malformed = src.where(None)
+        raise InputError(f"{place}: {malformed or 'malformed row'}")
+    if "track" not in want and not ids.names:
+        ids.names.append("0")
+
+    def cat(k: str, dtype) -> np.ndarray:
+        return np.concatenate(parts[k]).astype(dtype, copy=False) if parts[k] else np.zeros(0, dtype)
+
+    named = {"malformed": src.malformed}
+    named.update({r: int(c) for r, c in zip(validate.ROW_REASONS, counts[1:])})
+    return _Validated(
+        code=cat("code", np.int32), t=cat("t", np.float64), a=cat("a", np.float64), b=cat("b", np.float64),
+        index=cat("index", np.int64) if strict else None, counts=named, read=offset + src.malformed,
+        time_kind=kind or "number",
+    )
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+def _check_args(cell_size, step, max_gap, min_points, like) -> None:
+    def positive(name: str, v) -> None:
+        if v is not None and not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            raise InputError(f"{name} must be a positive number, got {v!r}")
+
+    if like is None and cell_size is None:
+        raise InputError("give a cell size (or a grid to reuse with like=/--like)")
+    positive("cell size", cell_size)
+    positive("step", step)
+    positive("max gap", max_gap)
+    if not (isinstance(min_points, (int, np.integer)) and min_points >= 1):
+        raise InputError(f"min_points must be an integer >= 1, got {min_points!r}")
+
+
+def _resolve_grid_spec(like: Grid | None, cell_size, step, crs, geographic: bool):
+    """(cell_size, crs) to use; a reused grid must agree with every explicit setting."""
+    if crs is not None:
+        crs = projection.check_crs(crs)
+    if like is None:
+        return float(cell_size), crs
+    if cell_size is not None and not np.isclose(float(cell_size), like.cell_size, rtol=1e-12, atol=0):
+        raise InputError(f"cell size {cell_size} differs from the reused grid's {like.cell_size}")
+    if step != like.step:
+        raise InputError(f"step {step} differs from the reused grid's step {like.step}; pass step={like.step}")
+    if crs is not None and crs != like.crs:
+        raise InputError(f"CRS {crs} differs from the reused grid's CRS {like.crs}")
+    if geographic and like.crs is None:
+        raise InputError("the reused grid is planar (it has no CRS), so lat/lon input cannot be placed on it")
+    return like.cell_size, like.crs
+
+
+def grid_tracks(
+    source: str | os.PathLike | pd.DataFrame,
+    *,
+    cell_size: float | None,
+    step: float | None,
+    columns: ColumnMap,
+    max_gap: float | None = None,
+    like: Grid | None = None,
+    crs: str | None = None,
+    strict: bool = False,
+    collapse: bool = False,
+    min_points: int = 2,
+    sep: str | None = None,
+    progress: bool = False,
+) -> GriddedTracks:
+    """Read raw points and return tracks resampled at `step` seconds on a square grid.
+
+    Args:
+        source: CSV (optionally gzip), Parquet path, or a DataFrame.
+        cell_size: cell side in metres (lat/lon) or input units (x/y); optional with `like`.
+        step: resampling step in seconds; None keeps the points as they are.
+        columns: the column mapping (lat/lon or x/y).
+        max_gap: split a track where consecutive points are more than this many seconds apart;
+            parts are named "<id>#1", "<id>#2", ...
+        like: reuse this grid exactly (origin, cell size, CRS, step).
+        crs: projected CRS for lat/lon input (default: the UTM zone of the median position), or
+            the CRS planar x/y are in.
+        strict: raise InputError at the first bad row instead of dropping it.
+        collapse: keep only the first point of each run of equal cells in a track.
+        min_points: drop track parts with fewer output points than this (reason "short_track").
+        sep: CSV delimiter (default: sniffed from the header among , TAB ; |).
+        progress: show a progress bar while reading a big file.
+    """
+    t0 = _time.perf_counter()
+    columns.check()
+    _check_args(cell_size, step, max_gap, min_points, like)
+    geographic = columns.geographic
+    cell_size, crs = _resolve_grid_spec(like, cell_size, step, crs, geographic)
+    want = columns.names()
+    src = _open_source(source, want, sep, progress)
+    ids = _TrackIds()
+    try:
+        data = _read_all(src, want, geographic, strict, False, ids)
+    except pa.ArrowInvalid as exc:
+        if not isinstance(src, _CsvSource):
+            raise InputError(f"{src.name}: cannot read ({str(exc).splitlines()[0]})") from None
+        ids = _TrackIds()
+        try:  # undecodable bytes inside a malformed row trip pyarrow; re-read with lenient UTF-8
+            data = _read_all(src, want, geographic, strict, True, ids)
+        except pa.ArrowInvalid as exc2:
+            raise InputError(f"{src.name}: cannot parse as CSV ({str(exc2).splitlines()[0]})") from None
+    if data.read == 0:
+        raise InputError(f"{src.name}: no data rows (only a header)")
+    report = IngestReport(read=data.read)
+    dropped = dict(data.counts)
+    if len(data.t) == 0:
+        _nothing_left(src.name, report, dropped)
+    msgs = report.messages
+    tcol = want["time"]
+    msgs.append(
+        f"time column '{tcol}' read as ISO-8601 (seconds since 1970-01-01 UTC; times without an offset taken as UTC)"
+        if data.time_kind == "iso" else f"time column '{tcol}' read as numbers of seconds"
+    )
+    if ids.non_utf8:
+        msgs.append(f"{ids.non_utf8} track id(s) were not valid UTF-8; their bytes are kept as \\xNN escapes")
+
+    # order, duplicates
+    ordered = resample.order_points(data.code, data.t)
+    dropped["duplicate_time"] = len(ordered.duplicates)
+    if strict and len(ordered.duplicates):
+        k = int(ordered.duplicates.min())  # first duplicate in file order
+        place, malformed = src.where(int(data.index[k]))
+        raise InputError(
+            f"{place}: duplicate time {data.t[k]:.10g} in track '{ids.names[data.code[k]]}' (an earlier row has the same time)"
+        )
+    if len(ordered.unsorted_tracks):
+        first = ids.names[int(ordered.unsorted_tracks[0])]
+        msgs.append(f"sorted {len(ordered.unsorted_tracks)} track(s) whose times were out of order (e.g. '{first}')")
+    o = ordered.order
+    code, t = (data.code, data.t) if ordered.identity else (data.code[o], data.t[o])
+
+    # gaps, resampling
+    parts = resample.split_parts(code, t, max_gap)
+    per_track = parts.count[parts.ordinal == 1]
+    if (per_track > 1).any():
+        msgs.append(f"split {int((per_track > 1).sum())} track(s) at gaps > {max_gap:g} s into {int(per_track[per_track > 1].sum())} parts")
+    if step is not None and max_gap is None and len(t) > 1:
+        inner = np.diff(t)[code[1:] == code[:-1]]
+        if len(inner) and inner.max() > 100 * step:
+            msgs.append(f"interpolated across gaps of up to {inner.max():.4g} s; pass max_gap (--max-gap) to split tracks there")
+    rs = resample.resample(t, parts, step, len(t))
+
+    # positions: project only the raw points that the resampled points are made of
+    need = np.zeros(len(t), bool)
+    need[rs.left] = True
+    need[rs.right] = True
+    pts = np.flatnonzero(need)
+    a, b = data.a[o[pts]], data.b[o[pts]]
+    if geographic:
+        if crs is None:
+            crs = projection.local_crs(b, a)
+            msgs.append(f"projected lat/lon to {crs} (the UTM zone of the median position)")
+        px, py = projection.project(b, a, crs)
+    else:
+        px, py = a, b
+    slot = np.cumsum(need) - 1
+    li, ri, w = slot[rs.left], slot[rs.right], rs.weight
+    x = px[li] + w * (px[ri] - px[li])
+    y = py[li] + w * (py[ri] - py[li])
+
+    # grid, cells
+    if like is not None:
+        grid = like
+    elif geographic:
+        grid = Grid.covering(x, y, cell_size, crs=crs, step=None if step is None else float(step))
+    else:
+        grid = Grid(cell_size=float(cell_size), crs=crs, step=None if step is None else float(step))
+    if len(x):
+        reach = max(np.abs(x - grid.origin_x).max(), np.abs(y - grid.origin_y).max()) / grid.cell_size
+        if reach > 2.0**52:
+            raise InputError(f"coordinates reach {reach:.3g} cells from the grid origin; use a larger cell size")
+    col, row = grid.to_cells(x, y)
+    part, tout = rs.part, rs.time
+    if collapse:
+        keep = resample.collapse_repeats(part, col, row)
+        part, tout, x, y, col, row = part[keep], tout[keep], x[keep], y[keep], col[keep], row[keep]
+
+    # short parts
+    n_parts = len(parts.start)
+    out_count = np.bincount(part, minlength=n_parts)
+    good = out_count >= min_points
+    raw_count = parts.stop - parts.start
+    dropped["short_track"] = int(raw_count[~good].sum())
+    if strict and not good.all():
+        p = int(np.argmax(~good))
+        name = _part_names(ids.names, parts, np.array([p]))[0].as_py()
+        raise InputError(
+            f"{src.name} track '{name}': {int(out_count[p])} point(s) after cleaning"
+            f"{' and resampling' if step else ''}, fewer than min_points={min_points}"
+        )
+    keep = good[part]
+    if not keep.all():
+        part, tout, x, y, col, row = part[keep], tout[keep], x[keep], y[keep], col[keep], row[keep]
+    report.dropped = {r: int(dropped[r]) for r in validate.REASONS if dropped.get(r)}
+    report.kept = report.read - sum(report.dropped.values())
+    report.tracks = int(good.sum())
+    if report.kept <= 0 or len(part) == 0:
+        _nothing_left(src.name, report, dropped)
+
+    # frame
+    used = np.flatnonzero(good)
+    renum = np.full(n_parts, -1, np.int64)
+    renum[used] = np.arange(len(used))
+    names = _part_names(ids.names, parts, used)
+    track = pc.take(names, pa.array(renum[part]))
+    table = pa.table({
+        "track": track, "step": resample.steps_within(part), "time": tout,
+        "col": col, "row": row, "x": x, "y": y,
+    })
+    frame = table.to_pandas()
+    report.timed(_time.perf_counter() - t0)
+    meta = {
+        "source": src.name, "columns": want, "time_kind": data.time_kind, "max_gap": max_gap,
+        "collapse": bool(collapse), "min_points": int(min_points),
+    }
+    return GriddedTracks(frame=frame, grid=grid, report=report, meta=meta)
+
+
+def _nothing_left(name: str, report: IngestReport, dropped: dict[str, int]) -> None:
+    shown = ", ".join(f"{k} {v}" for k, v in dropped.items() if v)
+    raise InputError(f"{name}: no usable tracks left after cleaning (read {report.read} rows; dropped: {shown})")
+
+
+def _part_names(names: list[str], parts: resample.Parts, which: np.ndarray) -> pa.Array:
+    """Track ids of the given parts: the raw id, or '<id>#k' when the track was split."""
+    base = pc.take(pa.array(names, pa.string()), pa.array(parts.track[which].astype(np.int64)))
+    split = parts.count[which] > 1
+    if not split.any():
+        return base
+    suffix = pc.binary_join_element_wise(base, pc.cast(pa.array(parts.ordinal[which]), pa.string()), "#")
+    return pc.if_else(pa.array(split), suffix, base)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_gridded(gt: GriddedTracks, path: str | os.PathLike) -> None:
+    """Parquet with the grid (and the report) in the file metadata; written atomically."""
+    missing = [c for c in FRAME_COLUMNS if c not in gt.frame.columns]
+    if missing:
+        raise InputError(f"gridded frame lacks column(s) {missing}")
+    table = pa.Table.from_pandas(gt.frame[list(FRAME_COLUMNS)], preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[GRID_KEY] = gt.grid.to_json().encode()
+    meta[REPORT_KEY] = json.dumps(gt.report.to_dict()).encode()
+    meta[INGEST_KEY] = json.dumps(gt.meta, default=str).encode()
+    table = table.replace_schema_metadata(meta)
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _parquet_meta(path: str) -> dict:
+    try:
+        return pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def read_gridded(path: str | os.PathLike) -> GriddedTracks:
+    """Load a file written by `write_gridded` (or `gridcast grid`)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    meta = _parquet_meta(path)
+    if GRID_KEY not in meta:
+        raise InputError(f"{path}: not a gridded file (no '{GRID_KEY.decode()}' in its metadata)")
+    grid = Grid.from_json(meta[GRID_KEY].decode())
+    try:
+        report = IngestReport.from_dict(json.loads(meta.get(REPORT_KEY, b"{}")))
+        extra = json.loads(meta.get(INGEST_KEY, b"{}"))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: damaged gridcast metadata ({exc})") from None
+    frame = pq.read_table(path).to_pandas()
+    missing = [c for c in FRAME_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: gridded file lacks column(s) {missing}")
+    frame["track"] = frame["track"].astype(str)
+    return GriddedTracks(frame=frame, grid=grid, report=report, meta=extra)
+
+
+def load_grid(path: str | os.PathLike) -> Grid:
+    """The grid of a gridded Parquet file, or of a model directory (its config.json's "grid")."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        cfg = os.path.join(path, "config.json")
+        try:
+            with open(cfg, encoding="utf-8") as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise InputError(f"{path}: not a model directory (no config.json)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{cfg}: not valid JSON ({exc})") from None
+        if not isinstance(d, dict) or not isinstance(d.get("grid"), dict):
+            raise InputError(f"{cfg}: has no \"grid\" entry")
+        return Grid.from_dict(d["grid"])
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file or model directory")
+    meta = _parquet_meta(path)
+    if GRID_KEY not in meta:
+        raise InputError(f"{path}: not a gridded file (no grid in its metadata)")
+    return Grid.from_json(meta[GRID_KEY].decode())
+
+
+__all__ = [
+    "ColumnMap", "IngestReport", "GriddedTracks", "grid_tracks", "read_gridded", "write_gridded", "load_grid",
+]
