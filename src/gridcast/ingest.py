@@ -22,6 +22,7 @@ file needs ~3 GB, not the file's size. A fully out-of-core path (external sort) 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import difflib
 import functools
@@ -29,6 +30,7 @@ import gzip
 import io
 import json
 import os
+import sys
 import time as _time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -280,14 +282,33 @@ class _CsvSource(_Source):
                 src = pa.CompressedInputStream(pa.PythonFile(fh, mode="r"), "gzip") if self.gzip else fh
             else:
                 src = pa.input_stream(self.path, compression="gzip" if self.gzip else None)
-            reader = pcsv.open_csv(src, read_options=read, parse_options=parse, convert_options=convert)
-            for rb in reader:
-                yield {role: rb.column(col) for role, col in self.want.items()}, rb.num_rows
+            with self._quiet_handler():
+                reader = pcsv.open_csv(src, read_options=read, parse_options=parse, convert_options=convert)
+                for rb in reader:
+                    yield {role: rb.column(col) for role, col in self.want.items()}, rb.num_rows
         finally:
             if fh is not None:
                 fh.close()
             if bar is not None:
                 bar.close()
+
+    @contextlib.contextmanager
+    def _quiet_handler(self) -> Iterator[None]:
+        """pyarrow cannot hand a malformed row with undecodable bytes to our handler: it prints the
+        decode error as an "Exception ignored" traceback, then fails the read (which we retry
+        leniently). Keep that traceback off the user's terminal."""
+        previous = sys.unraisablehook
+
+        def hook(u) -> None:
+            if getattr(u.object, "__self__", None) is self and isinstance(u.exc_value, UnicodeDecodeError):
+                return
+            previous(u)
+
+        sys.unraisablehook = hook
+        try:
+            yield
+        finally:
+            sys.unraisablehook = previous
 
     def _types(self, used: list[str]) -> dict[str, pa.DataType]:
         """Raw bytes for coordinates (parsed per batch, so one bad value costs one batch, not the read);
@@ -487,6 +508,7 @@ class _Validated:
     counts: dict[str, int]
     read: int
     time_kind: str
+    lenient: bool = False
 
 
 def _check_batch(
@@ -566,7 +588,7 @@ def _read_all(src: _Source, want: dict[str, str], geographic: bool, strict: bool
     return _Validated(
         code=cat("code", np.int32), t=cat("t", np.float64), a=cat("a", np.float64), b=cat("b", np.float64),
         index=cat("index", np.int64) if strict else None, counts=named, read=offset + src.malformed,
-        time_kind=kind or "number",
+        time_kind=kind or "number", lenient=lenient,
     )
 
 
@@ -667,6 +689,8 @@ def grid_tracks(
         f"time column '{tcol}' read as ISO-8601 (seconds since 1970-01-01 UTC; times without an offset taken as UTC)"
         if data.time_kind == "iso" else f"time column '{tcol}' read as numbers of seconds"
     )
+    if data.lenient:
+        msgs.append("the file is not valid UTF-8 throughout; undecodable bytes were read as \\xNN escapes")
     if ids.non_utf8:
         msgs.append(f"{ids.non_utf8} track id(s) were not valid UTF-8; their bytes are kept as \\xNN escapes")
 

@@ -210,7 +210,7 @@ def explain_row(
         v = _plain(raw[key])[i].as_py()
         if isinstance(v, bytes):
             v = v.decode("utf-8", "backslashreplace")
-        return repr(v) if isinstance(v, str) else str(v)
+        return f"'{v}'" if isinstance(v, str) else str(v)
 
     if code == MISSING:
         for key in ("track", "time", "a", "b"):
