@@ -27,6 +27,12 @@ N_TRAIN = 11
 
 def load_liverpool():
     """(train, test, grid, ingest report) of the bundled route-14 trips."""
+    train, test, gridded = load_liverpool_gridded()
+    return train, test, gridded.grid, gridded.report
+
+
+def load_liverpool_gridded():
+    """(train, test, gridded): the cell tracks and the gridded table they came from."""
     from .ingest import ColumnMap, grid_tracks
 
     gridded = grid_tracks(liverpool_route14(), cell_size=CELL_SIZE, step=STEP, columns=ColumnMap(**LIVERPOOL_COLUMNS),
@@ -35,7 +41,16 @@ def load_liverpool():
     tracks = [t for t in tracks if len(t) >= 2]
     share = N_TRAIN / len(tracks)
     train, test = split_by_time(tracks, (share, 1.0 - share))
-    return train, test, gridded.grid, gridded.report
+    return train, test, gridded
+
+
+def _write_test_file(gridded, test: list, path: Path) -> None:
+    """The held-out trips as a gridded Parquet, so `gridcast evaluate` can be tried on them."""
+    from .ingest import GriddedTracks, write_gridded
+
+    ids = {t.id for t in test}
+    frame = gridded.frame[gridded.frame["track"].astype(str).isin(ids)].reset_index(drop=True)
+    write_gridded(GriddedTracks(frame, gridded.grid, gridded.report), path)
 
 
 def run_demo(out_dir: str | Path, cells: tuple[str, ...] = ("lstm", "gru", "rnn"), seed: int = 0,
@@ -46,7 +61,9 @@ def run_demo(out_dir: str | Path, cells: tuple[str, ...] = ("lstm", "gru", "rnn"
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train, test, grid, report = load_liverpool()
+    train, test, gridded = load_liverpool_gridded()
+    grid, report = gridded.grid, gridded.report
+    _write_test_file(gridded, test, out / "test.parquet")
     log(f"Liverpool bus route 14 (bundled, Open Government Licence v3.0): {report.read} GPS points read, "
         f"{report.kept} kept, {len(train)} training trips, {len(test)} test trips on a {grid.cell_size:.0f} m grid "
         f"at {STEP:.0f} s steps")
@@ -66,7 +83,6 @@ def run_demo(out_dir: str | Path, cells: tuple[str, ...] = ("lstm", "gru", "rnn"
     best_kind = max(cells, key=lambda k: table["models"][k]["acc@1"])
     best = models[best_kind]
     best.save(out / "model")
-    (out / "metrics.json").write_text(json.dumps(table, indent=2))
     longest = max(test, key=len)
     n_obs = max(1, len(longest) // 2)
     routes = best.beam(longest.cells[:n_obs], len(longest) - n_obs, width=3)
@@ -74,8 +90,10 @@ def run_demo(out_dir: str | Path, cells: tuple[str, ...] = ("lstm", "gru", "rnn"
                           background=train, title=f"held-out trip {longest.id}: {best_kind.upper()} continuation "
                           f"({grid.cell_size:.0f} m cells)")
     plot_training_curves(out / "training.png", {k: m.result_.history for k, m in models.items()})
+    table["example_track"] = " ".join(f"{c},{r}" for c, r in longest.cells[:n_obs])
     table["seconds"] = round(time.perf_counter() - started, 1)
     table["best_model"] = best_kind
+    (out / "metrics.json").write_text(json.dumps(table, indent=2))
     return table
 
 

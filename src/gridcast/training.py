@@ -90,7 +90,8 @@ def fit(model: nn.Module, batches: Callable[[np.random.Generator], Iterable], va
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
     result, best_state, waited = TrainResult(), None, 0
     log = open(log_path, "a", encoding="utf-8") if log_path else None
-    bar = tqdm(range(1, config.epochs + 1), desc=description, disable=not progress, leave=False, unit="epoch")
+    bar = tqdm(range(1, config.epochs + 1), desc=description, disable=True if not progress else None,  # None: only on a terminal
+               leave=False, unit="epoch")
     try:
         for epoch in bar:
             started = time.perf_counter()

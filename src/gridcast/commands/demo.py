@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     for metric in ("acc@1", "acc@5", "ade"):
         print(verdict(table, metric))
-    print(f"\nwrote {args.out}/model (try: gridcast predict {args.out}/model --track \"...\"), "
-          f"{args.out}/prediction.png, {args.out}/training.png, {args.out}/metrics.json  [{table['seconds']} s]")
+    print(f"\nwrote {args.out}/model, {args.out}/prediction.png, {args.out}/training.png, {args.out}/metrics.json "
+          f"[{table['seconds']} s]")
+    print(f"try: gridcast evaluate {args.out}/model {args.out}/test.parquet --collapse")
+    print(f"     gridcast predict {args.out}/model --track \"{table['example_track']}\" --horizon 10")
     return 0
