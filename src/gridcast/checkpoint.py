@@ -62,8 +62,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
-    """Save `tensors` and `config` into `directory` atomically; returns the directory."""
+def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any],
+                    fmt: str = FORMAT) -> Path:
+    """Save `tensors` and `config` into `directory` atomically; returns the directory.
+
+    `fmt` names what the directory holds (a model, or a trainer's resume state), checked on load."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     blob = save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
@@ -71,7 +74,7 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tenso
     weights_name = f"weights-{digest[:16]}.safetensors"
     if not (directory / weights_name).exists():
         atomic_write_bytes(directory / weights_name, blob)
-    document = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "weights": weights_name,
+    document = {"format": fmt, "schema_version": SCHEMA_VERSION, "weights": weights_name,
                 "weights_sha256": digest, **config}
     atomic_write_bytes(directory / CONFIG_NAME, json.dumps(document, indent=2, sort_keys=True).encode())
     for stale in directory.glob("weights-*.safetensors"):
@@ -80,8 +83,8 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tenso
     return directory
 
 
-def read_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """The validated ``config.json`` of a model directory."""
+def read_config(directory: str | os.PathLike, fmt: str = FORMAT) -> dict[str, Any]:
+    """The validated ``config.json`` of a model (or trainer-state) directory."""
     directory = Path(directory)
     if not directory.exists():
         raise CheckpointError(f"model directory {directory} does not exist")
@@ -94,8 +97,8 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is corrupted (not valid JSON: {exc})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a gridcast model config (format {document.get('format') if isinstance(document, dict) else None!r})")
+    if not isinstance(document, dict) or document.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a {fmt} config (format {document.get('format') if isinstance(document, dict) else None!r})")
     version = document.get("schema_version")
     if version != SCHEMA_VERSION:
         raise CheckpointError(f"{path} has schema version {version!r}; this gridcast reads version {SCHEMA_VERSION}")
@@ -105,9 +108,9 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     return document
 
 
-def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(directory: str | os.PathLike, fmt: str = FORMAT) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, config) of a model directory; every failure is a `CheckpointError` naming the file."""
-    config = read_config(directory)
+    config = read_config(directory, fmt)
     path = Path(directory) / config["weights"]
     if not path.exists():
         raise CheckpointError(f"{path} is missing: the checkpoint in {directory} is incomplete")

@@ -142,10 +142,15 @@ class Forecaster:
     # ----------------------------------------------------------------------------------- fit
     def fit(self, tracks: list[Track], val_tracks: list[Track] | None = None, *, val_fraction: float = 0.15,
             train: TrainConfig | None = None, log_path: str | Path | None = None, out_dir: str | Path | None = None,
-            progress: bool = False, **train_settings) -> "Forecaster":
+            progress: bool = False, resume: bool = False, skip_nonfinite: bool = False,
+            **train_settings) -> "Forecaster":
         """Train on `tracks`; early stopping on `val_tracks` (default: a random `val_fraction` of the
         tracks, split by track). Keyword settings override `TrainConfig` fields (``epochs=``, ``lr=``...).
-        With `out_dir`, the best model so far is saved after every improvement (nothing lost on a crash)."""
+
+        With `out_dir`, the best model so far is saved after every improvement and the whole trainer
+        state after every epoch (in ``out_dir/resume``): nothing is lost on a crash, and
+        ``resume=True`` (same data, same settings) continues to the very weights an uninterrupted run
+        reaches."""
         train_config = train or TrainConfig()
         for key, value in train_settings.items():
             if not hasattr(train_config, key):
@@ -173,9 +178,15 @@ class Forecaster:
                 yield self._batch([train_encoded[i] for i in order[start:start + batch_size]])
 
         on_improve = (lambda epoch: self.save(out_dir)) if out_dir is not None else None
+        if resume and out_dir is None:
+            raise InputError("resume needs the model directory of the interrupted run")
+        settings = {"model": self.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
+                    "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks))}
         self.result_: TrainResult = fit_loop(self.net_, batches, val_batches, self._loss, train_config,
                                             log_path=log_path, on_improve=on_improve, progress=progress,
-                                            description=f"fit {self.config.cell}")
+                                            description=f"fit {self.config.cell}",
+                                            state_dir=None if out_dir is None else Path(out_dir) / "resume",
+                                            resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
         if self.config.target == "offset" and self.config.offset_loss == "mse":
             self.norm_.offset_std = self._residual_std(val_tracks or tracks)
         if out_dir is not None:

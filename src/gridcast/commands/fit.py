@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--val-fraction", type=float, default=0.15, help="share of tracks held out for early stopping")
     train.add_argument("--collapse", action="store_true", help="drop consecutive repeats: 'which cell next' sequences")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --out (same DATA and settings): ends with the same weights")
+    train.add_argument("--skip-nonfinite", action="store_true", help="skip batches whose loss is NaN/inf instead of stopping")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_column_args(p)
     p.set_defaults(func=run)
@@ -54,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "train_log.jsonl"
-    log.unlink(missing_ok=True)
     started = time.perf_counter()
     model = Forecaster(config, grid).fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log,
-                                         out_dir=out, progress=not args.no_progress and not args.json)
+                                         out_dir=out, progress=not args.no_progress and not args.json,
+                                         resume=args.resume, skip_nonfinite=args.skip_nonfinite)
     result = model.result_
     summary = {"out": str(out), "tracks": len(tracks), "cells": len(model.vocab_.cells),
                "epochs": len(result.history), "best_epoch": result.best_epoch,
