@@ -207,8 +207,8 @@ def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
         if col is not None and col not in have:
             hint = difflib.get_close_matches(col, have, n=1)
             extra = f"; did you mean '{hint[0]}'?" if hint else ""
-            shown = ", ".join(repr(h) for h in have[:30]) + (" ..." if len(have) > 30 else "")
-            raise InputError(f"{name}: missing column '{col}' (columns found: {shown}){extra}")
+            shown = ", ".join(f"'{validate.printable(h)}'" for h in have[:30]) + (" ..." if len(have) > 30 else "")
+            raise InputError(f"{name}: missing column '{validate.printable(col)}' (columns found: {shown}){extra}")
 
 
 class _CsvSource(_Source):
@@ -701,11 +701,11 @@ def grid_tracks(
         k = int(ordered.duplicates.min())  # first duplicate in file order
         place, malformed = src.where(int(data.index[k]))
         raise InputError(
-            f"{place}: duplicate time {data.t[k]:.10g} in track '{ids.names[data.code[k]]}' (an earlier row has the same time)"
+            f"{place}: duplicate time {data.t[k]:.10g} in track '{validate.printable(ids.names[data.code[k]])}' (an earlier row has the same time)"
         )
     if len(ordered.unsorted_tracks):
         first = ids.names[int(ordered.unsorted_tracks[0])]
-        msgs.append(f"sorted {len(ordered.unsorted_tracks)} track(s) whose times were out of order (e.g. '{first}')")
+        msgs.append(f"sorted {len(ordered.unsorted_tracks)} track(s) whose times were out of order (e.g. '{validate.printable(first)}')")
     o = ordered.order
     code, t = (data.code, data.t) if ordered.identity else (data.code[o], data.t[o])
 
@@ -765,7 +765,7 @@ def grid_tracks(
         p = int(np.argmax(~good))
         name = _part_names(ids.names, parts, np.array([p]))[0].as_py()
         raise InputError(
-            f"{src.name} track '{name}': {int(out_count[p])} point(s) after cleaning"
+            f"{src.name} track '{validate.printable(name)}': {int(out_count[p])} point(s) after cleaning"
             f"{' and resampling' if step else ''}, fewer than min_points={min_points}"
         )
     keep = good[part]

@@ -32,6 +32,12 @@ MAX_TIME = 1e12
 _NUMBER = re.compile(rb"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
 
 
+def printable(text: str, limit: int = 60) -> str:
+    """A value as it may appear inside a one-line message: control characters escaped, long text cut."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
 @dataclass
 class Numbers:
     """A coerced column: values (NaN where unusable) and why they are unusable."""
@@ -210,7 +216,7 @@ def explain_row(
         v = _plain(raw[key])[i].as_py()
         if isinstance(v, bytes):
             v = v.decode("utf-8", "backslashreplace")
-        return f"'{v}'" if isinstance(v, str) else str(v)
+        return f"'{printable(v)}'" if isinstance(v, str) else printable(str(v))
 
     if code == MISSING:
         for key in ("track", "time", "a", "b"):
