@@ -100,3 +100,33 @@ def test_save_replaces_weights_and_leaves_one_file(tmp_path):
     assert torch.equal(tensors["a"], torch.ones(3)) and config["x"] == 2
     assert len(list(tmp_path.glob("weights-*.safetensors"))) == 1
     assert not list(tmp_path.glob(".*tmp"))
+
+
+SAVER = """
+import sys, torch
+from gridcast.checkpoint import save_checkpoint
+i = 0
+while True:
+    i += 1
+    save_checkpoint(sys.argv[1], {"w": torch.full((200_000,), float(i))}, {"i": i})
+    print(i, flush=True)
+"""
+
+
+def test_sigkill_during_saves_never_leaves_an_unloadable_checkpoint(tmp_path):
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "ckpt"
+    for attempt in range(5):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], stdout=subprocess.PIPE, text=True)
+        proc.stdout.readline()  # at least one save has completed
+        time.sleep(random.uniform(0.0, 0.3))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        tensors, config = load_checkpoint(target)
+        assert torch.all(tensors["w"] == float(config["i"]))  # weights and config belong together
