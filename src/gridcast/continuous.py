@@ -1,0 +1,365 @@
+"""Continuous trajectory forecasting: observed positions in, future positions out.
+
+The model (`ContinuousForecaster`) is an encoder over `gridcast.recurrent.Recurrent` (any cell
+kind) with small heads; what makes a single-agent recurrent model strong here is mostly the framing:
+
+* **relative, canonical frame** - every window is translated so the last observed position is the
+  origin and rotated so the last observed step points along +x (`canonical_frame`). The network
+  never sees absolute positions or headings, so it cannot overfit a scene's layout, and a model
+  trained on four scenes transfers to the fifth.
+* **displacement inputs** - the observed steps (and positions relative to the last one), scaled by
+  a typical step length.
+* **residual over constant velocity** - the heads predict per-step corrections to the constant
+  velocity extrapolation, so an untrained network already equals CVM.
+* **flip augmentation** - mirroring across the heading axis is a symmetry of walking (and pointing).
+* **outputs** - a deterministic trajectory trained on the Euclidean error (the ADE itself); a
+  mixture of K trajectories with weights, trained winner-takes-all (best-of-many) with a
+  cross-entropy on the winner, for multi-modal prediction; a per-step Gaussian spread around the
+  deterministic trajectory, for sampling.
+
+Inputs are built from the observed part only (`make_inputs` takes ``obs`` positions and nothing
+else), so no future position can leak into a prediction; a test perturbs the futures to prove it.
+
+Baselines (`constant_position`, `constant_velocity`, `linear_fit`) share the array conventions:
+``obs`` (N, T_obs, 2) -> (N, horizon, 2).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .recurrent import Recurrent
+
+# ------------------------------------------------------------------------------------ baselines
+
+
+def constant_position(obs: np.ndarray, horizon: int) -> np.ndarray:
+    """Stay at the last observed position."""
+    return np.repeat(np.asarray(obs)[:, -1:], horizon, axis=1)
+
+
+def constant_velocity(obs: np.ndarray, horizon: int) -> np.ndarray:
+    """Extrapolate the last observed step (backward difference: uses no future position)."""
+    obs = np.asarray(obs, dtype=np.float64)
+    step = obs[:, -1] - obs[:, -2]
+    k = np.arange(1, horizon + 1, dtype=np.float64)[None, :, None]
+    return obs[:, -1:] + k * step[:, None]
+
+
+def linear_fit(obs: np.ndarray, horizon: int) -> np.ndarray:
+    """Least-squares line through all observed positions against time, extrapolated."""
+    obs = np.asarray(obs, dtype=np.float64)
+    t_obs = obs.shape[1]
+    t = np.arange(t_obs, dtype=np.float64)
+    design = np.stack([np.ones_like(t), t], axis=1)  # (T, 2)
+    coef = np.linalg.pinv(design) @ obs  # (N, 2, 2): [intercept; slope] per coordinate
+    t_new = np.arange(t_obs, t_obs + horizon, dtype=np.float64)
+    return coef[:, :1] + t_new[None, :, None] * coef[:, 1:2]
+
+
+BASELINES = {"constant_position": constant_position, "cvm": constant_velocity, "linear": linear_fit}
+
+# -------------------------------------------------------------------------------------- framing
+
+
+def canonical_frame(obs: np.ndarray, min_step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Origin and rotation that put the last observed position at 0 and its last step along +x.
+
+    A step shorter than ``min_step`` has a meaningless heading; then the whole observed
+    displacement gives it, and if that is short too the window is not rotated.
+    Returns origin (N, 2) and rotation matrices R (N, 2, 2) with ``local = (world - origin) @ R``.
+    """
+    obs = np.asarray(obs, dtype=np.float64)
+    last = obs[:, -1] - obs[:, -2]
+    whole = obs[:, -1] - obs[:, 0]
+    use = np.where((np.linalg.norm(last, axis=1) >= min_step)[:, None], last, whole)
+    angle = np.where(np.linalg.norm(use, axis=1) >= min_step, np.arctan2(use[:, 1], use[:, 0]), 0.0)
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.stack([np.stack([c, -s], axis=1), np.stack([s, c], axis=1)], axis=1)  # rows: x, y
+    return obs[:, -1].copy(), rot
+
+
+def make_inputs(obs: np.ndarray, scale: float, canonical: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model inputs from observed positions only.
+
+    Returns features (N, T_obs - 1, 4): [step dx, dy, position relative to last x, y] / scale in
+    the local frame, and the frame (origin (N, 2), rotation (N, 2, 2)) to map predictions back.
+    """
+    obs = np.asarray(obs, dtype=np.float64)
+    if canonical:
+        origin, rot = canonical_frame(obs, min_step=0.05 * scale)
+    else:
+        origin, rot = obs[:, -1].copy(), np.repeat(np.eye(2)[None], len(obs), axis=0)
+    local = np.einsum("ntc,ncd->ntd", obs - origin[:, None], rot)
+    steps = np.diff(local, axis=1)
+    feats = np.concatenate([steps, local[:, 1:]], axis=2) / scale
+    return feats.astype(np.float32), origin, rot
+
+
+def to_local(points: np.ndarray, origin: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    return np.einsum("ntc,ncd->ntd", np.asarray(points, np.float64) - origin[:, None], rot)
+
+
+def to_world(points: np.ndarray, origin: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    """Inverse of `to_local` for (N, T, 2) or (K, N, T, 2) arrays."""
+    points = np.asarray(points, np.float64)
+    if points.ndim == 4:
+        return np.einsum("kntd,ncd->kntc", points, rot) + origin[None, :, None]
+    return np.einsum("ntd,ncd->ntc", points, rot) + origin[:, None]
+
+# ---------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class ForecasterConfig:
+    """Everything needed to rebuild a model; saved beside its weights."""
+
+    kind: str = "lstm"          # rnn | lstm | gru
+    hidden: int = 96            # recurrent width
+    layers: int = 1
+    embed: int = 32             # input projection width
+    horizon: int = 12
+    modes: int = 20             # mixture components (0: no mixture head)
+    scale: float = 0.4          # typical step length in data units (m for pedestrians, px for mice)
+    canonical: bool = True      # relative + rotated frame (False: relative only, random rotations)
+    flip: bool = True           # mirror augmentation across the heading axis
+    speed_aug: float = 0.0      # random speed scaling in [1 - a, 1 + a] while training
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    batch: int = 256
+    epochs: int = 60
+    patience: int = 8
+    clip: float = 1.0
+    mode_weight: float = 1.0    # weight of the mixture loss beside the deterministic one
+    seed: int = 0
+
+
+class ContinuousForecaster(nn.Module):
+    """Encoder (`Recurrent`) over observed steps; heads for a deterministic trajectory, a mixture
+    of ``modes`` trajectories with weights, and a per-step Gaussian spread.
+
+    Shapes: feats (B, T_obs - 1, 4), cv (B, 2) last local step / scale ->
+    mean (B, H, 2), modes (B, K, H, 2), logits (B, K), log_sigma (B, H); all local, / scale.
+    """
+
+    def __init__(self, cfg: ForecasterConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Sequential(nn.Linear(4, cfg.embed), nn.ReLU())
+        self.encoder = Recurrent(cfg.kind, cfg.embed, cfg.hidden, num_layers=cfg.layers)
+        h, out = cfg.hidden, cfg.horizon * 2
+
+        def head(n_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(h + 4, h), nn.ReLU(), nn.Linear(h, n_out))
+
+        self.mean_head = head(out)
+        self.sigma_head = head(cfg.horizon)
+        self.mode_head = head(cfg.modes * (out + 1)) if cfg.modes else None
+        for m in (self.mean_head, self.mode_head):
+            if m is not None:  # start exactly at constant velocity
+                nn.init.zeros_(m[-1].weight)
+                nn.init.zeros_(m[-1].bias)
+        k = torch.arange(1, cfg.horizon + 1, dtype=torch.float32)
+        self.register_buffer("steps_ahead", k.view(1, -1, 1), persistent=False)
+
+    def _trajectory(self, residual_steps: Tensor, cv: Tensor) -> Tensor:
+        """Per-step corrections (.., H, 2) -> positions: constant velocity plus the running sum."""
+        base = self.steps_ahead * cv.unsqueeze(-2)  # (B, H, 2)
+        if residual_steps.dim() == 4:
+            base = base.unsqueeze(1)
+        return base + residual_steps.cumsum(dim=-2)
+
+    def forward(self, feats: Tensor, cv: Tensor) -> dict[str, Tensor]:
+        out = self.encoder(self.embed(feats)).output[:, -1]
+        z = torch.cat([out, feats[:, -1]], dim=1)  # the last step is the strongest cue
+        batch, horizon = feats.shape[0], self.cfg.horizon
+        result = {"mean": self._trajectory(self.mean_head(z).view(batch, horizon, 2), cv),
+                  "log_sigma": self.sigma_head(z.detach()).clamp(-6, 4)}
+        if self.mode_head is not None:
+            raw = self.mode_head(z).view(batch, self.cfg.modes, -1)
+            result["modes"] = self._trajectory(raw[..., :-1].reshape(batch, self.cfg.modes, horizon, 2), cv)
+            result["logits"] = raw[..., -1]
+        return result
+
+
+def euclid(pred: Tensor, true: Tensor) -> Tensor:
+    """Per-step Euclidean distance, safe gradient at zero."""
+    return torch.sqrt(((pred - true) ** 2).sum(-1) + 1e-9)
+
+
+def losses(out: dict[str, Tensor], target: Tensor, mode_weight: float) -> dict[str, Tensor]:
+    """ADE of the mean; winner-takes-all ADE + winner cross-entropy for the modes; Gaussian NLL of
+    the spread around the (detached) mean, so learning the spread never bends the mean."""
+    mean_ade = euclid(out["mean"], target).mean()
+    err2 = ((out["mean"].detach() - target) ** 2).sum(-1)  # (B, H)
+    log_s = out["log_sigma"]
+    nll = (2 * log_s + err2 / (2 * torch.exp(2 * log_s))).mean()
+    total = mean_ade + 0.1 * nll
+    parts = {"ade": mean_ade, "nll": nll}
+    if "modes" in out:
+        per_mode = euclid(out["modes"], target.unsqueeze(1)).mean(-1)  # (B, K)
+        best = per_mode.argmin(dim=1)
+        wta = per_mode.gather(1, best[:, None]).mean()
+        ce = nn.functional.cross_entropy(out["logits"], best)
+        total = total + mode_weight * (wta + 0.1 * ce)
+        parts.update(wta=wta, ce=ce)
+    parts["total"] = total
+    return parts
+
+
+@dataclass
+class Prepared:
+    """Tensors for a set of windows, in the local frame and divided by ``scale``."""
+
+    feats: Tensor
+    cv: Tensor
+    target: Tensor | None
+    origin: np.ndarray
+    rot: np.ndarray
+
+
+def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig) -> Prepared:
+    feats, origin, rot = make_inputs(obs, cfg.scale, cfg.canonical)
+    cv = torch.from_numpy(feats[:, -1, :2].copy())
+    target = None
+    if future is not None:
+        target = torch.from_numpy((to_local(future, origin, rot) / cfg.scale).astype(np.float32))
+    return Prepared(torch.from_numpy(feats), cv, target, origin, rot)
+
+
+def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig,
+             gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Random mirror across the heading axis (canonical) or random rotation (relative frame),
+    and optional speed scaling: all are symmetries of the data, applied to inputs and targets alike."""
+    b = feats.shape[0]
+    if cfg.canonical:
+        sign = torch.ones(b, 1, 2)
+        if cfg.flip:
+            sign[:, :, 1] = torch.where(torch.rand(b, 1, generator=gen) < 0.5, -1.0, 1.0)
+        feats = feats * sign.repeat(1, 1, 2)
+        cv, target = cv * sign[:, 0], target * sign
+    else:
+        theta = torch.rand(b, generator=gen) * 2 * math.pi
+        c, s = torch.cos(theta), torch.sin(theta)
+        rot = torch.stack([torch.stack([c, -s], 1), torch.stack([s, c], 1)], 1)  # (B, 2, 2)
+        if cfg.flip:
+            mirror = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+            rot = rot * torch.stack([torch.ones(b), mirror], 1)[:, None, :]
+        f = feats.view(b, -1, 2, 2)
+        feats = torch.einsum("btjc,bcd->btjd", f, rot).reshape(feats.shape)
+        cv, target = torch.einsum("bc,bcd->bd", cv, rot), torch.einsum("btc,bcd->btd", target, rot)
+    if cfg.speed_aug > 0:
+        k = 1 + cfg.speed_aug * (2 * torch.rand(b, 1, generator=gen) - 1)
+        feats, cv, target = feats * k[:, :, None], cv * k, target * k[:, :, None]
+    return feats, cv, target
+
+
+def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
+        max_seconds: float | None = None) -> tuple[ContinuousForecaster, dict]:
+    """AdamW with gradient-norm clipping and a cosine learning rate; keeps the weights with the
+    best validation ADE of the deterministic head and stops after ``patience`` epochs without
+    improvement (or after ``max_seconds``). Returns the model and a small history."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = ContinuousForecaster(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr * 0.05)
+    n = len(train.feats)
+    best, best_state, stale, history = math.inf, None, 0, []
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, cfg.batch):
+            idx = order[i: i + cfg.batch]
+            feats, cv, target = _augment(train.feats[idx], train.cv[idx], train.target[idx], cfg, gen)
+            parts = losses(model(feats, cv), target, cfg.mode_weight)
+            opt.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            total += float(parts["total"].detach()) * len(idx)
+        sched.step()
+        val_ade = evaluate_local(model, val)
+        history.append({"epoch": epoch, "train_loss": total / n, "val_ade": val_ade})
+        if log:
+            log(f"epoch {epoch:3d} loss {total / n:.4f} val ade {val_ade:.4f}")
+        if val_ade < best - 1e-5:
+            best, best_state, stale = val_ade, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+        if stale >= cfg.patience or (max_seconds and time.perf_counter() - start > max_seconds):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model, {"history": history, "best_val_ade": best, "epochs_run": len(history),
+                   "seconds": time.perf_counter() - start, "config": asdict(cfg)}
+
+
+@torch.no_grad()
+def _run(models: list[ContinuousForecaster], data: Prepared, batch: int = 4096) -> dict[str, Tensor]:
+    """All heads over a dataset in batches, ensembles stacked on a leading axis."""
+    outs = []
+    for model in models:
+        model.eval()
+        parts = [model(data.feats[i: i + batch], data.cv[i: i + batch]) for i in range(0, len(data.feats), batch)]
+        outs.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+    return {k: torch.stack([o[k] for o in outs]) for k in outs[0]}
+
+
+def evaluate_local(model: ContinuousForecaster, data: Prepared) -> float:
+    """Deterministic ADE in the model's scaled local frame (rotation keeps distances)."""
+    mean = _run([model], data)["mean"][0]
+    return float(euclid(mean, data.target).mean())
+
+
+def predict(models: ContinuousForecaster | list[ContinuousForecaster], data: Prepared) -> np.ndarray:
+    """Deterministic prediction (N, H, 2) in world units; an ensemble averages its members."""
+    models = models if isinstance(models, list) else [models]
+    mean = _run(models, data)["mean"].mean(0).numpy() * models[0].cfg.scale
+    return to_world(mean, data.origin, data.rot)
+
+
+def sample(models: ContinuousForecaster | list[ContinuousForecaster], data: Prepared, k: int,
+           method: str = "modes", seed: int = 0) -> np.ndarray:
+    """K predictions per example (K, N, H, 2) in world units.
+
+    ``modes``: the mixture's K most probable component trajectories (pooled over an ensemble and
+    re-ranked by weight), no randomness; ``gaussian``: K draws from the per-step Gaussian around
+    the deterministic trajectory, with noise correlated along the path (a random walk) so a draw is
+    a plausible path rather than jitter.
+    """
+    models = models if isinstance(models, list) else [models]
+    out = _run(models, data)
+    scale = models[0].cfg.scale
+    if method == "modes":
+        if "modes" not in out:
+            raise ValueError("this model has no mixture head (modes=0)")
+        m, n, kk, h, _ = out["modes"].shape
+        trajs = out["modes"].permute(1, 0, 2, 3, 4).reshape(n, m * kk, h, 2)
+        probs = torch.softmax(out["logits"], dim=-1).permute(1, 0, 2).reshape(n, m * kk) / m
+        if k > m * kk:
+            raise ValueError(f"asked for {k} samples but the mixture has {m * kk} components")
+        top = probs.topk(k, dim=1).indices  # (N, k)
+        chosen = trajs.gather(1, top[:, :, None, None].expand(n, k, h, 2)).permute(1, 0, 2, 3)
+        local = chosen.numpy() * scale
+    elif method == "gaussian":
+        mean = out["mean"].mean(0)
+        sigma = torch.exp(out["log_sigma"].mean(0))  # (N, H)
+        gen = torch.Generator().manual_seed(seed)
+        # increments whose running sum has the per-step marginal std sigma_t
+        var = sigma ** 2
+        inc_std = torch.sqrt(torch.clamp(torch.diff(var, dim=1, prepend=torch.zeros_like(var[:, :1])), min=0))
+        noise = torch.randn((k,) + mean.shape, generator=gen) * inc_std[None, :, :, None]
+        local = (mean[None] + noise.cumsum(dim=2)).numpy() * scale
+    else:
+        raise ValueError(f"unknown sampling method {method!r} (modes, gaussian)")
+    return to_world(local, data.origin, data.rot)
