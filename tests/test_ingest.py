@@ -222,3 +222,24 @@ def test_resampling_refuses_to_explode_memory():
     df = planar([("a", 0, 0, 0), ("a", 1e11, 1, 0)])
     with pytest.raises(InputError, match="max-gap"):
         grid_tracks(df, cell_size=1, step=1, columns=XY)
+
+
+def test_byte_ranges_merge_tracks_split_across_them(tmp_path, monkeypatch):
+    from gridcast import ingest
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    df = pd.DataFrame({
+        "track": rng.choice(["u1", "u2", "u3"], n),
+        "time": rng.integers(0, 4000, n),  # unsorted, with duplicates
+        "x": rng.normal(0, 50, n).round(2),
+        "y": rng.normal(0, 50, n).round(2),
+    })
+    df.to_csv(tmp_path / "p.csv", index=False)
+    one = grid_tracks(tmp_path / "p.csv", cell_size=5, step=7, columns=XY, max_gap=30)
+    monkeypatch.setattr(ingest, "_RANGE_MIN", 1000)
+    monkeypatch.setattr(ingest, "_RANGES", 4)
+    four = grid_tracks(tmp_path / "p.csv", cell_size=5, step=7, columns=XY, max_gap=30)
+    pd.testing.assert_frame_equal(one.frame, four.frame)
+    assert one.report.to_json() | {"seconds": 0, "points_per_s": 0} == four.report.to_json() | {"seconds": 0, "points_per_s": 0}
+    assert one.report.dropped["duplicate_time"] > 0

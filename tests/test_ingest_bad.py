@@ -14,11 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from gridcast import ingest
 from gridcast.cli import main
 from gridcast.errors import InputError
 from gridcast.ingest import ColumnMap, grid_tracks
 
 BAD = Path(__file__).parent / "data" / "bad"
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 PLANAR = {"unsorted_times.csv", "duplicate_times.csv", "huge_value.csv"}
 
 # file -> (dropped by reason, kept, tracks, strict message tail) ; None message = strict passes
@@ -154,3 +156,22 @@ def test_real_subprocess_has_no_traceback(name, strict, tmp_path):
     else:
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["dropped"] == {"malformed": 1, "not_numeric": 1}
+
+
+@pytest.mark.parametrize("ranges", [2, 3])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_parallel_byte_ranges_give_the_same_counts_and_messages(name, ranges, tmp_path, monkeypatch, capsys):
+    """Big plain CSVs are parsed as one byte range per core; force that on the small corpus files."""
+    if name.endswith(".parquet"):
+        pytest.skip("byte ranges are for CSV")
+    monkeypatch.setattr(ingest, "_RANGE_MIN", 16)
+    monkeypatch.setattr(ingest, "_RANGES", ranges)
+    dropped, kept, tracks, message = CASES[name]
+    assert main(_argv(name, tmp_path / "o.parquet", "--json")) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["dropped"], report["kept"], report["tracks"]) == (dropped, kept, tracks)
+    code = main(_argv(name, tmp_path / "s.parquet", "--strict"))
+    err = capsys.readouterr().err.strip()
+    assert code == (0 if message is None else 2)
+    if message is not None:
+        assert err == f"gridcast grid: error: {BAD / name} {message}"

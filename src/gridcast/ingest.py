@@ -55,6 +55,8 @@ FRAME_COLUMNS = ("track", "step", "time", "col", "row", "x", "y")
 
 _BLOCK = 1 << 20  # CSV block: small enough to pipeline, big enough to amortise per-batch overhead
 _IN_FLIGHT = 4  # batches being validated at once: bounds memory while both cores work
+_RANGE_MIN = 8 << 20  # a plain CSV is split into byte ranges of at least this size, one per core
+_RANGES: int | None = None  # ranges to use (None: one per core, at most 4); tests set it
 _LENIENT = "gridcast_lenient_utf8"
 
 
@@ -187,18 +189,52 @@ class GriddedTracks:
 # ----------------------------------------------------------------------------- sources
 
 
+@contextlib.contextmanager
+def _quiet_unraisable() -> Iterator[None]:
+    """pyarrow cannot hand a malformed row with undecodable bytes to a Python row handler: it prints
+    the decode error as an "Exception ignored" traceback, then fails the read (which is retried with
+    lenient UTF-8). Keep that traceback off the user's terminal; anything else passes through."""
+    previous = sys.unraisablehook
+
+    def hook(u) -> None:
+        owner = getattr(u.object, "__self__", None)
+        if isinstance(owner, (_CsvStream, _CsvSource)) and isinstance(u.exc_value, UnicodeDecodeError):
+            return
+        previous(u)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+class _Stream:
+    """One sequential reader of batches (a whole source, or a byte range of a CSV)."""
+
+    malformed = 0
+
+    def __init__(self, batches: Iterator[tuple[dict[str, pa.Array], int]]):
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[tuple[dict[str, pa.Array], int]]:
+        return self._batches
+
+
 class _Source:
-    """A table read in batches of Arrow arrays keyed by role ('track', 'time', 'a', 'b')."""
+    """A table read as one or more streams of Arrow arrays keyed by role ('track', 'time', 'a', 'b')."""
 
     name: str
-    malformed: int = 0
+    time_kind: str = "number"
+    #: read attempts, in order; a later one runs only if the earlier failed with ArrowInvalid
+    modes: tuple[str, ...] = ("raw",)
 
-    def batches(self, lenient: bool) -> Iterator[tuple[dict[str, pa.Array], int]]:  # pragma: no cover
+    def streams(self, mode: str) -> list[_Stream]:  # pragma: no cover
         raise NotImplementedError
 
     def where(self, good_index: int | None) -> tuple[str, str | None]:
         """'<file> row R' of the `good_index`-th parsed row, or of an earlier malformed row (+ reason)."""
-        return f"{self.name} row {good_index + 1}", None
+        return f"{self.name} row {(good_index or 0) + 1}", None
 
 
 def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
@@ -206,13 +242,15 @@ def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
         col = want.get(role)
         if col is not None and col not in have:
             hint = difflib.get_close_matches(col, have, n=1)
-            extra = f"; did you mean '{hint[0]}'?" if hint else ""
+            extra = f"; did you mean '{validate.printable(hint[0])}'?" if hint else ""
             shown = ", ".join(f"'{validate.printable(h)}'" for h in have[:30]) + (" ..." if len(have) > 30 else "")
             raise InputError(f"{name}: missing column '{validate.printable(col)}' (columns found: {shown}){extra}")
 
 
 class _CsvSource(_Source):
-    """CSV or gzip CSV, parsed by pyarrow in blocks on all cores; columns kept as raw bytes."""
+    """CSV or gzip CSV. Plain files are cut at line boundaries into one byte range per core, each
+    parsed by its own streaming pyarrow reader in its own thread (a streaming reader parses in the
+    thread that pulls from it, so this is what puts both cores to work without reading it all)."""
 
     def __init__(self, path: str | os.PathLike, want: dict[str, str], sep: str | None, progress: bool):
         self.path = os.fspath(path)
@@ -222,7 +260,7 @@ class _CsvSource(_Source):
         with open(self.path, "rb") as f:
             magic = f.read(2)
         self.gzip = magic == b"\x1f\x8b"
-        head = self._head()
+        head, whole = self._head()
         if not head.strip():
             raise InputError(f"{self.name}: the file is empty")
         first = head.split(b"\n", 1)[0].rstrip(b"\r")
@@ -241,89 +279,95 @@ class _CsvSource(_Source):
             seen[c] = k + 1
             self.columns.append(c if k == 0 else f"{c}.{k}")
         _missing_columns(self.name, want, self.columns)
+        with _quiet_unraisable():
+            self.time_kind, self.typed_time = self._sniff_time(head if whole else head[: head.rfind(b"\n") + 1])
+        self.modes = ("typed", "raw", "lenient") if self.typed_time is not None else ("raw", "lenient")
 
     def _raw(self) -> io.BufferedIOBase:
         return gzip.open(self.path, "rb") if self.gzip else open(self.path, "rb")
 
-    def _head(self) -> bytes:
+    def _head(self) -> tuple[bytes, bool]:
         try:
             with self._raw() as f:
-                return f.read(1 << 16)
+                head = f.read(1 << 16)
+                return head, len(f.read(1)) == 0
         except (OSError, EOFError) as exc:
             raise InputError(f"{self.name}: cannot read ({exc})") from None
 
-    def _on_invalid(self, row) -> str:
-        self.malformed += 1
+    def _skip(self, row) -> str:
         return "skip"
 
-    def batches(self, lenient: bool) -> Iterator[tuple[dict[str, pa.Array], int]]:
-        self.malformed = 0
-        read = pcsv.ReadOptions(
-            column_names=self.columns, skip_rows=1, block_size=_BLOCK, encoding=_LENIENT if lenient else "utf8"
-        )
-        parse = pcsv.ParseOptions(delimiter=self.sep, invalid_row_handler=self._on_invalid)
-        used = sorted(set(self.want.values()))
-        convert = pcsv.ConvertOptions(
-            include_columns=used,
-            column_types=self._types(used),
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-        )
+    def _sniff_time(self, head: bytes) -> tuple[str, pa.DataType | None]:
+        """The time column's kind, and the Arrow type that parses every time in the first 64 KiB
+        (None: skip the typed attempt)."""
+        try:
+            sample = pcsv.read_csv(
+                io.BytesIO(head),
+                read_options=pcsv.ReadOptions(column_names=self.columns, skip_rows=1),
+                parse_options=pcsv.ParseOptions(delimiter=self.sep, invalid_row_handler=self._skip),
+                convert_options=pcsv.ConvertOptions(
+                    include_columns=[self.want["time"]], column_types={self.want["time"]: pa.binary()},
+                    null_values=[""], strings_can_be_null=True,
+                ),
+            ).column(0)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return "iso", None
+        kind = validate.detect_time_kind(sample)
+        candidates = [pa.float64()] if kind == "number" else [pa.timestamp("us"), pa.timestamp("us", tz="UTC")]
+        for ty in candidates:
+            try:
+                pc.cast(sample if kind == "number" else pc.cast(sample, pa.string()), ty)
+                return kind, ty
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        return kind, None
+
+    def _types(self, used: list[str], mode: str) -> dict[str, pa.DataType]:
+        """Column types per read attempt.
+
+        "typed": floats and timestamps parsed by pyarrow itself (fastest; any bad value fails the
+        whole read, which then falls back). "raw"/"lenient": raw bytes for coordinates, parsed per
+        batch so one bad value costs one batch; text for times (a non-UTF-8 time fails the read,
+        which the lenient attempt decodes with \\xNN escapes). Track ids are dictionary bytes always.
+        """
+        types = {c: pa.binary() for c in used}
+        if mode == "typed":
+            types[self.want["a"]] = pa.float64()
+            types[self.want["b"]] = pa.float64()
+            types[self.want["time"]] = self.typed_time
+        else:
+            types[self.want["time"]] = pa.string()
+        if "track" in self.want:
+            types[self.want["track"]] = pa.dictionary(pa.int32(), pa.binary())
+        return types
+
+    def _cuts(self, size: int) -> list[int]:
+        """Byte offsets splitting the file at line starts, one range per core (plain files only)."""
+        per_core = _RANGES or min(os.cpu_count() or 1, 4)
+        n = 1 if self.gzip else max(1, min(per_core, size // _RANGE_MIN))
+        cuts = [0]
+        with open(self.path, "rb") as f:
+            for k in range(1, n):
+                f.seek(max(cuts[-1], size * k // n))
+                f.readline()
+                if f.tell() < size:
+                    cuts.append(f.tell())
+        return cuts + [size]
+
+    def streams(self, mode: str) -> list[_Stream]:
         size = os.path.getsize(self.path)
         bar = None
         if self.progress and size >= (1 << 20):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(self.path), leave=False)
-        fh = _Counting(open(self.path, "rb"), bar) if bar is not None else None
-        try:
-            if fh is not None:
-                src = pa.CompressedInputStream(pa.PythonFile(fh, mode="r"), "gzip") if self.gzip else fh
-            else:
-                src = pa.input_stream(self.path, compression="gzip" if self.gzip else None)
-            with self._quiet_handler():
-                reader = pcsv.open_csv(src, read_options=read, parse_options=parse, convert_options=convert)
-                for rb in reader:
-                    yield {role: rb.column(col) for role, col in self.want.items()}, rb.num_rows
-        finally:
-            if fh is not None:
-                fh.close()
-            if bar is not None:
-                bar.close()
-
-    @contextlib.contextmanager
-    def _quiet_handler(self) -> Iterator[None]:
-        """pyarrow cannot hand a malformed row with undecodable bytes to our handler: it prints the
-        decode error as an "Exception ignored" traceback, then fails the read (which we retry
-        leniently). Keep that traceback off the user's terminal."""
-        previous = sys.unraisablehook
-
-        def hook(u) -> None:
-            if getattr(u.object, "__self__", None) is self and isinstance(u.exc_value, UnicodeDecodeError):
-                return
-            previous(u)
-
-        sys.unraisablehook = hook
-        try:
-            yield
-        finally:
-            sys.unraisablehook = previous
-
-    def _types(self, used: list[str]) -> dict[str, pa.DataType]:
-        """Raw bytes for coordinates (parsed per batch, so one bad value costs one batch, not the read);
-        dictionary bytes for track ids; text for times (a non-UTF-8 time re-reads leniently)."""
-        types = {c: pa.binary() for c in used}
-        types[self.want["time"]] = pa.string()
-        if "track" in self.want:
-            types[self.want["track"]] = pa.dictionary(pa.int32(), pa.binary())
-        return types
+        cuts = self._cuts(size)
+        return [_CsvStream(self, mode, lo, hi, k == 0, bar, last=k == len(cuts) - 2) for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
 
     def where(self, good_index: int | None) -> tuple[str, str | None]:
         """Re-scan the text (error path only) to give the row and the physical line number."""
         ncols = len(self.columns)
         row = good = 0
-        line = 1
         try:
             with io.TextIOWrapper(self._raw(), encoding="utf-8", errors="backslashreplace", newline="") as f:
                 reader = csv.reader(f, delimiter=self.sep)
@@ -345,18 +389,60 @@ class _CsvSource(_Source):
         return f"{self.name} row {good_index + 1}", None
 
 
-class _Counting(io.RawIOBase):
-    """A file wrapper that advances a progress bar by the bytes pyarrow reads."""
+class _CsvStream(_Stream):
+    """pyarrow's streaming CSV reader over bytes [lo, hi) of the file, counting malformed rows."""
 
-    def __init__(self, f: io.BufferedReader, bar) -> None:
-        self.f, self.bar = f, bar
+    def __init__(self, src: _CsvSource, mode: str, lo: int, hi: int, header: bool, bar, last: bool):
+        self.src, self.mode, self.lo, self.hi, self.header, self.bar, self.last = src, mode, lo, hi, header, bar, last
+        self.malformed = 0
+
+    def on_invalid(self, row) -> str:
+        self.malformed += 1
+        return "skip"
+
+    def __iter__(self) -> Iterator[tuple[dict[str, pa.Array], int]]:
+        src = self.src
+        read = pcsv.ReadOptions(
+            column_names=src.columns, skip_rows=1 if self.header else 0, block_size=_BLOCK,
+            encoding=_LENIENT if self.mode == "lenient" else "utf8",
+        )
+        parse = pcsv.ParseOptions(delimiter=src.sep, invalid_row_handler=self.on_invalid)
+        used = sorted(set(src.want.values()))
+        convert = pcsv.ConvertOptions(
+            include_columns=used, column_types=src._types(used, self.mode),
+            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+        )
+        fh = _Range(src.path, self.lo, self.hi, self.bar)
+        try:
+            stream = pa.CompressedInputStream(pa.PythonFile(fh, mode="r"), "gzip") if src.gzip else fh
+            for rb in pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+                yield {role: rb.column(col) for role, col in src.want.items()}, rb.num_rows
+        finally:
+            fh.close()
+            if self.bar is not None and self.last:
+                self.bar.close()
+
+
+class _Range(io.RawIOBase):
+    """Bytes [lo, hi) of a file, advancing an optional progress bar as pyarrow reads them."""
+
+    def __init__(self, path: str, lo: int, hi: int, bar=None) -> None:
+        self.f = open(path, "rb")
+        self.f.seek(lo)
+        self.left = hi - lo
+        self.bar = bar
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
-        n = self.f.readinto(b)
-        self.bar.update(n or 0)
+        want = min(len(b), self.left)
+        if want <= 0:
+            return 0
+        n = self.f.readinto(memoryview(b)[:want]) or 0
+        self.left -= n
+        if self.bar is not None:
+            self.bar.update(n)
         return n
 
     def close(self) -> None:
@@ -371,15 +457,20 @@ class _ParquetSource(_Source):
         try:
             self.file = pq.ParquetFile(os.fspath(path))
         except (pa.ArrowInvalid, OSError) as exc:
-            if os.path.exists(os.fspath(path)) and os.path.getsize(os.fspath(path)) == 0:
-                raise InputError(f"{self.name}: the file is empty") from None
-            raise InputError(f"{self.name}: not a readable Parquet file ({exc})") from None
+            raise InputError(f"{self.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         _missing_columns(self.name, want, self.file.schema_arrow.names)
+        if self.file.metadata.num_rows:
+            first = next(self.file.iter_batches(batch_size=2000, columns=[want["time"]]))
+            self.time_kind = validate.detect_time_kind(first.column(0))
 
-    def batches(self, lenient: bool) -> Iterator[tuple[dict[str, pa.Array], int]]:
+    def streams(self, mode: str) -> list[_Stream]:
         used = sorted(set(self.want.values()))
-        for rb in self.file.iter_batches(batch_size=1 << 16, columns=used):
-            yield {role: rb.column(col) for role, col in self.want.items()}, rb.num_rows
+
+        def batches():
+            for rb in self.file.iter_batches(batch_size=1 << 16, columns=used):
+                yield {role: rb.column(col) for role, col in self.want.items()}, rb.num_rows
+
+        return [_Stream(batches())]
 
 
 class _FrameSource(_Source):
@@ -387,22 +478,26 @@ class _FrameSource(_Source):
         self.name = "DataFrame"
         self.want = want
         self.df = df
-        _missing_columns(self.name, want, [str(c) for c in df.columns])
+        self.cols = {str(c): c for c in df.columns}
+        _missing_columns(self.name, want, list(self.cols))
+        if len(df):
+            self.time_kind = validate.detect_time_kind(self._arrow(df[self.cols[want["time"]]].iloc[:2000]))
 
     @staticmethod
     def _arrow(s: pd.Series) -> pa.Array:
         try:
             return pa.array(s, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-            # mixed Python objects: compare them as text, like a CSV would
+            # mixed Python objects: judge them as text, like a CSV would
             return pa.array([None if _isna(v) else str(v) for v in s], pa.string())
 
-    def batches(self, lenient: bool) -> Iterator[tuple[dict[str, pa.Array], int]]:
-        n = len(self.df)
-        cols = {str(c): c for c in self.df.columns}
-        for lo in range(0, n, 1 << 20):
-            part = self.df.iloc[lo : lo + (1 << 20)]
-            yield {role: self._arrow(part[cols[col]]) for role, col in self.want.items()}, len(part)
+    def streams(self, mode: str) -> list[_Stream]:
+        def batches():
+            for lo in range(0, len(self.df), 1 << 20):
+                part = self.df.iloc[lo : lo + (1 << 20)]
+                yield {role: self._arrow(part[self.cols[col]]) for role, col in self.want.items()}, len(part)
+
+        return [_Stream(batches())]
 
 
 def _isna(v) -> bool:
@@ -435,12 +530,13 @@ def _open_source(source, want: dict[str, str], sep: str | None, progress: bool) 
 
 
 class _TrackIds:
-    """Global track codes (in order of first appearance) for the per-batch dictionaries."""
+    """Track codes in order of first appearance, built from the small per-batch dictionaries."""
 
     def __init__(self) -> None:
-        self.code: dict = {}
+        self.by_raw: dict = {}
+        self.by_name: dict[str, int] = {}
         self.names: list[str] = []
-        self.non_utf8 = 0
+        self.non_utf8: set[str] = set()
 
     def _name(self, v) -> str | None:
         if v is None:
@@ -449,15 +545,23 @@ class _TrackIds:
             try:
                 s = v.decode("utf-8")
             except UnicodeDecodeError:
-                self.non_utf8 += 1
                 s = v.decode("utf-8", "backslashreplace")
+                self.non_utf8.add(s)
         elif isinstance(v, float):
             s = str(int(v)) if v.is_integer() else repr(v)
         else:
             s = str(v)
         return s if s != "" else None
 
+    def code_of(self, name: str) -> int:
+        c = self.by_name.get(name)
+        if c is None:
+            c = self.by_name[name] = len(self.names)
+            self.names.append(name)
+        return c
+
     def codes(self, arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """int32 codes of a batch's ids; -1 where the id is missing or empty."""
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         if not pa.types.is_dictionary(arr.type):
@@ -469,19 +573,18 @@ class _TrackIds:
         lut[-1] = -1
         for i, v in enumerate(arr.dictionary.to_pylist()):
             key = (type(v), v)
-            c = self.code.get(key)
+            c = self.by_raw.get(key)
             if c is None:
                 name = self._name(v)
-                if name is None:
-                    c = -1
-                else:
-                    c = self.code.setdefault(("name", name), len(self.names))
-                    if c == len(self.names):
-                        self.names.append(name)
-                self.code[key] = c
+                c = self.by_raw[key] = -1 if name is None else self.code_of(name)
             lut[i] = c
-        idx = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        idx = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         return lut[idx]
+
+    def absorb(self, other: "_TrackIds") -> np.ndarray:
+        """Add another reader's ids after ours; returns its code -> our code."""
+        self.non_utf8 |= other.non_utf8
+        return np.array([self.code_of(n) for n in other.names], np.int32)
 
 
 # ----------------------------------------------------------------------------- reading + validation
@@ -499,6 +602,18 @@ class _Batch:
 
 
 @dataclass
+class _Chunk:
+    """What one stream yielded: kept points, counts, and (strict) its first problem."""
+
+    ids: _TrackIds
+    arrays: dict[str, list[np.ndarray]]
+    counts: np.ndarray
+    good: int = 0  # rows parsed (not malformed)
+    malformed: int = 0
+    problem: tuple[int | None, str | None] | None = None  # (local parsed-row index, reason)
+
+
+@dataclass
 class _Validated:
     code: np.ndarray
     t: np.ndarray
@@ -508,6 +623,8 @@ class _Validated:
     counts: dict[str, int]
     read: int
     time_kind: str
+    names: list[str]
+    non_utf8: int = 0
     lenient: bool = False
 
 
@@ -515,7 +632,7 @@ def _check_batch(
     cols: dict[str, pa.Array], n: int, codes: np.ndarray, kind: str, geographic: bool, want: dict[str, str],
     where: str, strict: bool,
 ) -> _Batch:
-    """Coerce and validate one batch (runs in a worker thread: Arrow casts release the GIL)."""
+    """Coerce and validate one batch (Arrow casts and numpy release the GIL: this runs in threads)."""
     tn = validate.coerce_time(cols["time"], kind, want["time"], where)
     an = validate.coerce_numbers(cols["a"], want["a"], where)
     bn = validate.coerce_numbers(cols["b"], want["b"], where)
@@ -523,72 +640,107 @@ def _check_batch(
     reason = validate.row_reasons(track_missing, tn, an, bn, geographic)
     explain = None
     if strict:
-        names = dict(want)
-        names.setdefault("track", "track")
-        explain = functools.partial(
-            validate.explain_row, names=names, raw=cols, track_missing=track_missing,
-            cols={"time": tn, "a": an, "b": bn}, time_kind=kind,
-        )
-        explain = (lambda f: lambda i: f(i, int(reason[i])))(explain)
-    ok = reason == 0
-    if ok.all():
+        names = {"track": "track", **want}
+        numbers = {"time": tn, "a": an, "b": bn}
+
+        def explain(i: int) -> str:
+            return validate.explain_row(i, int(reason[i]), names, cols, track_missing, numbers, kind)
+
+    if not reason.any():
         return _Batch(n, reason, codes, tn.values, an.values, bn.values, explain)
+    ok = reason == 0
     return _Batch(n, reason, codes[ok], tn.values[ok], an.values[ok], bn.values[ok], explain)
 
 
-def _read_all(src: _Source, want: dict[str, str], geographic: bool, strict: bool, lenient: bool, ids: _TrackIds) -> _Validated:
-    kind: str | None = None
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("code", "t", "a", "b", "index")}
-    counts = np.zeros(len(validate.ROW_REASONS) + 1, np.int64)
-    offset = 0
+def _consume(
+    stream: _Stream, k: int, stop: list[int], src: _Source, want: dict[str, str], geographic: bool,
+    strict: bool, pool: ThreadPoolExecutor | None,
+) -> _Chunk:
+    """Validate one stream's batches, in order. With a pool, batches are validated while the next
+    one is parsed; `stop` lets a stream quit once an earlier stream has found a strict-mode problem."""
+    ch = _Chunk(ids=_TrackIds(), arrays={key: [] for key in ("code", "t", "a", "b", "index")},
+                counts=np.zeros(len(validate.ROW_REASONS) + 1, np.int64))
+    if "track" not in want:
+        ch.ids.code_of("0")  # the whole source is one track, code 0
     pending: deque = deque()
 
-    def settle(fut) -> None:
-        nonlocal offset
-        batch: _Batch = fut.result()
+    def settle(batch: _Batch) -> None:
         bad = np.flatnonzero(batch.reason)
-        if strict and (len(bad) or src.malformed):
-            first = offset + int(bad[0]) if len(bad) else None
-            place, malformed = src.where(first)
-            if malformed is None and first is not None:
-                raise InputError(f"{place}: {batch.explain(int(bad[0]))}")
-            raise InputError(f"{place}: {malformed or 'malformed row'}")
-        counts[:] += np.bincount(batch.reason, minlength=len(counts))
-        for k in ("code", "t", "a", "b"):
-            parts[k].append(getattr(batch, k))
+        if strict and (len(bad) or stream.malformed):
+            first = int(bad[0]) if len(bad) else None
+            ch.problem = (None if first is None else ch.good + first, None if first is None else batch.explain(first))
+            stop[0] = min(stop[0], k)
+            return
+        ch.counts += np.bincount(batch.reason, minlength=len(ch.counts))
+        for key in ("code", "t", "a", "b"):
+            ch.arrays[key].append(getattr(batch, key))
         if strict:
-            parts["index"].append(offset + np.flatnonzero(batch.reason == 0))
-        offset += batch.n
+            ch.arrays["index"].append(ch.good + np.flatnonzero(batch.reason == 0))
+        ch.good += batch.n
 
-    with ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
-        try:
-            for cols, n in src.batches(lenient):
-                if kind is None:
-                    kind = validate.detect_time_kind(cols["time"])
-                codes = ids.codes(cols["track"]) if "track" in cols else np.zeros(n, np.int32)
-                pending.append(pool.submit(_check_batch, cols, n, codes, kind, geographic, want, src.name, strict))
-                while len(pending) > _IN_FLIGHT or (pending and pending[0].done()):
-                    settle(pending.popleft())
-            while pending:
-                settle(pending.popleft())
-        finally:
-            for fut in pending:
-                fut.cancel()
-    if strict and src.malformed:
-        place, malformed = src.where(None)
-        raise InputError(f"{place}: {malformed or 'malformed row'}")
-    if "track" not in want and not ids.names:
-        ids.names.append("0")
+    it = iter(stream)
+    try:
+        for cols, n in it:
+            if stop[0] < k or ch.problem:
+                break
+            codes = ch.ids.codes(cols["track"]) if "track" in cols else np.zeros(n, np.int32)
+            args = (cols, n, codes, src.time_kind, geographic, want, src.name, strict)
+            if pool is None:
+                settle(_check_batch(*args))
+                continue
+            pending.append(pool.submit(_check_batch, *args))
+            while len(pending) > _IN_FLIGHT or (pending and pending[0].done()):
+                settle(pending.popleft().result())
+        while pending and not ch.problem:
+            settle(pending.popleft().result())
+    finally:
+        for fut in pending:
+            fut.cancel()
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+    ch.malformed = stream.malformed
+    return ch
 
-    def cat(k: str, dtype) -> np.ndarray:
-        return np.concatenate(parts[k]).astype(dtype, copy=False) if parts[k] else np.zeros(0, dtype)
 
-    named = {"malformed": src.malformed}
+def _read_all(src: _Source, want: dict[str, str], geographic: bool, strict: bool, mode: str) -> _Validated:
+    """All streams of a source -> validated compact arrays (or InputError at the first strict problem)."""
+    streams = src.streams(mode)
+    stop = [len(streams)]
+    with _quiet_unraisable():
+        if len(streams) == 1:
+            with ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
+                chunks = [_consume(streams[0], 0, stop, src, want, geographic, strict, pool)]
+        else:
+            with ThreadPoolExecutor(len(streams)) as pool:
+                futs = [pool.submit(_consume, s, k, stop, src, want, geographic, strict, None) for k, s in enumerate(streams)]
+                chunks = [f.result() for f in futs]
+    ids = _TrackIds()
+    out: dict[str, list[np.ndarray]] = {key: [] for key in ("code", "t", "a", "b", "index")}
+    counts = np.zeros(len(validate.ROW_REASONS) + 1, np.int64)
+    offset = malformed = 0
+    for ch in chunks:
+        if strict and (ch.problem or ch.malformed):
+            local, text = ch.problem or (None, None)
+            place, bad_row = src.where(None if local is None else offset + local)
+            raise InputError(f"{place}: {bad_row or text or 'malformed row'}")
+        lut = ids.absorb(ch.ids)
+        for key in ("t", "a", "b"):
+            out[key] += ch.arrays[key]
+        out["code"] += [lut[c] for c in ch.arrays["code"]]
+        out["index"] += [i + offset for i in ch.arrays["index"]]
+        counts += ch.counts
+        offset += ch.good
+        malformed += ch.malformed
+    def cat(key: str, dtype) -> np.ndarray:
+        return np.concatenate(out[key]).astype(dtype, copy=False) if out[key] else np.zeros(0, dtype)
+
+    named = {"malformed": malformed}
     named.update({r: int(c) for r, c in zip(validate.ROW_REASONS, counts[1:])})
     return _Validated(
         code=cat("code", np.int32), t=cat("t", np.float64), a=cat("a", np.float64), b=cat("b", np.float64),
-        index=cat("index", np.int64) if strict else None, counts=named, read=offset + src.malformed,
-        time_kind=kind or "number", lenient=lenient,
+        index=cat("index", np.int64) if strict else None, counts=named, read=offset + malformed,
+        time_kind=src.time_kind, names=ids.names, non_utf8=len(ids.non_utf8), lenient=mode == "lenient",
     )
 
 
@@ -666,17 +818,19 @@ def grid_tracks(
     cell_size, crs = _resolve_grid_spec(like, cell_size, step, crs, geographic)
     want = columns.names()
     src = _open_source(source, want, sep, progress)
-    ids = _TrackIds()
-    try:
-        data = _read_all(src, want, geographic, strict, False, ids)
-    except pa.ArrowInvalid as exc:
-        if not isinstance(src, _CsvSource):
-            raise InputError(f"{src.name}: cannot read ({str(exc).splitlines()[0]})") from None
-        ids = _TrackIds()
-        try:  # undecodable bytes inside a malformed row trip pyarrow; re-read with lenient UTF-8
-            data = _read_all(src, want, geographic, strict, True, ids)
-        except pa.ArrowInvalid as exc2:
-            raise InputError(f"{src.name}: cannot parse as CSV ({str(exc2).splitlines()[0]})") from None
+    data = None
+    for i, mode in enumerate(src.modes):
+        try:
+            data = _read_all(src, want, geographic, strict, mode)
+            break
+        except pa.ArrowInvalid as exc:
+            # typed: a value pyarrow will not parse -> re-read raw and judge row by row;
+            # raw: undecodable bytes in a malformed row or a time -> re-read with lenient UTF-8
+            if i == len(src.modes) - 1:
+                what = "cannot parse as CSV" if isinstance(src, _CsvSource) else "cannot read"
+                raise InputError(f"{src.name}: {what} ({str(exc).splitlines()[0]})") from None
+    assert data is not None
+    names = data.names
     if data.read == 0:
         raise InputError(f"{src.name}: no data rows (only a header)")
     report = IngestReport(read=data.read)
@@ -691,8 +845,8 @@ def grid_tracks(
     )
     if data.lenient:
         msgs.append("the file is not valid UTF-8 throughout; undecodable bytes were read as \\xNN escapes")
-    if ids.non_utf8:
-        msgs.append(f"{ids.non_utf8} track id(s) were not valid UTF-8; their bytes are kept as \\xNN escapes")
+    if data.non_utf8:
+        msgs.append(f"{data.non_utf8} track id(s) were not valid UTF-8; their bytes are kept as \\xNN escapes")
 
     # order, duplicates
     ordered = resample.order_points(data.code, data.t)
@@ -701,10 +855,10 @@ def grid_tracks(
         k = int(ordered.duplicates.min())  # first duplicate in file order
         place, malformed = src.where(int(data.index[k]))
         raise InputError(
-            f"{place}: duplicate time {data.t[k]:.10g} in track '{validate.printable(ids.names[data.code[k]])}' (an earlier row has the same time)"
+            f"{place}: duplicate time {data.t[k]:.10g} in track '{validate.printable(names[data.code[k]])}' (an earlier row has the same time)"
         )
     if len(ordered.unsorted_tracks):
-        first = ids.names[int(ordered.unsorted_tracks[0])]
+        first = names[int(ordered.unsorted_tracks[0])]
         msgs.append(f"sorted {len(ordered.unsorted_tracks)} track(s) whose times were out of order (e.g. '{validate.printable(first)}')")
     o = ordered.order
     code, t = (data.code, data.t) if ordered.identity else (data.code[o], data.t[o])
@@ -763,7 +917,7 @@ def grid_tracks(
     dropped["short_track"] = int(raw_count[~good].sum())
     if strict and not good.all():
         p = int(np.argmax(~good))
-        name = _part_names(ids.names, parts, np.array([p]))[0].as_py()
+        name = _part_names(names, parts, np.array([p]))[0].as_py()
         raise InputError(
             f"{src.name} track '{validate.printable(name)}': {int(out_count[p])} point(s) after cleaning"
             f"{' and resampling' if step else ''}, fewer than min_points={min_points}"
@@ -781,7 +935,7 @@ def grid_tracks(
     used = np.flatnonzero(good)
     renum = np.full(n_parts, -1, np.int64)
     renum[used] = np.arange(len(used))
-    names = _part_names(ids.names, parts, used)
+    names = _part_names(names, parts, used)
     track = pc.take(names, pa.array(renum[part]))
     table = pa.table({
         "track": track, "step": resample.steps_within(part), "time": tout,
