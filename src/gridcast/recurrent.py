@@ -532,6 +532,14 @@ class Recurrent(nn.Module):
         first = self.layers[0]
         return _VF.rnn_relu if isinstance(first, RNNCell) and first.nonlinearity == "relu" else _VF.rnn_tanh
 
+    def _cell_kernel(self):
+        if self.kind == "lstm":
+            return _VF.lstm_cell
+        if self.kind == "gru":
+            return _VF.gru_cell
+        first = self.layers[0]
+        return _VF.rnn_relu_cell if isinstance(first, RNNCell) and first.nonlinearity == "relu" else _VF.rnn_tanh_cell
+
     def _forward_fused(self, x: Tensor, lengths: Tensor | None, state: State) -> RecurrentOutput:
         kernel, weights = self._kernel(), self.flat_weights()
         bias = self.layers[0].bias
@@ -559,9 +567,14 @@ class Recurrent(nn.Module):
         """One time step for a batch of (B, I) inputs through every layer: rollout and streaming."""
         if state is None:
             state = self.initial_state(x.shape[0], x)
+        kernel = self._cell_kernel() if self.fused_available() else None
         new_states, layer_input = [], x
         for index, cell in enumerate(self.layers):
-            s = cell.step(cell.project_input(layer_input), self._layer_state(state, index))
+            s = self._layer_state(state, index)
+            if kernel is None:
+                s = cell.step(cell.project_input(layer_input), s)
+            else:  # what torch.nn.LSTMCell & co. call: the same numbers, a few ops fewer
+                s = kernel(layer_input, s, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
             new_states.append(s)
             layer_input = s[0] if self.is_lstm else s
         return layer_input, self._stack_states(new_states)

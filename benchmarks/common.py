@@ -1,0 +1,78 @@
+"""Shared pieces of the speed benchmarks: timing helpers and a deterministic stand-in model.
+
+Timings on a shared machine are noisy, so every benchmark measures its baseline in the same run,
+interleaving the two (A B A B ...) and comparing medians; a ratio is robust where absolute times
+are not.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from gridcast.forecaster import Forecaster
+from gridcast.models import CellVocab, ForecasterConfig, ForecasterNet, Normalisation
+from gridcast.training import TrainConfig
+
+
+def line(name: str, value: float, unit: str, baseline: str, ratio: float, **extra) -> dict:
+    """One benchmark result in the contract shape of `gridcast bench speed --json`."""
+    out = {"name": name, "value": float(value), "unit": unit, "baseline": baseline, "ratio": float(ratio)}
+    out.update(extra)
+    return out
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each function, measured in turns so load changes hit all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(repeats):
+        names = list(fns) if r % 2 == 0 else list(reversed(fns))  # alternate who goes first
+        for name in names:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def random_forecaster(cell: str = "lstm", hidden: int = 64, side: int = 32, target: str = "cell",
+                      layers: int = 1, embed: int = 32, seed: int = 0) -> Forecaster:
+    """A fitted-looking Forecaster with random weights over a side x side block of cells.
+
+    Speed does not depend on what the weights learned, and skipping training keeps the benchmark
+    deterministic and fast. Weights are scaled up so that distributions are peaked, as trained
+    ones are (random near-uniform logits would make top-k ties likely).
+    """
+    torch.manual_seed(seed)
+    config = ForecasterConfig(cell=cell, target=target, hidden=hidden, layers=layers, embed=embed, dropout=0.0)
+    cols, rows = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    cells = np.stack([cols.ravel(), rows.ravel()], axis=1)
+    model = Forecaster(config)
+    model.vocab_ = CellVocab(cells)
+    model.norm_ = Normalisation.fit(cells, config.max_move)
+    model.train_config_ = TrainConfig()
+    model.train_tracks_ = []
+    size = len(model.vocab_) if target == "cell" else len(model.moves_) if target == "move" else 4
+    model.net_ = ForecasterNet(config, len(model.vocab_), size)
+    with torch.no_grad():
+        model.net_.head.weight.mul_(4.0)
+    model.net_.eval()
+    return model
+
+
+def random_walks(n: int, length: int, side: int = 32, seed: int = 0) -> list[np.ndarray]:
+    """n tracks of king moves inside the side x side block (what the stand-in model knows)."""
+    rng = np.random.default_rng(seed)
+    steps = rng.integers(-1, 2, size=(n, length, 2))
+    start = rng.integers(0, side, size=(n, 1, 2))
+    walks = np.clip(start + np.cumsum(steps, axis=1), 0, side - 1)
+    return [w.astype(np.int64) for w in walks]
