@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyproj
 
+from gridcast.ingest import ColumnMap, grid_tracks, write_gridded
+
 CELL, STEP, MAX_GAP = 250.0, 60.0, 600.0
 
 
@@ -53,8 +55,6 @@ def generate(path: str, n_points: int, users: int = 40, seed: int = 0) -> None:
 
 
 def ours(path: str, out: str) -> int:
-    from gridcast.ingest import ColumnMap, grid_tracks, write_gridded
-
     gt = grid_tracks(path, cell_size=CELL, step=STEP, max_gap=MAX_GAP,
                      columns=ColumnMap(track="uid", time="datetime", lat="lat", lon="lng"))
     write_gridded(gt, out)

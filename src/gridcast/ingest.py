@@ -13,9 +13,9 @@ Every row read is either kept or counted under one reason in `report.dropped` (r
 instead raises `InputError` at the first bad row, naming the file, the row (and line) and the reason.
 
 What is streamed and what is not (honestly): CSV and Parquet are read in record batches (about 1 MiB
-of text each) and every batch is validated and reduced to four compact columns (track code, time,
-two coordinates: 28 bytes a point) before the next few are read, so raw text and unused columns
-never sit in memory. The compact columns of *all* points are then held at once, because a track's
+of text each; a plain CSV is cut into one byte range per core, each streamed by its own reader) and
+every batch is validated and reduced to four compact columns (track code, time, two coordinates:
+28 bytes a point) before the next few are read, so raw text and unused columns never sit in memory. The compact columns of *all* points are then held at once, because a track's
 points may be spread over the whole file and must be sorted by time before resampling: a 100 M-point
 file needs ~3 GB, not the file's size. A fully out-of-core path (external sort) is not implemented.
 """
@@ -232,6 +232,9 @@ class _Source:
     def streams(self, mode: str) -> list[_Stream]:  # pragma: no cover
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what `streams` opened (a progress bar)."""
+
     def where(self, good_index: int | None) -> tuple[str, str | None]:
         """'<file> row R' of the `good_index`-th parsed row, or of an earlier malformed row (+ reason)."""
         return f"{self.name} row {(good_index or 0) + 1}", None
@@ -356,13 +359,20 @@ class _CsvSource(_Source):
 
     def streams(self, mode: str) -> list[_Stream]:
         size = os.path.getsize(self.path)
-        bar = None
+        self.close()
         if self.progress and size >= (1 << 20):
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(self.path), leave=False)
+            self.bar = tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(self.path), leave=False)
         cuts = self._cuts(size)
-        return [_CsvStream(self, mode, lo, hi, k == 0, bar, last=k == len(cuts) - 2) for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
+        return [_CsvStream(self, mode, lo, hi, k == 0, self.bar) for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
+
+    bar = None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def where(self, good_index: int | None) -> tuple[str, str | None]:
         """Re-scan the text (error path only) to give the row and the physical line number."""
@@ -392,8 +402,8 @@ class _CsvSource(_Source):
 class _CsvStream(_Stream):
     """pyarrow's streaming CSV reader over bytes [lo, hi) of the file, counting malformed rows."""
 
-    def __init__(self, src: _CsvSource, mode: str, lo: int, hi: int, header: bool, bar, last: bool):
-        self.src, self.mode, self.lo, self.hi, self.header, self.bar, self.last = src, mode, lo, hi, header, bar, last
+    def __init__(self, src: _CsvSource, mode: str, lo: int, hi: int, header: bool, bar):
+        self.src, self.mode, self.lo, self.hi, self.header, self.bar = src, mode, lo, hi, header, bar
         self.malformed = 0
 
     def on_invalid(self, row) -> str:
@@ -419,8 +429,6 @@ class _CsvStream(_Stream):
                 yield {role: rb.column(col) for role, col in src.want.items()}, rb.num_rows
         finally:
             fh.close()
-            if self.bar is not None and self.last:
-                self.bar.close()
 
 
 class _Range(io.RawIOBase):
@@ -707,14 +715,17 @@ def _read_all(src: _Source, want: dict[str, str], geographic: bool, strict: bool
     """All streams of a source -> validated compact arrays (or InputError at the first strict problem)."""
     streams = src.streams(mode)
     stop = [len(streams)]
-    with _quiet_unraisable():
-        if len(streams) == 1:
-            with ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
-                chunks = [_consume(streams[0], 0, stop, src, want, geographic, strict, pool)]
-        else:
-            with ThreadPoolExecutor(len(streams)) as pool:
-                futs = [pool.submit(_consume, s, k, stop, src, want, geographic, strict, None) for k, s in enumerate(streams)]
-                chunks = [f.result() for f in futs]
+    try:
+        with _quiet_unraisable():
+            if len(streams) == 1:
+                with ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
+                    chunks = [_consume(streams[0], 0, stop, src, want, geographic, strict, pool)]
+            else:
+                with ThreadPoolExecutor(len(streams)) as pool:
+                    futs = [pool.submit(_consume, s, k, stop, src, want, geographic, strict, None) for k, s in enumerate(streams)]
+                    chunks = [f.result() for f in futs]
+    finally:
+        src.close()
     ids = _TrackIds()
     out: dict[str, list[np.ndarray]] = {key: [] for key in ("code", "t", "a", "b", "index")}
     counts = np.zeros(len(validate.ROW_REASONS) + 1, np.int64)
