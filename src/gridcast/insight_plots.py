@@ -31,7 +31,7 @@ def _color(label: str, index: int) -> str:
 
 
 def plot_gates(path: str | Path, cells: np.ndarray, traces: dict[str, np.ndarray], kind: str, title: str = "",
-               max_units: int = 32) -> Path:
+               max_units: int = 64) -> Path:
     """The trip on the grid (coloured by step) above one heatmap per gate/state: unit x time step.
 
     Gates live in [0, 1] (dark = closed, bright = open); states are signed (red/blue).
@@ -46,8 +46,8 @@ def plot_gates(path: str | Path, cells: np.ndarray, traces: dict[str, np.ndarray
     ax.plot(cells[:, 0], cells[:, 1], "-", color="0.75", zorder=1)
     dots = ax.scatter(cells[:, 0], cells[:, 1], c=np.arange(steps), cmap="viridis", s=28, marker="s", zorder=2)
     ax.annotate("start", cells[0], textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.annotate("end", cells[-1], textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.annotate("end", cells[-1], textcoords="offset points", xytext=(6, -8), fontsize=8)
+    ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("column (cells)", fontsize=8)
     ax.set_ylabel("row (cells)", fontsize=8)
     ax.set_title(title or f"{kind.upper()} gates along one trip", fontsize=10)
