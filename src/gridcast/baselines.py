@@ -117,6 +117,34 @@ class Markov(CellBaseline):
         return scores
 
 
+class MostFrequentNext(CellBaseline):
+    """The cells that most often followed the current cell in training, and nothing else.
+
+    Unlike `Markov(1)` it never backs off: after a cell never left in training it names no cell at
+    all (a miss), which shows how much of Markov-1's score the global back-off buys."""
+
+    name = "most_frequent_next"
+
+    def fit(self, tracks: list[Track]) -> "MostFrequentNext":
+        self.counts_: dict[Cell, Counter] = defaultdict(Counter)
+        for track in tracks:
+            for a, b in zip(track.cells[:-1], track.cells[1:]):
+                self.counts_[_cell(a)][_cell(b)] += 1
+        return self
+
+    def scores(self, prefix: np.ndarray) -> dict[Cell, float]:
+        counter = self.counts_.get(_cell(np.asarray(prefix).reshape(-1, 2)[-1]))
+        if not counter:
+            return {}
+        total = sum(counter.values())
+        return {cell: n / total for cell, n in counter.items()}
+
+
 def default_baselines() -> list[CellBaseline]:
     """The baselines shown beside every next-cell model."""
     return [Stay(), ConstantVelocity(), Markov(1), Markov(2), Markov(2, spatial=True)]
+
+
+def next_cell_baselines() -> list[CellBaseline]:
+    """The baselines of the real-commute benchmarks (GeoLife, UCI): issue 3's list."""
+    return [MostFrequentNext(), Markov(1), Markov(2), Markov(2, spatial=True), Stay(), ConstantVelocity()]

@@ -29,8 +29,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import CheckpointError, InputError
 from .grid import Grid
 from .metrics import MISS_RANK
-from .models import (END, PAD, RESERVED, UNKNOWN, CellVocab, ForecasterConfig, ForecasterNet, MoveClasses,
-                     Normalisation, sequence_features, sequence_loss, step_features)
+from .models import (END, NO_CELL, PAD, PRIOR_FEATURES, RESERVED, UNKNOWN, CellVocab, ForecasterConfig,
+                     ForecasterNet, MarkovPrior, MoveClasses, Normalisation, fusion_logits, fusion_size,
+                     sequence_features, sequence_loss, step_features, time_features)
 from .tracks import Track, split_by_track
 from .training import TrainConfig, TrainResult, fit as fit_loop
 
@@ -60,9 +61,11 @@ class Batch:
     mask: Tensor
     lengths: Tensor
     weight: float
+    context: dict | None = None  # fusion head: window ids, sparse Markov prior, evidence (see `_context`)
 
 
 OFFSET_WINDOW = 2  # offset models spread probability over a (2W+1)^2 window around the predicted mean
+HIDE_TIMES = 0.1  # share of training tracks whose times are hidden, so predicting without times works
 
 
 class Forecaster:
@@ -87,16 +90,81 @@ class Forecaster:
 
     def _output_size(self) -> int:
         if self.config.target == "cell":
+            if self.config.head == "fusion":
+                return fusion_size(len(self.vocab_), self.config.max_move)
             return len(self.vocab_)
         if self.config.target == "move":
             return len(self.moves_)
         return 4  # mean (2) and log-std (2)
 
-    def _encode(self, track: Track):
+    @property
+    def fusion(self) -> bool:
+        return self.config.target == "cell" and self.config.head == "fusion"
+
+    def _features(self, cells: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+        """Per-step network inputs besides the cell id: position, last move (and time, if configured)."""
+        features = sequence_features(cells, self.norm_)
+        if self.config.time_features:
+            features = np.concatenate([features, time_features(times, len(cells))], axis=1)
+        return features
+
+    def _context(self, last: np.ndarray, before: np.ndarray, exclude: tuple | None = None) -> dict:
+        """What the fusion head needs besides the network at steps standing at `last` (coming from
+        `before`; `NO_CELL` for none): the vocabulary id of every window cell (-1: unseen) and the
+        Markov prior's candidates as sparse (row, slot, features), with the evidence behind them.
+        `exclude`: one track's own transitions, left out of the counts (training only)."""
+        last = np.asarray(last, dtype=np.int64).reshape(-1, 2)
+        before = np.asarray(before, dtype=np.int64).reshape(-1, 2)
+        n, radius = len(last), self.config.max_move
+        side = 2 * radius + 1
+        moves = self.moves_.moves
+        window = self.vocab_.ids((last[:, None, :] + moves[None]).reshape(-1, 2)).reshape(n, len(moves))
+        window[window == UNKNOWN] = -1
+        rows, slots, feats = [], [], []
+        evidence = np.zeros((n, 2), dtype=np.float32)
+        index, vocab_size = self.vocab_._index, len(self.vocab_)
+        for i in range(n):
+            here = (int(last[i, 0]), int(last[i, 1]))
+            came = None if before[i, 0] == NO_CELL else (int(before[i, 0]), int(before[i, 1]))
+            cells, f, evidence[i] = self.prior_.entries(came, here, exclude)
+            for (c, r), row in zip(cells, f):
+                slot = index.get((c, r))
+                if slot is None:
+                    dx, dy = c - here[0], r - here[1]
+                    if max(abs(dx), abs(dy)) > radius:
+                        continue  # an unseen cell out of reach: no slot can name it
+                    slot = vocab_size + (dx + radius) * side + (dy + radius)
+                rows.append(i)
+                slots.append(slot)
+                feats.append(row)
+        return {"window": window, "rows": np.asarray(rows, dtype=np.int64), "slots": np.asarray(slots, dtype=np.int64),
+                "features": np.asarray(feats, dtype=np.float32).reshape(-1, PRIOR_FEATURES), "evidence": evidence}
+
+    def _fusion_targets(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slot of each step's next cell (vocabulary id, or window slot for an unseen neighbour;
+        END after the last cell) and whether it can be named at all."""
+        ids = self.vocab_.ids(cells)
+        radius = self.config.max_move
+        side = 2 * radius + 1
+        targets = np.append(ids[1:], END)
+        mask = np.ones(len(cells), dtype=bool)
+        move = np.diff(cells, axis=0)
+        unseen = np.flatnonzero(targets[:-1] == UNKNOWN)
+        near = np.abs(move[unseen]).max(axis=1) <= radius if len(unseen) else np.zeros(0, bool)
+        targets[unseen[near]] = len(self.vocab_) + (move[unseen[near], 0] + radius) * side + move[unseen[near], 1] + radius
+        mask[unseen[~near]] = False
+        return targets, mask
+
+    def _encode(self, track: Track, exclude_own: bool = False, hide_times: bool = False):
         cells = track.cells
         ids = self.vocab_.ids(cells)
-        features = sequence_features(cells, self.norm_)
+        features = self._features(cells, None if hide_times else track.times)
         mask = np.ones(len(cells), dtype=bool)
+        if self.fusion:
+            targets, mask = self._fusion_targets(cells)
+            before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
+            exclude = MarkovPrior.transitions(cells) if exclude_own else None
+            return ids, features, targets, mask, self._context(cells, before, exclude)
         if self.config.target == "cell":
             targets = np.append(ids[1:], END)
             mask &= targets != UNKNOWN  # a next cell never seen in training cannot be a target
@@ -117,26 +185,62 @@ class Forecaster:
         offset = self.config.target == "offset"
         targets = torch.zeros(n, steps, 2) if offset else torch.zeros(n, steps, dtype=torch.long)
         mask = torch.zeros(n, steps, dtype=torch.bool)
-        for i, (a, b, c, d) in enumerate(encoded):
+        for i, (a, b, c, d, *_) in enumerate(encoded):
             k = len(a)
             ids[i, :k] = torch.from_numpy(a)
             features[i, :k] = torch.from_numpy(b)
             targets[i, :k] = torch.from_numpy(c)
             mask[i, :k] = torch.from_numpy(d)
-        return Batch(ids, features, targets, mask, lengths, float(mask.sum()))
+        context = None
+        if self.fusion:
+            window = torch.full((n, steps, len(self.moves_.moves)), -1, dtype=torch.long)
+            evidence = torch.zeros(n, steps, 2)
+            rows, slots, feats = [], [], []
+            for i, e in enumerate(encoded):
+                ctx = e[4]
+                k = len(e[0])
+                window[i, :k] = torch.from_numpy(ctx["window"])
+                evidence[i, :k] = torch.from_numpy(ctx["evidence"])
+                rows.append(ctx["rows"] + i * steps)
+                slots.append(ctx["slots"])
+                feats.append(ctx["features"])
+            context = {"window": window.flatten(0, 1), "evidence": evidence.flatten(0, 1),
+                       "rows": torch.from_numpy(np.concatenate(rows)), "slots": torch.from_numpy(np.concatenate(slots)),
+                       "features": torch.from_numpy(np.concatenate(feats))}
+        return Batch(ids, features, targets, mask, lengths, float(mask.sum()), context)
 
-    def _chunks(self, tracks: list[Track], max_len: int) -> list:
+    def _chunks(self, tracks: list[Track], max_len: int, training: bool = False) -> list:
+        """Encoded tracks cut into pieces of at most `max_len` steps. `training`: the fusion head's
+        prior leaves each track's own transitions out, and a fixed share of tracks hides its times."""
         encoded = []
-        for track in tracks:
-            e = self._encode(track)
+        hide = np.random.default_rng(self.train_config_.seed if hasattr(self, "train_config_") else 0) \
+            .random(len(tracks)) < HIDE_TIMES
+        for track, hidden in zip(tracks, hide):
+            e = self._encode(track, exclude_own=training and self.fusion,
+                             hide_times=training and self.config.time_features and bool(hidden))
             for start in range(0, len(track), max_len):
-                part = tuple(x[start:start + max_len] for x in e)
+                part = tuple(x[start:start + max_len] for x in e[:4])
+                if self.fusion:
+                    part = part + (_slice_context(e[4], start, start + max_len),)
                 if part[3].any():
                     encoded.append(part)
         return encoded
 
+    def _logits(self, outputs: Tensor, context: dict) -> Tensor:
+        """Fusion head outputs (N, O) and their context -> (N, V + M) logits over candidate slots."""
+        return fusion_logits(outputs, len(self.vocab_), context["window"], context["rows"], context["slots"],
+                             context["features"], context["evidence"], self.net_.evidence_weight)
+
     def _loss(self, net: ForecasterNet, batch: Batch) -> Tensor:
         outputs, _, _ = net(batch.ids, batch.features, batch.lengths)
+        if self.fusion:
+            logits = fusion_logits(outputs.flatten(0, 1), len(self.vocab_), batch.context["window"],
+                                   batch.context["rows"], batch.context["slots"], batch.context["features"],
+                                   batch.context["evidence"], net.evidence_weight)
+            targets = batch.targets.flatten().masked_fill(~batch.mask.flatten(), END)  # padding: any finite slot
+            losses = F.cross_entropy(logits, targets, reduction="none").view_as(batch.mask)
+            mask = batch.mask.to(losses.dtype)
+            return (losses * mask).sum() / mask.sum().clamp(min=1.0)
         return sequence_loss(self.config, outputs, batch.targets, batch.mask)
 
     # ----------------------------------------------------------------------------------- fit
@@ -163,12 +267,14 @@ class Forecaster:
             tracks, val_tracks = split_by_track(tracks, val_fraction, train_config.seed)
         self.train_tracks_ = tracks
         all_cells = np.concatenate([t.cells for t in tracks])
-        self.vocab_ = CellVocab(all_cells)
+        self.vocab_ = CellVocab(_cells_visited(tracks, self.config.min_tracks))
         self.norm_ = Normalisation.fit(all_cells, self.config.max_move)
+        if self.fusion:
+            self.prior_ = MarkovPrior([t.cells for t in tracks])  # validation tracks stay out while training
         torch.manual_seed(train_config.seed)
         self.net_ = ForecasterNet(self.config, len(self.vocab_), self._output_size())
         self.train_config_ = train_config
-        train_encoded = self._chunks(tracks, train_config.max_len)
+        train_encoded = self._chunks(tracks, train_config.max_len, training=True)
         val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train_config.max_len), 64)]
         batch_size = train_config.batch_size
 
@@ -189,6 +295,9 @@ class Forecaster:
                                             resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
         if self.config.target == "offset" and self.config.offset_loss == "mse":
             self.norm_.offset_std = self._residual_std(val_tracks or tracks)
+        if self.fusion:  # predictions count every transition seen before the test period
+            self.train_tracks_ = list(tracks) + [t for t in val_tracks if len(t) >= 2]
+            self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
         if out_dir is not None:
             self.save(out_dir)
         return self
@@ -197,7 +306,7 @@ class Forecaster:
     def _residual_std(self, tracks: list[Track]) -> float:
         residuals = []
         for track in tracks:
-            ids, features, targets, mask = self._encode(track)
+            ids, features, targets, mask = self._encode(track)[:4]
             outputs, _, _ = self.net_(torch.from_numpy(ids)[None], torch.from_numpy(features)[None])
             residuals.append((outputs[0, :, :2].numpy() - targets)[mask])
         return float(np.sqrt(np.mean(np.concatenate(residuals) ** 2))) if residuals else 1.0
@@ -207,10 +316,23 @@ class Forecaster:
             raise InputError("this Forecaster is not fitted yet; call fit() or Forecaster.load()")
 
     # ------------------------------------------------------------------------------ predict
-    def _distribution(self, outputs: Tensor, last: np.ndarray) -> tuple[np.ndarray, Tensor, Tensor]:
+    @torch.no_grad()
+    def _distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, Tensor, Tensor]:
         """Head outputs (B, O) and last cells (B, 2) -> candidate cells (B, C, 2), their log p (B, C),
-        and log p of the route ending (B,)."""
+        and log p of the route ending (B,). `before`: the cells before `last` (`NO_CELL` rows for
+        none); the fusion head's order-2 prior needs them. A candidate with log p = -inf is a
+        duplicate slot or impossible: it never ranks."""
         target, batch = self.config.target, outputs.shape[0]
+        if target == "cell" and self.fusion:
+            if before is None:
+                before = np.full_like(last, NO_CELL)
+            context = {k: torch.from_numpy(v) for k, v in self._context(last, before).items()}
+            logp = F.log_softmax(self._logits(outputs, context), dim=-1)
+            vocab = np.broadcast_to(self.vocab_.cells, (batch,) + self.vocab_.cells.shape)
+            window = np.asarray(last)[:, None, :] + self.moves_.moves[None]
+            cands = np.concatenate([vocab, window], axis=1)
+            return cands, torch.cat([logp[:, RESERVED:len(self.vocab_)], logp[:, len(self.vocab_):]], 1), logp[:, END]
         if target == "cell":
             logits = outputs.clone()
             logits[:, PAD] = -math.inf
@@ -235,39 +357,47 @@ class Forecaster:
         return cands, mass.log().float(), torch.full((batch,), -math.inf)
 
     @torch.no_grad()
-    def _encode_prefix(self, prefix: np.ndarray):
+    def _encode_prefix(self, prefix: np.ndarray, times: np.ndarray | None = None):
         prefix = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)
         if len(prefix) == 0:
             raise InputError("the track prefix is empty: give at least one cell")
+        times = _check_times(times, len(prefix))
         ids = torch.from_numpy(self.vocab_.ids(prefix))[None]
-        features = torch.from_numpy(sequence_features(prefix, self.norm_))[None]
+        features = torch.from_numpy(self._features(prefix, times))[None]
         self.net_.eval()
         outputs, state, _ = self.net_(ids, features)
-        return outputs[:, -1], state, prefix
+        return outputs[:, -1], state, prefix, features[0, -1]
 
-    def predict_next(self, prefix: np.ndarray, k: int = 5) -> list[NextCell]:
-        """The k most probable next cells after `prefix` ((n, 2) cells), most probable first."""
-        return self.predict_next_with_end(prefix, k)[0]
+    @staticmethod
+    def _before(prefix: np.ndarray) -> np.ndarray:
+        return prefix[-2:-1] if len(prefix) > 1 else np.full((1, 2), NO_CELL)
 
-    def predict_next_with_end(self, prefix: np.ndarray, k: int = 5) -> tuple[list[NextCell], float]:
+    def predict_next(self, prefix: np.ndarray, k: int = 5, times: np.ndarray | None = None) -> list[NextCell]:
+        """The k most probable next cells after `prefix` ((n, 2) cells), most probable first.
+        `times`: the prefix's times in seconds (used by models with time features; optional)."""
+        return self.predict_next_with_end(prefix, k, times)[0]
+
+    def predict_next_with_end(self, prefix: np.ndarray, k: int = 5, times: np.ndarray | None = None
+                              ) -> tuple[list[NextCell], float]:
         """Top-k next cells and the probability that the route ends here instead."""
         self._check_fitted()
-        output, _, prefix = self._encode_prefix(prefix)
-        cands, logp, end = self._distribution(output, prefix[-1:])
-        top = torch.topk(logp[0], min(k, logp.shape[1]))
+        output, _, prefix, _ = self._encode_prefix(prefix, times)
+        cands, logp, end = self._distribution(output, prefix[-1:], self._before(prefix))
+        top = torch.topk(logp[0], min(k, int(torch.isfinite(logp[0]).sum())))
         cells = [NextCell((int(cands[0, j, 0]), int(cands[0, j, 1])), float(math.exp(v)))
                  for v, j in zip(top.values.tolist(), top.indices.tolist())]
         return cells, float(math.exp(float(end[0])))
 
-    def next_cell_scores(self, prefix: np.ndarray) -> dict[tuple[int, int], float]:
+    def next_cell_scores(self, prefix: np.ndarray, times: np.ndarray | None = None) -> dict[tuple[int, int], float]:
         """Probability of every candidate next cell (for ranking metrics)."""
         self._check_fitted()
-        output, _, prefix = self._encode_prefix(prefix)
-        cands, logp, _ = self._distribution(output, prefix[-1:])
-        return {(int(c), int(r)): float(p) for (c, r), p in zip(cands[0], logp[0].exp().tolist())}
+        output, _, prefix, _ = self._encode_prefix(prefix, times)
+        cands, logp, _ = self._distribution(output, prefix[-1:], self._before(prefix))
+        finite = torch.isfinite(logp[0]).numpy()
+        return {(int(c), int(r)): float(p) for (c, r), p, ok in zip(cands[0], logp[0].exp().tolist(), finite) if ok}
 
     @torch.no_grad()
-    def ranks_along(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def ranks_along(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For every step of a track, the 1-based rank and the negative log-probability of the cell
         that really came next, from one causal pass (identical to scoring each prefix separately).
         A next cell the model cannot output gets `MISS_RANK` and NLL = inf."""
@@ -275,37 +405,41 @@ class Forecaster:
         cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
         if len(cells) < 2:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
+        times = _check_times(times, len(cells))
         ids = torch.from_numpy(self.vocab_.ids(cells))[None]
-        features = torch.from_numpy(sequence_features(cells, self.norm_))[None]
+        features = torch.from_numpy(self._features(cells, times))[None]
         self.net_.eval()
         outputs, _, _ = self.net_(ids, features)
-        cands, logp, _ = self._distribution(outputs[0, :-1], cells[:-1])
+        before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-2]])
+        cands, logp, _ = self._distribution(outputs[0, :-1], cells[:-1], before)
         truth = cells[1:]
         hit = np.all(cands == truth[:, None, :], axis=-1)  # (n-1, C)
         logp = logp.double().numpy()
-        found = hit.any(axis=1)
+        found = (hit & np.isfinite(logp)).any(axis=1)
         true_logp = np.where(found, np.where(hit, logp, -np.inf).max(axis=1), -np.inf)
         ranks = np.where(found, (logp >= true_logp[:, None]).sum(axis=1), MISS_RANK)
         return ranks.astype(np.int64), -true_logp
 
     @torch.no_grad()
-    def beam(self, prefix: np.ndarray, horizon: int, width: int = 5) -> list[Route]:
+    def beam(self, prefix: np.ndarray, horizon: int, width: int = 5, times: np.ndarray | None = None) -> list[Route]:
         """The `width` most probable continuations of up to `horizon` cells, most probable first.
 
         A route that predicts end-of-route stops there (``ended=True``); its probability includes
-        the end. Unfinished routes carry the probability of their cells so far.
+        the end. Unfinished routes carry the probability of their cells so far. Time inputs of the
+        steps ahead repeat those of the prefix's last step.
         """
         self._check_fitted()
         if horizon < 1 or width < 1:
             raise InputError(f"horizon and beam width must be >= 1, got {horizon} and {width}")
-        output, state, prefix = self._encode_prefix(prefix)
+        output, state, prefix, last_features = self._encode_prefix(prefix, times)
+        clock = last_features[4:].numpy() if self.config.time_features else None
         lstm = self.config.cell == "lstm"
         logps = torch.zeros(1, dtype=torch.float64)
         routes: list[list[tuple[int, int]]] = [[]]
-        last, before = prefix[-1:].copy(), prefix[-2:-1].copy() if len(prefix) > 1 else prefix[-1:].copy()
+        last, before = prefix[-1:].copy(), self._before(prefix).copy()
         finished: list[Route] = []
         for _ in range(horizon):
-            cands, logp, end = self._distribution(output, last)
+            cands, logp, end = self._distribution(output, last, before)
             n, c = logp.shape
             scores = torch.cat([(logps[:, None] + logp.double()).reshape(-1), logps + end.double()])
             floor = min((math.log(r.p) for r in finished), default=-math.inf) if len(finished) >= width else -math.inf
@@ -332,14 +466,16 @@ class Forecaster:
             state = tuple(s.index_select(1, parents) for s in state) if lstm else state.index_select(1, parents)
             before, last = last[keep_parent], new_cells
             ids = torch.from_numpy(self.vocab_.ids(new_cells))
-            features = torch.from_numpy(step_features(new_cells, before, self.norm_))
-            output, state = self.net_.step(ids, features, state)
+            step = step_features(new_cells, before, self.norm_)
+            if clock is not None:
+                step = np.concatenate([step, np.repeat(clock[None], len(step), axis=0)], axis=1)
+            output, state = self.net_.step(ids, torch.from_numpy(step), state)
         open_routes = [Route(r, math.exp(v), False) for r, v in zip(routes, logps.tolist())]
         return sorted(finished + open_routes, key=lambda r: -r.p)[:width]
 
-    def rollout(self, prefix: np.ndarray, horizon: int) -> list[tuple[int, int]]:
+    def rollout(self, prefix: np.ndarray, horizon: int, times: np.ndarray | None = None) -> list[tuple[int, int]]:
         """Greedy continuation: the most probable cell at each step (beam of width 1)."""
-        routes = self.beam(prefix, horizon, width=1)
+        routes = self.beam(prefix, horizon, width=1, times=times)
         return routes[0].cells if routes else []
 
     # ---------------------------------------------------------------------------- save/load
@@ -371,6 +507,8 @@ class Forecaster:
             self.train_config_ = TrainConfig(**config.get("train", {}))
             self.net_ = ForecasterNet(model_config, len(self.vocab_), int(config["output_size"]))
             self.train_tracks_ = _unpack_tracks(tensors)
+            if self.fusion:
+                self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
             self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DATA_PREFIX)})
         except (KeyError, TypeError, ValueError, RuntimeError, InputError) as exc:
             raise CheckpointError(f"{directory}: config and weights do not fit together ({str(exc).splitlines()[0]})") from None
@@ -394,6 +532,33 @@ def _unpack_tracks(tensors: dict[str, Tensor]) -> list[Track]:
         return []
     cells, offsets = cells.numpy(), offsets.numpy()
     return [Track(f"train-{i}", cells[a:b]) for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
+
+
+def _cells_visited(tracks: list[Track], min_tracks: int) -> np.ndarray:
+    """Cells that at least `min_tracks` different tracks visit (all cells for 1). Why a threshold: a
+    cell seen on a single trip teaches the id embedding nothing that transfers; leaving it out of the
+    vocabulary lets the network learn, on real examples, how to step into cells it has no id for."""
+    cells = [np.unique(t.cells, axis=0) for t in tracks]
+    if min_tracks <= 1:
+        return np.concatenate(cells)
+    unique, counts = np.unique(np.concatenate(cells), axis=0, return_counts=True)
+    return unique[counts >= min_tracks]
+
+
+def _slice_context(context: dict, start: int, stop: int) -> dict:
+    """The fusion context of steps [start, stop), rows renumbered from 0."""
+    keep = (context["rows"] >= start) & (context["rows"] < stop)
+    return {"window": context["window"][start:stop], "evidence": context["evidence"][start:stop],
+            "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep]}
+
+
+def _check_times(times: np.ndarray | None, n: int) -> np.ndarray | None:
+    if times is None:
+        return None
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    if len(times) != n:
+        raise InputError(f"{len(times)} times for {n} cells")
+    return times
 
 
 def _batched(items: list, size: int):
