@@ -821,6 +821,9 @@ def grid_tracks(
         min_points: drop track parts with fewer output points than this (reason "short_track").
         sep: CSV delimiter (default: sniffed from the header among , TAB ; |).
         progress: show a progress bar while reading a big file.
+
+    Raises:
+        InputError: unusable arguments or files, no usable tracks, or (strict) the first bad row.
     """
     t0 = _time.perf_counter()
     columns.check()
@@ -829,91 +832,34 @@ def grid_tracks(
     cell_size, crs = _resolve_grid_spec(like, cell_size, step, crs, geographic)
     want = columns.names()
     src = _open_source(source, want, sep, progress)
-    data = None
-    for i, mode in enumerate(src.modes):
-        try:
-            data = _read_all(src, want, geographic, strict, mode)
-            break
-        except pa.ArrowInvalid as exc:
-            # typed: a value pyarrow will not parse -> re-read raw and judge row by row;
-            # raw: undecodable bytes in a malformed row or a time -> re-read with lenient UTF-8
-            if i == len(src.modes) - 1:
-                what = "cannot parse as CSV" if isinstance(src, _CsvSource) else "cannot read"
-                raise InputError(f"{src.name}: {what} ({str(exc).splitlines()[0]})") from None
-    assert data is not None
-    names = data.names
-    if data.read == 0:
-        raise InputError(f"{src.name}: no data rows (only a header)")
+    data = _read_with_fallbacks(src, want, geographic, strict)
     report = IngestReport(read=data.read)
     dropped = dict(data.counts)
     if len(data.t) == 0:
         _nothing_left(src.name, report, dropped)
     msgs = report.messages
-    tcol = want["time"]
-    msgs.append(
-        f"time column '{tcol}' read as ISO-8601 (seconds since 1970-01-01 UTC; times without an offset taken as UTC)"
-        if data.time_kind == "iso" else f"time column '{tcol}' read as numbers of seconds"
-    )
-    if data.lenient:
-        msgs.append("the file is not valid UTF-8 throughout; undecodable bytes were read as \\xNN escapes")
-    if data.non_utf8:
-        msgs.append(f"{data.non_utf8} track id(s) were not valid UTF-8; their bytes are kept as \\xNN escapes")
+    msgs += _reading_notes(data, want["time"])
 
-    # order, duplicates
+    # order, duplicates, gaps, resampling
     ordered = resample.order_points(data.code, data.t)
     dropped["duplicate_time"] = len(ordered.duplicates)
     if strict and len(ordered.duplicates):
-        k = int(ordered.duplicates.min())  # first duplicate in file order
-        place, malformed = src.where(int(data.index[k]))
-        raise InputError(
-            f"{place}: duplicate time {data.t[k]:.10g} in track '{validate.printable(names[data.code[k]])}' (an earlier row has the same time)"
-        )
+        k = int(ordered.duplicates.min())  # the first duplicate in file order
+        place, _ = src.where(int(data.index[k]))
+        track = validate.printable(data.names[data.code[k]])
+        raise InputError(f"{place}: duplicate time {data.t[k]:.10g} in track '{track}' (an earlier row has the same time)")
     if len(ordered.unsorted_tracks):
-        first = names[int(ordered.unsorted_tracks[0])]
-        msgs.append(f"sorted {len(ordered.unsorted_tracks)} track(s) whose times were out of order (e.g. '{validate.printable(first)}')")
+        first = validate.printable(data.names[int(ordered.unsorted_tracks[0])])
+        msgs.append(f"sorted {len(ordered.unsorted_tracks)} track(s) whose times were out of order (e.g. '{first}')")
     o = ordered.order
-    code, t = (data.code, data.t) if ordered.identity else (data.code[o], data.t[o])
-
-    # gaps, resampling
+    code, t = (data.code, data.t) if o is None else (data.code[o], data.t[o])
     parts = resample.split_parts(code, t, max_gap)
-    per_track = parts.count[parts.ordinal == 1]
-    if (per_track > 1).any():
-        msgs.append(f"split {int((per_track > 1).sum())} track(s) at gaps > {max_gap:g} s into {int(per_track[per_track > 1].sum())} parts")
-    if step is not None and max_gap is None and len(t) > 1:
-        inner = np.diff(t)[code[1:] == code[:-1]]
-        if len(inner) and inner.max() > 100 * step:
-            msgs.append(f"interpolated across gaps of up to {inner.max():.4g} s; pass max_gap (--max-gap) to split tracks there")
+    msgs += _gap_notes(parts, code, t, step, max_gap)
     rs = resample.resample(t, parts, step, len(t))
 
-    # positions: project only the raw points that the resampled points are made of
-    need = np.zeros(len(t), bool)
-    need[rs.left] = True
-    need[rs.right] = True
-    pts = np.flatnonzero(need)
-    a, b = data.a[o[pts]], data.b[o[pts]]
-    if geographic:
-        if crs is None:
-            crs = projection.local_crs(b, a)
-            msgs.append(f"projected lat/lon to {crs} (the UTM zone of the median position)")
-        px, py = projection.project(b, a, crs)
-    else:
-        px, py = a, b
-    slot = np.cumsum(need) - 1
-    li, ri, w = slot[rs.left], slot[rs.right], rs.weight
-    x = px[li] + w * (px[ri] - px[li])
-    y = py[li] + w * (py[ri] - py[li])
-
-    # grid, cells
-    if like is not None:
-        grid = like
-    elif geographic:
-        grid = Grid.covering(x, y, cell_size, crs=crs, step=None if step is None else float(step))
-    else:
-        grid = Grid(cell_size=float(cell_size), crs=crs, step=None if step is None else float(step))
-    if len(x):
-        reach = max(np.abs(x - grid.origin_x).max(), np.abs(y - grid.origin_y).max()) / grid.cell_size
-        if reach > 2.0**52:
-            raise InputError(f"coordinates reach {reach:.3g} cells from the grid origin; use a larger cell size")
+    # positions, grid, cells
+    x, y, crs = _positions(data, o, rs, geographic, crs, msgs)
+    grid = _make_grid(like, geographic, x, y, cell_size, crs, step)
     col, row = grid.to_cells(x, y)
     part, tout = rs.part, rs.time
     if collapse:
@@ -921,16 +867,14 @@ def grid_tracks(
         part, tout, x, y, col, row = part[keep], tout[keep], x[keep], y[keep], col[keep], row[keep]
 
     # short parts
-    n_parts = len(parts.start)
-    out_count = np.bincount(part, minlength=n_parts)
+    out_count = np.bincount(part, minlength=len(parts.start))
     good = out_count >= min_points
-    raw_count = parts.stop - parts.start
-    dropped["short_track"] = int(raw_count[~good].sum())
+    dropped["short_track"] = int((parts.stop - parts.start)[~good].sum())
     if strict and not good.all():
         p = int(np.argmax(~good))
-        name = _part_names(names, parts, np.array([p]))[0].as_py()
+        name = validate.printable(_part_names(data.names, parts, np.array([p]))[0].as_py())
         raise InputError(
-            f"{src.name} track '{validate.printable(name)}': {int(out_count[p])} point(s) after cleaning"
+            f"{src.name} track '{name}': {int(out_count[p])} point(s) after cleaning"
             f"{' and resampling' if step else ''}, fewer than min_points={min_points}"
         )
     keep = good[part]
@@ -942,23 +886,107 @@ def grid_tracks(
     if report.kept <= 0 or len(part) == 0:
         _nothing_left(src.name, report, dropped)
 
-    # frame
-    used = np.flatnonzero(good)
-    renum = np.full(n_parts, -1, np.int64)
-    renum[used] = np.arange(len(used))
-    names = _part_names(names, parts, used)
-    track = pc.take(names, pa.array(renum[part]))
-    table = pa.table({
-        "track": track, "step": resample.steps_within(part), "time": tout,
-        "col": col, "row": row, "x": x, "y": y,
-    })
-    frame = table.to_pandas()
+    frame = _frame(data.names, parts, good, part, tout, col, row, x, y)
     report.timed(_time.perf_counter() - t0)
     meta = {
         "source": src.name, "columns": want, "time_kind": data.time_kind, "max_gap": max_gap,
         "collapse": bool(collapse), "min_points": int(min_points),
     }
     return GriddedTracks(frame=frame, grid=grid, report=report, meta=meta)
+
+
+def _read_with_fallbacks(src: _Source, want: dict[str, str], geographic: bool, strict: bool) -> _Validated:
+    """Try the source's read modes in order (CSV: typed -> raw -> lenient UTF-8)."""
+    for i, mode in enumerate(src.modes):
+        try:
+            data = _read_all(src, want, geographic, strict, mode)
+        except pa.ArrowInvalid as exc:
+            # typed: a value pyarrow will not parse -> re-read raw and judge row by row;
+            # raw: undecodable bytes in a malformed row or a time -> re-read with lenient UTF-8
+            if i == len(src.modes) - 1:
+                what = "cannot parse as CSV" if isinstance(src, _CsvSource) else "cannot read"
+                raise InputError(f"{src.name}: {what} ({str(exc).splitlines()[0]})") from None
+            continue
+        if data.read == 0:
+            raise InputError(f"{src.name}: no data rows (only a header)")
+        return data
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _reading_notes(data: _Validated, time_col: str) -> list[str]:
+    notes = [
+        f"time column '{time_col}' read as ISO-8601 (seconds since 1970-01-01 UTC; times without an offset taken as UTC)"
+        if data.time_kind == "iso" else f"time column '{time_col}' read as numbers of seconds"
+    ]
+    if data.lenient:
+        notes.append("the file is not valid UTF-8 throughout; undecodable bytes were read as \\xNN escapes")
+    if data.non_utf8:
+        notes.append(f"{data.non_utf8} track id(s) were not valid UTF-8; their bytes are kept as \\xNN escapes")
+    return notes
+
+
+def _gap_notes(parts: resample.Parts, code: np.ndarray, t: np.ndarray, step: float | None, max_gap: float | None) -> list[str]:
+    notes = []
+    per_track = parts.count[parts.ordinal == 1]
+    if (per_track > 1).any():
+        split = per_track[per_track > 1]
+        notes.append(f"split {len(split)} track(s) at gaps > {max_gap:g} s into {int(split.sum())} parts")
+    if step is not None and max_gap is None and len(t) > 1:
+        inner = np.diff(t)[code[1:] == code[:-1]]
+        if len(inner) and inner.max() > 100 * step:
+            notes.append(f"interpolated across gaps of up to {inner.max():.4g} s; pass max_gap (--max-gap) to split tracks there")
+    return notes
+
+
+def _positions(
+    data: _Validated, o: np.ndarray | None, rs: resample.Resampled, geographic: bool, crs: str | None, msgs: list[str],
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Output x, y: projects only the raw points that resampled points are interpolated from."""
+    need = np.zeros(len(data.t), bool)
+    need[rs.left] = True
+    need[rs.right] = True
+    pts = np.flatnonzero(need)
+    sel = pts if o is None else o[pts]
+    a, b = data.a[sel], data.b[sel]
+    if geographic:
+        if crs is None:
+            crs = projection.local_crs(b, a)
+            msgs.append(f"projected lat/lon to {crs} (the UTM zone of the median position)")
+        px, py = projection.project(b, a, crs)
+    else:
+        px, py = a, b
+    li, ri, w = np.searchsorted(pts, rs.left), np.searchsorted(pts, rs.right), rs.weight
+    return px[li] + w * (px[ri] - px[li]), py[li] + w * (py[ri] - py[li]), crs
+
+
+def _make_grid(like: Grid | None, geographic: bool, x: np.ndarray, y: np.ndarray, cell_size: float,
+               crs: str | None, step: float | None) -> Grid:
+    step = None if step is None else float(step)
+    if like is not None:
+        grid = like
+    elif geographic:
+        grid = Grid.covering(x, y, cell_size, crs=crs, step=step)
+    else:  # planar: origin (0, 0), so integer coordinates at cell size 1 keep their numbers
+        grid = Grid(cell_size=float(cell_size), crs=crs, step=step)
+    if len(x):
+        reach = max(np.abs(x - grid.origin_x).max(), np.abs(y - grid.origin_y).max()) / grid.cell_size
+        if reach > 2.0**52:
+            raise InputError(f"coordinates reach {reach:.3g} cells from the grid origin; use a larger cell size")
+    return grid
+
+
+def _frame(names: list[str], parts: resample.Parts, good: np.ndarray, part: np.ndarray, tout: np.ndarray,
+           col: np.ndarray, row: np.ndarray, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """The contract frame: track, step, time, col, row, x, y (track ids built in Arrow, not per row)."""
+    used = np.flatnonzero(good)
+    renum = np.full(len(good), -1, np.int64)
+    renum[used] = np.arange(len(used))
+    track = pc.take(_part_names(names, parts, used), pa.array(renum[part]))
+    table = pa.table({
+        "track": track, "step": resample.steps_within(part), "time": tout,
+        "col": col, "row": row, "x": x, "y": y,
+    })
+    return table.to_pandas()
 
 
 def _nothing_left(name: str, report: IngestReport, dropped: dict[str, int]) -> None:

@@ -25,10 +25,10 @@ MAX_OUTPUT_POINTS = 50_000_000
 class Ordered:
     """Points sorted by (track, time) with duplicates removed."""
 
-    order: np.ndarray  # indices into the validated arrays, in (track, time) order, duplicates removed
+    order: np.ndarray | None  # indices into the validated arrays in (track, time) order without
+    #                            duplicates; None when that is simply 0..n-1 (no copies needed)
     duplicates: np.ndarray  # indices (into validated arrays) of dropped duplicate-time rows
     unsorted_tracks: np.ndarray  # track codes whose times were out of order
-    identity: bool = False  # order is 0..n-1: callers may skip the gathers
 
 
 def order_points(code: np.ndarray, t: np.ndarray) -> Ordered:
@@ -57,8 +57,7 @@ def order_points(code: np.ndarray, t: np.ndarray) -> Ordered:
     dup = np.zeros(n, bool)
     dup[1:] = same & (ts[1:] == ts[:-1])
     if not dup.any():
-        return Ordered(order=np.arange(n) if order is None else order, duplicates=np.zeros(0, np.int64),
-                       unsorted_tracks=unsorted, identity=order is None)
+        return Ordered(order=order, duplicates=np.zeros(0, np.int64), unsorted_tracks=unsorted)
     if order is None:
         order = np.arange(n)
     return Ordered(order=order[~dup], duplicates=order[dup], unsorted_tracks=unsorted)
