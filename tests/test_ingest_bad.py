@@ -61,11 +61,6 @@ def _argv(name: str, out: Path, *extra: str) -> list[str]:
     return ["grid", str(BAD / name), "--out", str(out), "--cell-size", size, "--step", "0", *cols, *extra]
 
 
-def _valid_rows(name: str) -> int:
-    """Independent count of the rows a careful reader would keep (from the file's own text)."""
-    return CASES[name][1]
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_default_mode_counts_every_row(name, tmp_path, capsys):
     dropped, kept, tracks, _ = CASES[name]

@@ -48,13 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cell-size", type=float, help="cell side in metres (lat/lon) or input units (x/y); optional with --like")
     p.add_argument("--step", type=_seconds, default=argparse.SUPPRESS,
                    help="resampling step in seconds (0 = keep points as they are); defaults to the --like grid's step")
-    cols = p.add_argument_group("columns")
-    cols.add_argument("--track-col", default="track", help='track id column (default: track; "" = the whole file is one track)')
-    cols.add_argument("--time-col", default="time", help="time column: ISO-8601 text or numbers of seconds (default: time)")
-    cols.add_argument("--lat-col", help="latitude column (degrees; default: lat unless --x-col/--y-col)")
-    cols.add_argument("--lon-col", help="longitude column (degrees; default: lon unless --x-col/--y-col)")
-    cols.add_argument("--x-col", help="planar x column (metres, pixels, ...)")
-    cols.add_argument("--y-col", help="planar y column")
+    add_column_args(p)
     p.add_argument("--max-gap", type=_seconds, help="split a track where points are more than this many seconds apart")
     p.add_argument("--like", help="reuse the grid of a gridded Parquet file or a model directory exactly")
     p.add_argument("--strict", action="store_true", help="stop (exit 2) at the first bad row instead of dropping it")
@@ -66,7 +60,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _columns(args: argparse.Namespace) -> ColumnMap:
+def add_column_args(parser: argparse.ArgumentParser) -> None:
+    """The column flags of `gridcast grid`, for any command that reads raw tracks (evaluate, predict)."""
+    cols = parser.add_argument_group("columns of raw tracks")
+    cols.add_argument("--track-col", default="track", help='track id column (default: track; "" = the whole file is one track)')
+    cols.add_argument("--time-col", default="time", help="time column: ISO-8601 text or numbers of seconds (default: time)")
+    cols.add_argument("--lat-col", help="latitude column (degrees; default: lat unless --x-col/--y-col)")
+    cols.add_argument("--lon-col", help="longitude column (degrees; default: lon unless --x-col/--y-col)")
+    cols.add_argument("--x-col", help="planar x column (metres, pixels, ...)")
+    cols.add_argument("--y-col", help="planar y column")
+
+
+def column_map(args: argparse.Namespace) -> ColumnMap:
+    """A ColumnMap from the flags added by `add_column_args`."""
     track = args.track_col or None
     planar = args.x_col is not None or args.y_col is not None
     geo = args.lat_col is not None or args.lon_col is not None
@@ -91,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.min_points < 1:
         raise InputError(f"--min-points must be at least 1, got {args.min_points}")
     gt = grid_tracks(
-        args.input, cell_size=args.cell_size, step=step, columns=_columns(args), max_gap=args.max_gap,
+        args.input, cell_size=args.cell_size, step=step, columns=column_map(args), max_gap=args.max_gap,
         like=like, crs=args.crs, strict=args.strict, collapse=args.collapse, min_points=args.min_points,
         sep=args.sep, progress=(not args.json) and sys.stderr.isatty(),
     )
