@@ -1,0 +1,62 @@
+"""beam_many / rollout_many equal Forecaster.beam / rollout track by track: the same routes in the
+same order, the same ended flags, the same probabilities (to float rounding)."""
+import numpy as np
+import pytest
+import torch
+
+from gridcast.batch_predict import _CellLookup, beam_many, rollout_many
+from gridcast.errors import InputError
+from gridcast.models import END
+
+from test_streaming import random_model, walk
+
+
+def _prefixes(n=10, side=8, seed=0):
+    rng = np.random.default_rng(seed)
+    prefixes = [walk(int(rng.integers(1, 9)), seed=seed * 100 + i, side=side) for i in range(n)]
+    prefixes.append(np.array([[40, 40], [41, 40]]))  # cells the model has never seen
+    return prefixes
+
+
+def _assert_equal_routes(got, ref):
+    assert len(got) == len(ref)
+    for g_routes, r_routes in zip(got, ref):
+        assert [(r.cells, r.ended) for r in g_routes] == [(r.cells, r.ended) for r in r_routes]
+        assert np.allclose([r.p for r in g_routes], [r.p for r in r_routes], rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("target", ["cell", "move", "offset"])
+def test_beam_many_equals_beam_per_track(cell, target):
+    model = random_model(cell, target, layers=2 if cell == "gru" else 1)
+    if target != "offset":  # make ending likely, so finished routes and the floor rule are exercised
+        with torch.no_grad():
+            model.net_.head.bias[END if target == "cell" else model.moves_.end] += 3.0
+    prefixes = _prefixes()
+    got = beam_many(model, prefixes, horizon=4, width=3, chunk=4)  # several chunks, one ragged
+    ref = [model.beam(p, 4, 3) for p in prefixes]
+    _assert_equal_routes(got, ref)
+    if target != "offset":
+        assert any(r.ended for routes in ref for r in routes)
+
+
+def test_rollout_many_equals_rollout_and_wide_beams():
+    model = random_model("lstm", layers=2, init_state="learned")
+    prefixes = _prefixes(seed=3)
+    assert rollout_many(model, prefixes, horizon=5) == [model.rollout(p, 5) for p in prefixes]
+    _assert_equal_routes(beam_many(model, prefixes, horizon=2, width=7), [model.beam(p, 2, 7) for p in prefixes])
+
+
+def test_cell_lookup_matches_vocab():
+    model = random_model()
+    lookup = _CellLookup(model.vocab_.cells)
+    cells = np.array([[0, 0], [7, 7], [3, 5], [8, 0], [-1, 2], [2, 8], [100, -100]])
+    assert lookup.ids(cells).tolist() == model.vocab_.ids(cells).tolist()
+
+
+def test_bad_arguments():
+    model = random_model()
+    with pytest.raises(InputError):
+        beam_many(model, [np.array([[1, 1]])], horizon=0)
+    with pytest.raises(InputError, match="empty"):
+        beam_many(model, [np.zeros((0, 2))], horizon=2)

@@ -1,0 +1,119 @@
+"""StreamingPredictor: point-by-point answers equal `Forecaster.predict_next` on the prefix so far,
+for every cell kind, stacked layers and each target; per-track state; bounded memory."""
+import numpy as np
+import pytest
+import torch
+
+from gridcast.errors import InputError
+from gridcast.forecaster import Forecaster
+from gridcast.models import CellVocab, ForecasterConfig, ForecasterNet, Normalisation
+from gridcast.streaming import StreamingPredictor
+from gridcast.training import TrainConfig
+
+
+def random_model(cell="lstm", target="cell", layers=1, init_state="zeros", side=8, seed=0, **options):
+    """A Forecaster with random (peaked) weights over a side x side block: no training needed."""
+    torch.manual_seed(seed)
+    config = ForecasterConfig(cell=cell, target=target, hidden=16, layers=layers, embed=8, dropout=0.0,
+                              init_state=init_state)
+    cols, rows = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    cells = np.stack([cols.ravel(), rows.ravel()], axis=1)
+    model = Forecaster(config)
+    model.vocab_, model.norm_ = CellVocab(cells), Normalisation.fit(cells, config.max_move)
+    model.train_config_, model.train_tracks_ = TrainConfig(), []
+    size = len(model.vocab_) if target == "cell" else len(model.moves_) if target == "move" else 4
+    model.net_ = ForecasterNet(config, len(model.vocab_), size)
+    with torch.no_grad():
+        model.net_.head.weight.mul_(4.0)
+        for p in model.net_.recurrent.parameters():
+            p.normal_(0.0, 0.5)  # also makes learned initial states non-zero
+    model.net_.eval()
+    return model
+
+
+def walk(n=10, seed=1, side=8):
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.integers(0, side, 2) + np.cumsum(rng.integers(-1, 2, (n, 2)), axis=0), 0, side - 1)
+
+
+def _assert_same(got, ref, tol=2e-5):
+    assert [g.cell for g in got] == [r.cell for r in ref]
+    assert np.allclose([g.p for g in got], [r.p for r in ref], atol=tol)
+
+
+@pytest.mark.parametrize("cell,layers,init_state", [("lstm", 1, "zeros"), ("gru", 1, "zeros"), ("rnn", 1, "zeros"),
+                                                     ("lstm", 2, "learned"), ("gru", 2, "learned"), ("rnn", 3, "zeros")])
+@pytest.mark.parametrize("target", ["cell", "move"])
+def test_each_update_equals_predict_next_on_the_prefix(cell, layers, init_state, target):
+    model = random_model(cell, target, layers, init_state)
+    stream = StreamingPredictor(model, k=4)
+    track = walk()
+    for n in range(1, len(track) + 1):
+        _assert_same(stream.update("t", track[n - 1]), model.predict_next(track[:n], k=4))
+
+
+def test_offset_target_and_relu_rnn():
+    model = random_model("lstm", "offset")
+    stream = StreamingPredictor(model, k=3)
+    track = walk(6)
+    for n in range(1, len(track) + 1):
+        _assert_same(stream.update(7, track[n - 1]), model.predict_next(track[:n], k=3), tol=1e-4)
+    model = random_model("rnn", nonlinearity="relu")
+    stream = StreamingPredictor(model, k=2)
+    for n in range(1, len(track) + 1):
+        _assert_same(stream.update("r", track[n - 1]), model.predict_next(track[:n], k=2))
+
+
+def test_unknown_cells_and_interleaved_tracks_keep_their_own_state():
+    model = random_model("gru")
+    stream = StreamingPredictor(model, k=3)
+    a, b = walk(8, seed=2), walk(8, seed=3) + 50  # b lives outside the vocabulary
+    for n in range(1, 9):
+        _assert_same(stream.update("a", a[n - 1]), model.predict_next(a[:n], k=3))
+        _assert_same(stream.update("b", b[n - 1]), model.predict_next(b[:n], k=3))
+    assert len(stream) == 2 and "a" in stream
+
+
+def test_lru_eviction_bounds_the_number_of_tracks():
+    model = random_model()
+    stream = StreamingPredictor(model, k=2, max_tracks=3)
+    track = walk(3)
+    for tid in range(5):
+        stream.update(tid, track[0])
+    assert len(stream) == 3 and 0 not in stream and 1 not in stream
+    stream.update(2, track[1])  # touching 2 makes 3 the least recently used
+    stream.update("new", track[0])
+    assert 3 not in stream and 2 in stream
+    # An evicted track starts over: its next point is a fresh prefix.
+    _assert_same(stream.update(0, track[1]), model.predict_next(track[1:2], k=2))
+
+
+def test_idle_tracks_are_evicted_and_reset_forgets():
+    model = random_model()
+    clock = [0.0]
+    stream = StreamingPredictor(model, idle_seconds=10, clock=lambda: clock[0])
+    stream.update("old", (1, 1))
+    clock[0] = 5.0
+    stream.update("mid", (2, 2))
+    clock[0] = 12.0
+    stream.update("new", (3, 3))
+    assert "old" not in stream and "mid" in stream and len(stream) == 2
+    assert stream.evict_idle(now=100.0) == 2 and len(stream) == 0
+    stream.update("x", (1, 1), now=200.0)
+    assert stream.reset("x") and not stream.reset("x") and len(stream) == 0
+
+
+def test_memory_stays_bounded_over_many_tracks():
+    stream = StreamingPredictor(random_model(), k=1, max_tracks=50)
+    for tid in range(2000):
+        stream.update(tid, (tid % 8, (tid // 8) % 8))
+    assert len(stream) == 50
+
+
+def test_bad_settings_are_clear_errors():
+    model = random_model()
+    for kwargs in ({"k": 0}, {"max_tracks": 0}, {"idle_seconds": 0}):
+        with pytest.raises(InputError):
+            StreamingPredictor(model, **kwargs)
+    with pytest.raises(InputError, match="not fitted"):
+        StreamingPredictor(Forecaster())
