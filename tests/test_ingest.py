@@ -243,3 +243,16 @@ def test_byte_ranges_merge_tracks_split_across_them(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(one.frame, four.frame)
     assert one.report.to_json() | {"seconds": 0, "points_per_s": 0} == four.report.to_json() | {"seconds": 0, "points_per_s": 0}
     assert one.report.dropped["duplicate_time"] > 0
+
+
+def test_crlf_bom_quoted_header_and_headerless_hint(tmp_path):
+    body = '\ufeff"track","time","x","y"\r\n"a",0,1,2\r\na,10,2,2\r\n\r\nb,0,5,5\r\nb,10,6,5\r\n'
+    (tmp_path / "win.csv").write_bytes(body.encode("utf-8"))
+    gt = grid_tracks(tmp_path / "win.csv", cell_size=1, step=None, columns=XY)
+    assert gt.report.read == 4 and gt.report.dropped == {}
+    assert gt.frame[["col", "row"]].to_numpy().tolist() == [[1, 2], [2, 2], [5, 5], [6, 5]]
+    (tmp_path / "nohead.tsv").write_text("0\t1\t8.46\t3.59\n10\t1\t8.5\t3.6\n")
+    with pytest.raises(InputError, match="looks like data"):
+        grid_tracks(tmp_path / "nohead.tsv", cell_size=1, step=None, columns=XY)
+    with pytest.raises(InputError, match="DataFrame: no rows"):
+        grid_tracks(planar([]), cell_size=1, step=None, columns=XY)

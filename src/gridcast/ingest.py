@@ -247,6 +247,8 @@ def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
             hint = difflib.get_close_matches(col, have, n=1)
             extra = f"; did you mean '{validate.printable(hint[0])}'?" if hint else ""
             shown = ", ".join(f"'{validate.printable(h)}'" for h in have[:30]) + (" ..." if len(have) > 30 else "")
+            if have and all(validate.looks_numeric(h) for h in have):
+                extra += "; the first line looks like data: the file needs a header row naming its columns"
             raise InputError(f"{name}: missing column '{validate.printable(col)}' (columns found: {shown}){extra}")
 
 
@@ -908,7 +910,7 @@ def _read_with_fallbacks(src: _Source, want: dict[str, str], geographic: bool, s
                 raise InputError(f"{src.name}: {what} ({str(exc).splitlines()[0]})") from None
             continue
         if data.read == 0:
-            raise InputError(f"{src.name}: no data rows (only a header)")
+            raise InputError(f"{src.name}: no data rows (only a header)" if isinstance(src, _CsvSource) else f"{src.name}: no rows")
         return data
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -38,6 +38,10 @@ def printable(text: str, limit: int = 60) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+def looks_numeric(text: str) -> bool:
+    return _NUMBER.fullmatch(str(text).strip().encode("utf-8", "replace")) is not None
+
+
 @dataclass
 class Numbers:
     """A coerced column: values (NaN where unusable) and why they are unusable."""
