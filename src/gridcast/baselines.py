@@ -140,6 +140,41 @@ class MostFrequentNext(CellBaseline):
         return {cell: n / total for cell, n in counter.items()}
 
 
+class MarkovNeighbours(Markov):
+    """Markov-2 with back-off, then the cells around the current one, *seen in training or not*,
+    nearest to where the last move points first (constant velocity) .
+
+    Not in BASELINES.md: added so that a model with a move/neighbour output is compared with the
+    simplest rule that also names unseen neighbouring cells, not only with chains that cannot."""
+
+    def __init__(self, order: int = 2, radius: int = 2, fill: int = 10) -> None:
+        super().__init__(order, spatial=False, fill=fill)
+        self.radius = radius
+        self.name = f"markov{order}_neighbours"
+        d = np.arange(-radius, radius + 1)
+        self._moves = np.stack(np.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)
+        self._moves = self._moves[np.any(self._moves != 0, axis=1)]
+
+    def scores(self, prefix: np.ndarray) -> dict[Cell, float]:
+        cells = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)
+        scores: dict[Cell, float] = {}
+        weight = 1.0
+        for k in range(min(self.order, len(cells)), 0, -1):
+            counter = self.counts_[k].get(tuple(_cell(c) for c in cells[-k:]))
+            if counter:
+                total = sum(counter.values())
+                for cell, n in counter.items():
+                    scores.setdefault(cell, weight * n / total)
+                weight *= 1e-3
+        last = cells[-1]
+        aim = last + (last - cells[-2] if len(cells) > 1 else 0)
+        around = last + self._moves
+        d = np.linalg.norm(around - aim, axis=1) + 0.01 * np.linalg.norm(around - last, axis=1)
+        for i in np.argsort(d, kind="stable"):
+            scores.setdefault(_cell(around[i]), weight * 1e-3 / (1.0 + d[i]))
+        return scores
+
+
 def default_baselines() -> list[CellBaseline]:
     """The baselines shown beside every next-cell model."""
     return [Stay(), ConstantVelocity(), Markov(1), Markov(2), Markov(2, spatial=True)]
@@ -147,4 +182,5 @@ def default_baselines() -> list[CellBaseline]:
 
 def next_cell_baselines() -> list[CellBaseline]:
     """The baselines of the real-commute benchmarks (GeoLife, UCI): issue 3's list."""
-    return [MostFrequentNext(), Markov(1), Markov(2), Markov(2, spatial=True), Stay(), ConstantVelocity()]
+    return [MostFrequentNext(), Markov(1), Markov(2), Markov(2, spatial=True), MarkovNeighbours(2), Stay(),
+            ConstantVelocity()]

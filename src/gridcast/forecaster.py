@@ -31,7 +31,7 @@ from .grid import Grid
 from .metrics import MISS_RANK
 from .models import (END, NO_CELL, PAD, PRIOR_FEATURES, RESERVED, UNKNOWN, CellVocab, ForecasterConfig,
                      ForecasterNet, MarkovPrior, MoveClasses, Normalisation, fusion_logits, fusion_size,
-                     sequence_features, sequence_loss, step_features, time_features)
+                     sequence_features, sequence_loss, step_features, time_features, window_geometry)
 from .tracks import Track, split_by_track
 from .training import TrainConfig, TrainResult, fit as fit_loop
 
@@ -137,8 +137,10 @@ class Forecaster:
                 rows.append(i)
                 slots.append(slot)
                 feats.append(row)
+        last_moves = np.where(before[:, :1] == NO_CELL, 0, last - np.where(before == NO_CELL, 0, before))
         return {"window": window, "rows": np.asarray(rows, dtype=np.int64), "slots": np.asarray(slots, dtype=np.int64),
-                "features": np.asarray(feats, dtype=np.float32).reshape(-1, PRIOR_FEATURES), "evidence": evidence}
+                "features": np.asarray(feats, dtype=np.float32).reshape(-1, PRIOR_FEATURES), "evidence": evidence,
+                "geometry": window_geometry(moves, last_moves)}
 
     def _fusion_targets(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot of each step's next cell (vocabulary id, or window slot for an unseen neighbour;
@@ -194,17 +196,20 @@ class Forecaster:
         context = None
         if self.fusion:
             window = torch.full((n, steps, len(self.moves_.moves)), -1, dtype=torch.long)
+            geometry = torch.zeros(n, steps, len(self.moves_.moves), 2)
             evidence = torch.zeros(n, steps, 2)
             rows, slots, feats = [], [], []
             for i, e in enumerate(encoded):
                 ctx = e[4]
                 k = len(e[0])
                 window[i, :k] = torch.from_numpy(ctx["window"])
+                geometry[i, :k] = torch.from_numpy(ctx["geometry"])
                 evidence[i, :k] = torch.from_numpy(ctx["evidence"])
                 rows.append(ctx["rows"] + i * steps)
                 slots.append(ctx["slots"])
                 feats.append(ctx["features"])
             context = {"window": window.flatten(0, 1), "evidence": evidence.flatten(0, 1),
+                       "geometry": geometry.flatten(0, 1),
                        "rows": torch.from_numpy(np.concatenate(rows)), "slots": torch.from_numpy(np.concatenate(slots)),
                        "features": torch.from_numpy(np.concatenate(feats))}
         return Batch(ids, features, targets, mask, lengths, float(mask.sum()), context)
@@ -229,14 +234,14 @@ class Forecaster:
     def _logits(self, outputs: Tensor, context: dict) -> Tensor:
         """Fusion head outputs (N, O) and their context -> (N, V + M) logits over candidate slots."""
         return fusion_logits(outputs, len(self.vocab_), context["window"], context["rows"], context["slots"],
-                             context["features"], context["evidence"], self.net_.evidence_weight)
+                             context["features"], context["evidence"], self.net_.evidence_weight, context["geometry"])
 
     def _loss(self, net: ForecasterNet, batch: Batch) -> Tensor:
         outputs, _, _ = net(batch.ids, batch.features, batch.lengths)
         if self.fusion:
             logits = fusion_logits(outputs.flatten(0, 1), len(self.vocab_), batch.context["window"],
                                    batch.context["rows"], batch.context["slots"], batch.context["features"],
-                                   batch.context["evidence"], net.evidence_weight)
+                                   batch.context["evidence"], net.evidence_weight, batch.context["geometry"])
             targets = batch.targets.flatten().masked_fill(~batch.mask.flatten(), END)  # padding: any finite slot
             losses = F.cross_entropy(logits, targets, reduction="none").view_as(batch.mask)
             mask = batch.mask.to(losses.dtype)
@@ -549,6 +554,7 @@ def _slice_context(context: dict, start: int, stop: int) -> dict:
     """The fusion context of steps [start, stop), rows renumbered from 0."""
     keep = (context["rows"] >= start) & (context["rows"] < stop)
     return {"window": context["window"][start:stop], "evidence": context["evidence"][start:stop],
+            "geometry": context["geometry"][start:stop],
             "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep]}
 
 

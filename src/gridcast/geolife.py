@@ -108,7 +108,9 @@ def split_per_user(tracks: list[Track], user_of: dict[str, str], fractions: tupl
 
     ``by="day"``: the person's distinct local days (of track starts) are cut by `fractions`, each
     track follows its start day, so a day is never shared between parts. ``by="track"``: the
-    person's tracks by start time are cut instead (for data with a few trips per person).
+    person's trips by start time are cut instead (for data with a few trips per person); trips
+    that start at the same second are one unit and stay together (UCI holds such groups, some
+    of them exact duplicates, which would otherwise leak a test trip into training).
     Part sizes are rounded (a person with 1 unit puts it in the first part)."""
     if by not in ("day", "track"):
         raise InputError(f"split by 'day' or 'track', got {by!r}")
@@ -124,7 +126,7 @@ def split_per_user(tracks: list[Track], user_of: dict[str, str], fractions: tupl
         if by == "day":
             unit = [int(np.floor(t.times[0] / 86400.0)) for t in own]
         else:
-            unit = list(range(len(own)))
+            unit = [int(round(t.times[0])) if t.times is not None else i for i, t in enumerate(own)]
         order = sorted(set(unit))
         bounds = np.round(bounds_of * len(order)).astype(int)
         rank = {u: i for i, u in enumerate(order)}
@@ -134,20 +136,29 @@ def split_per_user(tracks: list[Track], user_of: dict[str, str], fractions: tupl
     return parts
 
 
-def check_no_leakage(train: list[Track], test: list[Track], user_of: dict[str, str]) -> None:
-    """Raise if a test track is in training, or a training track of a person starts after that
-    person's first test track starts (the model would have seen the future)."""
+def check_no_leakage(train: list[Track], test: list[Track], user_of: dict[str, str], whole_days: bool = True) -> None:
+    """Raise if a test track (or an exact copy of one) is in training, or a person's training track
+    reaches into that person's test period (the model would have seen the future).
+
+    `whole_days`: training tracks must *end* before the first test track starts (day split);
+    otherwise they must *start* before it (trip split of overlapping trips)."""
     shared = {t.id for t in train} & {t.id for t in test}
     if shared:
         raise AssertionError(f"tracks in both train and test: {sorted(shared)[:5]}")
+    seen = {(t.cells.tobytes(), None if t.times is None else t.times.tobytes()) for t in train}
+    copies = [t.id for t in test if (t.cells.tobytes(), None if t.times is None else t.times.tobytes()) in seen]
+    if copies:
+        raise AssertionError(f"test tracks with an exact copy in training: {copies[:5]}")
     first_test: dict[str, float] = {}
     for t in test:
         if t.times is not None:
             first_test[user_of[t.id]] = min(first_test.get(user_of[t.id], np.inf), float(t.times[0]))
     for t in train:
         limit = first_test.get(user_of[t.id])
-        if limit is not None and t.times is not None and float(t.times[-1]) > limit:
-            raise AssertionError(f"training track {t.id} ends after its person's test period starts")
+        if limit is None or t.times is None:
+            continue
+        if (float(t.times[-1]) > limit) if whole_days else (float(t.times[0]) >= limit):
+            raise AssertionError(f"training track {t.id} reaches into its person's test period")
 
 
 def load_geolife(data_dir: str | Path, cell_size: float = CELL_SIZE, step: float = STEP, max_gap: float = MAX_GAP,

@@ -41,6 +41,7 @@ CONTINUOUS_FEATURES = 4  # relative col, relative row, last move dx, dy
 TIME_FEATURES = 6  # sin/cos time of day, sin/cos day of week, times known, log minutes since the last cell
 PRIOR_FEATURES = 6  # per candidate: p2, p1, log1p n2, log1p n1, [n2 > 0], [n1 > 0]
 EVIDENCE_FEATURES = 2  # per step: log1p of the order-2 and order-1 context totals
+GEOMETRY_FEATURES = 2  # per window cell: -distance from where the last move points, -length of the move
 NO_CELL = np.iinfo(np.int64).min  # "no previous cell" (the first step of a track has no order-2 context)
 
 
@@ -272,12 +273,26 @@ def window_moves(radius: int) -> np.ndarray:
 
 
 def fusion_size(vocab_size: int, radius: int) -> int:
-    """Head outputs of the fusion head: cell logits, window-move logits, a far-move logit, prior gates."""
-    return vocab_size + (2 * radius + 1) ** 2 + 1 + PRIOR_FEATURES
+    """Head outputs of the fusion head: cell logits, window-move logits, a far-move logit, prior gates
+    and geometry gates."""
+    return vocab_size + (2 * radius + 1) ** 2 + 1 + PRIOR_FEATURES + GEOMETRY_FEATURES
+
+
+def window_geometry(moves: np.ndarray, last_moves: np.ndarray) -> np.ndarray:
+    """(N, M, 2) geometric features of each window move given each step's last move: minus the
+    distance from the constant-velocity aim point and minus the move's length. A heading is the
+    best guess where counts are silent (new places); giving it as features (gated by the network)
+    means the move logits need not learn geometry from scratch on a few hundred trips."""
+    moves = np.asarray(moves, dtype=np.float32)
+    last = np.asarray(last_moves, dtype=np.float32).reshape(-1, 1, 2)
+    aim = -np.linalg.norm(moves[None] - last, axis=-1)
+    size = np.broadcast_to(-np.linalg.norm(moves, axis=-1)[None], aim.shape)
+    return np.stack([aim, size], axis=-1).astype(np.float32)
 
 
 def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_row: Tensor, entry_slot: Tensor,
-                  entry_features: Tensor, evidence: Tensor, evidence_weight: Tensor) -> Tensor:
+                  entry_features: Tensor, evidence: Tensor, evidence_weight: Tensor,
+                  geometry: Tensor | None = None) -> Tensor:
     """Combine the fusion head's outputs into one logit per candidate next cell.
 
     Candidates are the V vocabulary slots (ids; PAD and UNKNOWN are impossible) followed by M window
@@ -287,8 +302,8 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
         logit = a[cell] + (m[move] if the cell is in the window else m_far) + g . prior_features(cell)
 
     and for an unseen window cell ``logit = a[UNKNOWN] + m[move] + g . prior_features``, where a are
-    cell-id logits, m move logits and g = W h + W_e evidence the prior gates (one weight per prior
-    feature: the network learns when to believe the counts).
+    cell-id logits, m move logits (plus gated `window_geometry` features) and g = W h + W_e evidence
+    the prior gates (one weight per prior feature: the network learns when to believe the counts).
 
     Args:
         outputs: (N, fusion_size) head outputs of N steps.
@@ -296,6 +311,7 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
         entry_row, entry_slot, entry_features: the Markov prior, sparse: step row, candidate slot in
             [0, V + M), and (E, 6) features.
         evidence: (N, 2) log totals of the prior's contexts; evidence_weight: (2, 6).
+        geometry: (N, M, 2) `window_geometry` (optional; older fusion checkpoints have no gates for it).
     Returns:
         (N, V + M) logits; impossible slots are -inf.
     """
@@ -303,7 +319,10 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
     a = outputs[:, :vocab_size]
     m = outputs[:, vocab_size:vocab_size + n_moves]
     far = outputs[:, vocab_size + n_moves:vocab_size + n_moves + 1]
-    gates = outputs[:, vocab_size + n_moves + 1:] + evidence @ evidence_weight
+    gates = outputs[:, vocab_size + n_moves + 1:vocab_size + n_moves + 1 + PRIOR_FEATURES] + evidence @ evidence_weight
+    if geometry is not None:
+        geometry_gates = outputs[:, vocab_size + n_moves + 1 + PRIOR_FEATURES:]
+        m = m + (geometry * geometry_gates[:, None, :]).sum(-1)
     in_vocab = window_ids >= 0
     not_end = torch.ones(vocab_size, dtype=a.dtype, device=a.device)
     not_end[END] = 0.0  # ending the route is no move
@@ -333,8 +352,9 @@ class ForecasterNet(nn.Module):
         self.head = nn.Linear(config.hidden, output_size)
         if config.head == "fusion":
             self.evidence_weight = nn.Parameter(torch.zeros(EVIDENCE_FEATURES, PRIOR_FEATURES))
-            with torch.no_grad():  # start near "trust the order-2 counts, then order 1" (a Markov-2 chain)
-                self.head.bias[-PRIOR_FEATURES:] = torch.tensor([2.0, 1.0, 1.0, 0.5, 1.0, 1.0])
+            with torch.no_grad():  # start near "trust the order-2 counts, then order 1, then the heading"
+                start = output_size - PRIOR_FEATURES - GEOMETRY_FEATURES
+                self.head.bias[start:] = torch.tensor([2.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 0.5])
 
     def inputs(self, ids: Tensor, features: Tensor) -> Tensor:
         return self.input_dropout(torch.cat([self.embedding(ids), features], dim=-1))
