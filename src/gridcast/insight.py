@@ -236,7 +236,7 @@ def pick_track(data: RealData) -> Track:
 
 # ---------------------------------------------------------------------------------- comparison
 def time_recurrent(kind: str, hidden: int, input_size: int, batch: int = 16, steps: int = 64,
-                   repeats: int = 5, fused: bool = True, **cell_options) -> float:
+                   repeats: int = 10, fused: bool = True, **cell_options) -> float:
     """Seconds for one forward + backward of a recurrent layer alone (best of `repeats`).
 
     The best of several runs is the least disturbed by other jobs on a shared machine; training
@@ -287,6 +287,7 @@ def compare_kinds(data: RealData, kinds: tuple[str, ...] = KINDS, seeds: tuple[i
             metrics = next_cell_metrics(model, data.test)
             history = model.result_.history
             metrics["seconds_per_epoch"] = float(np.median([h.seconds for h in history]))
+            metrics["seconds_per_epoch_best"] = float(np.min([h.seconds for h in history]))  # least disturbed
             metrics["final_train_loss"] = history[-1].train_loss
             runs.append(metrics)
             histories.setdefault(kind, history)

@@ -165,7 +165,8 @@ def max_delay(kind: str, budget: MemoryBudget | None = None, side: int = 4, cap:
     """The largest delay solved at >= 95 %: delays 1, 2, 4, ... up to `cap` until the first failure,
     then `refine` bisection steps between the last success and that failure.
 
-    Returns {"max_delay": int, "accuracy_by_delay": {delay: acc}, "steps_by_delay": ..., "seconds": ...}.
+    Returns {"max_delay": int, "first_failure": int or None (None: `cap` itself was solved),
+    "accuracy_by_delay": {delay: acc}, "steps_by_delay": ..., "seconds": ...}.
     """
     results: dict[int, RecallResult] = {}
 
