@@ -94,10 +94,11 @@ def pandas_pipeline(path: str, out: str) -> int:
     return len(res)
 
 
-def _time(fn, path: str, out: str) -> tuple[float, int]:
-    t0 = time.perf_counter()
+def _time(fn, path: str, out: str) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of this process over all its threads, output rows)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     n = fn(path, out)
-    return time.perf_counter() - t0, n
+    return time.perf_counter() - t0, time.process_time() - c0, n
 
 
 def run(n_points: int = 5_000_000, repeats: int = 3, baseline: bool = True, log=sys.stderr) -> dict:
@@ -112,9 +113,10 @@ def run(n_points: int = 5_000_000, repeats: int = 3, baseline: bool = True, log=
             for name, fn in (("ours", ours), ("pandas", pandas_pipeline)):
                 if name == "pandas" and not baseline:
                     continue
-                sec, rows[name] = _time(fn, path, os.path.join(tmp, f"{name}.parquet"))
+                sec, cpu, rows[name] = _time(fn, path, os.path.join(tmp, f"{name}.parquet"))
                 times[name].append(sec)
-                print(f"bench_grid: {name} {sec:.2f} s ({n_points / sec:,.0f} points/s)", file=log)
+                print(f"bench_grid: {name} {sec:.2f} s wall, {cpu:.2f} s CPU ({n_points / sec:,.0f} points/s; "
+                      f"load average {os.getloadavg()[0]:.1f})", file=log)
         if baseline:
             a = pd.read_parquet(os.path.join(tmp, "ours.parquet"))
             b = pd.read_parquet(os.path.join(tmp, "pandas.parquet"))

@@ -80,8 +80,10 @@ def coerce_numbers(arr: pa.Array | pa.ChunkedArray, column: str, where: str) -> 
     if pa.types.is_null(t):
         return Numbers(np.full(n, np.nan), np.ones(n, bool), np.zeros(n, bool))
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        missing = arr.is_null().to_numpy(zero_copy_only=False)
         vals = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+        if arr.null_count == 0:  # the common case: a zero-copy view, no masks to build
+            return Numbers(vals, np.zeros(n, bool), np.zeros(n, bool))
+        missing = arr.is_null().to_numpy(zero_copy_only=False)
         return Numbers(np.where(missing, np.nan, vals), missing, np.zeros(n, bool))
     if not _is_text(t):
         raise InputError(f"{where}: column '{column}' holds {t} values; expected numbers")
@@ -144,7 +146,10 @@ def coerce_time(arr: pa.Array | pa.ChunkedArray, kind: str, column: str, where: 
             arr = pc.cast(pc.cast(arr, pa.date32()), pa.timestamp("s"))
         unit = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[arr.type.unit]
         ints = pc.cast(arr, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return Numbers(np.where(missing, np.nan, ints / unit), missing, np.zeros(n, bool))
+        secs = ints / unit
+        if missing.any():
+            secs[missing] = np.nan
+        return Numbers(secs, missing, np.zeros(n, bool))
     if kind == "number" or not _is_text(t):
         if pa.types.is_duration(t):
             arr = pc.cast(arr, pa.int64())
