@@ -122,3 +122,28 @@ def test_resampled_points_lie_on_the_segment_between_neighbours(times, step):
     expect = np.interp(gt.frame.time.to_numpy(), t[order], x[order])
     assert np.allclose(gt.frame.x.to_numpy(), expect, atol=1e-6)
     assert np.allclose(gt.frame.y.to_numpy(), 2 * expect, atol=1e-6)
+
+
+@SETTINGS
+@given(rows=st.lists(row.filter(lambda r: '"' not in "".join(r)), max_size=30), strict=st.booleans())
+def test_byte_ranges_agree_with_one_reader_on_random_csv(tmp_path_factory, rows, strict):
+    """(Like pyarrow's own block splitting, ranges assume no line breaks inside quoted values.)"""
+    from gridcast import ingest
+
+    path = tmp_path_factory.mktemp("r") / "r.csv"
+    path.write_bytes(("track,time,x,y\n" + "\n".join(",".join(r) for r in rows) + "\n").encode("utf-8", "surrogateescape"))
+
+    def outcome():
+        try:
+            gt = grid_tracks(path, cell_size=1.0, step=None, columns=XY, strict=strict)
+        except InputError as exc:
+            return str(exc)
+        return gt.report.to_json() | {"seconds": 0, "points_per_s": 0}, gt.frame.to_dict("list")
+
+    one = outcome()
+    saved = ingest._RANGE_MIN, ingest._RANGES
+    ingest._RANGE_MIN, ingest._RANGES = 8, 3
+    try:
+        assert outcome() == one
+    finally:
+        ingest._RANGE_MIN, ingest._RANGES = saved

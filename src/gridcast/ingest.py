@@ -13,11 +13,17 @@ Every row read is either kept or counted under one reason in `report.dropped` (r
 instead raises `InputError` at the first bad row, naming the file, the row (and line) and the reason.
 
 What is streamed and what is not (honestly): CSV and Parquet are read in record batches (about 1 MiB
-of text each; a plain CSV is cut into one byte range per core, each streamed by its own reader) and
-every batch is validated and reduced to four compact columns (track code, time, two coordinates:
-28 bytes a point) before the next few are read, so raw text and unused columns never sit in memory. The compact columns of *all* points are then held at once, because a track's
+of text each; a plain CSV is cut into one byte range per core, each streamed by its own reader in
+its own thread) and every batch is validated and reduced to four compact columns (track code, time,
+two coordinates: 28 bytes a point) before the next few are read, so raw text and unused columns
+never sit in memory. The compact columns of *all* points are then held at once, because a track's
 points may be spread over the whole file and must be sorted by time before resampling: a 100 M-point
 file needs ~3 GB, not the file's size. A fully out-of-core path (external sort) is not implemented.
+
+Speed: a CSV is first parsed with typed columns (pyarrow parses the numbers and times); if any value
+will not parse, the read restarts with raw columns judged batch by batch (and, for undecodable
+bytes, once more with lenient UTF-8), so a dirty file costs at most two extra reads. Only the raw
+points that resampled points are interpolated from are projected.
 """
 from __future__ import annotations
 
@@ -255,7 +261,11 @@ def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
 class _CsvSource(_Source):
     """CSV or gzip CSV. Plain files are cut at line boundaries into one byte range per core, each
     parsed by its own streaming pyarrow reader in its own thread (a streaming reader parses in the
-    thread that pulls from it, so this is what puts both cores to work without reading it all)."""
+    thread that pulls from it, so this is what puts both cores to work without reading it all).
+
+    Like pyarrow's own block splitting, this assumes no line breaks inside quoted values; a record
+    that has one is split and counted as malformed, never silently merged.
+    """
 
     def __init__(self, path: str | os.PathLike, want: dict[str, str], sep: str | None, progress: bool):
         self.path = os.fspath(path)
