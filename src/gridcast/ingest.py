@@ -263,8 +263,9 @@ class _CsvSource(_Source):
     parsed by its own streaming pyarrow reader in its own thread (a streaming reader parses in the
     thread that pulls from it, so this is what puts both cores to work without reading it all).
 
-    Like pyarrow's own block splitting, this assumes no line breaks inside quoted values; a record
-    that has one is split and counted as malformed, never silently merged.
+    Like pyarrow's own block splitting, this assumes no line breaks inside quoted values (GPS logs
+    have none); a record that has one may be cut at a boundary, and its pieces are then counted as
+    malformed rows.
     """
 
     def __init__(self, path: str | os.PathLike, want: dict[str, str], sep: str | None, progress: bool):
