@@ -130,6 +130,7 @@ class ForecasterConfig:
     canonical: bool = True      # relative + rotated frame (False: relative only, random rotations)
     flip: bool = True           # mirror augmentation across the heading axis
     speed_aug: float = 0.0      # random speed scaling in [1 - a, 1 + a] while training
+    obs_noise: float = 0.0      # max std (data units) of jitter added to observed positions in training
     lr: float = 3e-3
     weight_decay: float = 1e-4
     batch: int = 256
@@ -215,22 +216,38 @@ def losses(out: dict[str, Tensor], target: Tensor, mode_weight: float) -> dict[s
 
 @dataclass
 class Prepared:
-    """Tensors for a set of windows, in the local frame and divided by ``scale``."""
+    """Tensors for a set of windows, in the local frame and divided by ``scale``; the world
+    arrays stay beside them so training can re-derive inputs from jittered observations."""
 
     feats: Tensor
     cv: Tensor
     target: Tensor | None
     origin: np.ndarray
     rot: np.ndarray
+    obs: np.ndarray
+    future: np.ndarray | None
 
 
 def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig) -> Prepared:
+    """Inputs from ``obs`` alone; ``future`` (if given) only becomes the target."""
     feats, origin, rot = make_inputs(obs, cfg.scale, cfg.canonical)
     cv = torch.from_numpy(feats[:, -1, :2].copy())
     target = None
     if future is not None:
         target = torch.from_numpy((to_local(future, origin, rot) / cfg.scale).astype(np.float32))
-    return Prepared(torch.from_numpy(feats), cv, target, origin, rot)
+    return Prepared(torch.from_numpy(feats), cv, target, origin, rot, obs, future)
+
+
+def jittered(data: Prepared, cfg: ForecasterConfig, rng: np.random.Generator) -> Prepared:
+    """The training set with observation noise of a random level per window (0 to ``obs_noise``).
+
+    Why: annotation noise differs between recordings (BIWI's hand clicks are jerkier than UCY's
+    splines); a model that has seen both clean and jerky histories learns how much to trust the
+    last step. The frame and the target follow the noisy last position, as they would at test time.
+    """
+    level = rng.uniform(0, cfg.obs_noise, size=(len(data.obs), 1, 1))
+    noisy = data.obs + rng.normal(size=data.obs.shape) * level
+    return prepare(noisy, data.future, cfg)
 
 
 def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig,
@@ -273,13 +290,15 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
     n = len(train.feats)
     best, best_state, stale, history = math.inf, None, 0, []
     start = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(n, generator=gen)
         total = 0.0
+        data = jittered(train, cfg, rng) if cfg.obs_noise > 0 else train
         for i in range(0, n, cfg.batch):
             idx = order[i: i + cfg.batch]
-            feats, cv, target = _augment(train.feats[idx], train.cv[idx], train.target[idx], cfg, gen)
+            feats, cv, target = _augment(data.feats[idx], data.cv[idx], data.target[idx], cfg, gen)
             parts = losses(model(feats, cv), target, cfg.mode_weight)
             opt.zero_grad(set_to_none=True)
             parts["total"].backward()
@@ -363,3 +382,52 @@ def sample(models: ContinuousForecaster | list[ContinuousForecaster], data: Prep
     else:
         raise ValueError(f"unknown sampling method {method!r} (modes, gaussian)")
     return to_world(local, data.origin, data.rot)
+
+# ----------------------------------------------------------------------------- bench helpers
+
+KINDS = ("lstm", "gru", "rnn")
+
+
+def parse_cells(text: str) -> list[str]:
+    """``"lstm,gru"`` -> ["lstm", "gru"], checked (the CLI turns the ValueError into one line)."""
+    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(f"--cells must name some of {', '.join(KINDS)}, got {text!r}")
+    return list(dict.fromkeys(kinds))
+
+
+def typical_step(obs: np.ndarray) -> float:
+    """Mean observed step length: the input/output scale, so one config fits metres and pixels."""
+    steps = np.linalg.norm(np.diff(np.asarray(obs, np.float64), axis=1), axis=-1)
+    value = float(steps.mean()) if steps.size else 1.0
+    return value if value > 0 else 1.0
+
+
+def errors_of(pred: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-example ADE and FDE (N,), kept per example so scenes, windows and users can be pooled."""
+    d = np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(true, np.float64), axis=-1)
+    return {"ade": d.mean(axis=1), "fde": d[:, -1]}
+
+
+def best_of(samples: np.ndarray, true: np.ndarray, groups: np.ndarray | None = None) -> dict[str, float]:
+    """Best-of-K ADE/FDE. Per example (``groups`` None): each pedestrian takes its own best sample
+    (Social-STGCNN, Trajectron++). Per group (sgan): one sample index per window, the one with the
+    lowest summed error over the window's pedestrians, chosen separately for ADE and FDE."""
+    d = np.linalg.norm(np.asarray(samples, np.float64) - np.asarray(true, np.float64)[None], axis=-1)  # (K, N, T)
+    a, f = d.mean(axis=2), d[:, :, -1]  # (K, N)
+    if groups is None:
+        return {"ade": float(a.min(axis=0).mean()), "fde": float(f.min(axis=0).mean())}
+    _, g = np.unique(groups, return_inverse=True)
+    n_g = int(g.max()) + 1
+    sums_a = np.stack([np.bincount(g, weights=row, minlength=n_g) for row in a])  # (K, G)
+    sums_f = np.stack([np.bincount(g, weights=row, minlength=n_g) for row in f])
+    counts = np.bincount(g, minlength=n_g)
+    return {"ade": float(sums_a.min(axis=0).sum() / counts.sum()),
+            "fde": float(sums_f.min(axis=0).sum() / counts.sum())}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for one value) of per-seed results."""
+    arr = np.asarray(values, np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

@@ -1,0 +1,192 @@
+"""`gridcast bench ethucy`: leave-one-scene-out ETH/UCY benchmark (SGAN windows, 8 -> 12 at 2.5 Hz).
+
+For every held-out scene: train on the other scenes' train split, keep the epoch with the best ADE
+on their val split, report ADE/FDE (metres) on the held-out test split, beside constant velocity
+and a linear fit computed on the very same windows. ``--seeds N`` trains N models per kind and
+scene and reports the mean (and std) over seeds; ``--samples 20`` adds best-of-20, per pedestrian
+and per window, labelled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import continuous as C
+from ..ethucy import find_scenes, load_scene
+from ..errors import InputError
+
+QUICK = {"epochs": 2, "hidden": 32, "modes": 20, "patience": 2}
+QUICK_TRAIN = 1500  # windows per fold in --quick: enough to run every code path, not to learn
+
+
+def register(targets: argparse._SubParsersAction) -> None:
+    p = targets.add_parser("ethucy", help="ETH/UCY pedestrians, leave one scene out (ADE/FDE in metres)")
+    p.add_argument("--data", required=True, help="folder with <scene>/{train,val,test}/*.txt")
+    p.add_argument("--cells", default="lstm,gru,rnn", help="cell kinds to train (default: lstm,gru,rnn)")
+    p.add_argument("--samples", type=int, default=1, choices=(1, 20),
+                   help="1: deterministic only; 20: also best-of-20 (per pedestrian and per window)")
+    p.add_argument("--seeds", type=int, default=1, help="models per kind and scene; mean and std over them")
+    p.add_argument("--ensemble", type=int, default=1, help="models averaged into one prediction per seed")
+    p.add_argument("--scenes", default=None, help="comma list of held-out scenes (default: all found)")
+    p.add_argument("--epochs", type=int, default=None, help="override the epoch budget")
+    p.add_argument("--quick", action="store_true",
+                   help="protocol check in about a minute: full windows and baselines, tiny models")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--out", default=None, help="also write results.json and table.md here")
+    p.set_defaults(func=run)
+
+
+def config_for(kind: str, args: argparse.Namespace, scale: float, seed: int) -> C.ForecasterConfig:
+    """The tuned defaults (docs/benchmarks-ethucy.md), shrunk under --quick."""
+    cfg = C.ForecasterConfig(kind=kind, scale=scale, seed=seed)
+    for key, value in (QUICK.items() if args.quick else ()):
+        setattr(cfg, key, value)
+    if args.epochs:
+        cfg.epochs = args.epochs
+    return cfg
+
+
+def _entry(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    ade_m, ade_s = C.mean_std([r["ade"] for r in per_seed])
+    fde_m, fde_s = C.mean_std([r["fde"] for r in per_seed])
+    return {"ade": ade_m, "fde": fde_m, "ade_std": ade_s, "fde_std": fde_s}
+
+
+def summarise(per_scene_seed: dict[str, list[dict[str, float]]]) -> dict:
+    """{scene: [per-seed {ade, fde}]} -> {"scenes": {scene: mean/std}, "avg": mean/std of the
+    per-seed average over scenes} (the std of AVG is over seeds, not over scenes)."""
+    scenes = {s: _entry(v) for s, v in per_scene_seed.items()}
+    n_seeds = len(next(iter(per_scene_seed.values())))
+    avg_per_seed = [{m: float(np.mean([per_scene_seed[s][i][m] for s in per_scene_seed])) for m in ("ade", "fde")}
+                    for i in range(n_seeds)]
+    return {"scenes": scenes, "avg": _entry(avg_per_seed)}
+
+
+def baseline_entry(per_scene: dict[str, dict[str, float]]) -> dict:
+    return {"scenes": per_scene,
+            "avg": {m: float(np.mean([v[m] for v in per_scene.values()])) for m in ("ade", "fde")}}
+
+
+def run(args: argparse.Namespace) -> int:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matmuls: extra threads only spin-wait on a shared machine
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        kinds = C.parse_cells(args.cells)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if args.seeds < 1 or args.ensemble < 1:
+        raise InputError("--seeds and --ensemble must be >= 1")
+    scenes = find_scenes(args.data)
+    if args.scenes:
+        wanted = [s.strip() for s in args.scenes.split(",") if s.strip()]
+        missing = [s for s in wanted if s not in scenes]
+        if missing:
+            raise InputError(f"{args.data}: no scene {', '.join(missing)} (found {', '.join(scenes)})")
+        scenes = wanted
+    start = time.perf_counter()
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    base: dict[str, dict[str, dict[str, float]]] = {name: {} for name in ("cvm", "linear")}
+    det = {k: {} for k in kinds}
+    bo_ped = {k: {} for k in kinds}
+    bo_win = {k: {} for k in kinds}
+    bo_gauss = {k: {} for k in kinds}
+    counts, timing = {}, {k: 0.0 for k in kinds}
+    for scene in scenes:
+        fold = load_scene(args.data, scene)
+        if len(fold.test) == 0 or len(fold.train) == 0 or len(fold.val) == 0:
+            raise InputError(f"{args.data}/{scene}: a split has no 20-frame window with >= 2 pedestrians")
+        test_obs, test_fut = fold.test.observed, fold.test.future
+        counts[scene] = {"trajectories": len(fold.test), "windows": fold.test.n_windows,
+                         "train": len(fold.train), "val": len(fold.val)}
+        for name in base:
+            e = C.errors_of(C.BASELINES[name](test_obs, test_fut.shape[1]), test_fut)
+            base[name][scene] = {m: float(v.mean()) for m, v in e.items()}
+        train = fold.train
+        if args.quick and len(train) > QUICK_TRAIN:
+            train = train.subset(np.random.default_rng(0).choice(len(train), QUICK_TRAIN, replace=False))
+        scale = C.typical_step(train.observed)
+        for kind in kinds:
+            t0 = time.perf_counter()
+            det[kind][scene], bo_ped[kind][scene], bo_win[kind][scene], bo_gauss[kind][scene] = [], [], [], []
+            for seed in range(args.seeds):
+                models = []
+                for member in range(args.ensemble):
+                    cfg = config_for(kind, args, scale, seed * 100 + member)
+                    tr = C.prepare(train.observed, train.future, cfg)
+                    va = C.prepare(fold.val.observed, fold.val.future, cfg)
+                    model, info = C.fit(tr, va, cfg)
+                    models.append(model)
+                te = C.prepare(test_obs, None, models[0].cfg)
+                e = C.errors_of(C.predict(models, te), test_fut)
+                det[kind][scene].append({m: float(v.mean()) for m, v in e.items()})
+                if args.samples > 1:
+                    s = C.sample(models, te, args.samples, method="modes")
+                    bo_ped[kind][scene].append(C.best_of(s, test_fut))
+                    bo_win[kind][scene].append(C.best_of(s, test_fut, fold.test.window))
+                    g = C.sample(models, te, args.samples, method="gaussian", seed=seed)
+                    bo_gauss[kind][scene].append(C.best_of(g, test_fut))
+                log(f"{scene:6s} {kind:4s} seed {seed}: ade {det[kind][scene][-1]['ade']:.3f} "
+                    f"fde {det[kind][scene][-1]['fde']:.3f} (cvm {base['cvm'][scene]['ade']:.3f}/"
+                    f"{base['cvm'][scene]['fde']:.3f}; {info['epochs_run']} epochs, {time.perf_counter() - t0:.0f} s)")
+            timing[kind] += time.perf_counter() - t0
+    result: dict = {"models": {}, "baselines": {n: baseline_entry(v) for n, v in base.items()}}
+    for kind in kinds:
+        entry = summarise(det[kind])
+        if args.samples > 1:
+            entry[f"best_of_{args.samples}_per_pedestrian"] = summarise(bo_ped[kind])
+            entry[f"best_of_{args.samples}_per_window"] = summarise(bo_win[kind])
+            entry[f"best_of_{args.samples}_gaussian_per_pedestrian"] = summarise(bo_gauss[kind])
+        entry["seconds"] = round(timing[kind], 1)
+        result["models"][kind] = entry
+    result["protocol"] = {"obs": 8, "horizon": 12, "skip": 1, "min_peds": 2, "unit": "m",
+                          "scenes": scenes, "seeds": args.seeds, "ensemble": args.ensemble,
+                          "quick": bool(args.quick), "test_counts": counts,
+                          "samples_note": "best-of-K: 'per_pedestrian' = each pedestrian's own best of the "
+                                          "mixture's K most probable trajectories; 'per_window' = one index "
+                                          "per window (sgan); 'gaussian' = K draws around the mean"}
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(result, indent=2))
+        (out / "table.md").write_text(markdown_table(result))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(markdown_table(result))
+    return 0
+
+
+def markdown_table(result: dict) -> str:
+    """Per-scene ADE/FDE rows: our kinds (mean ± std over seeds), then the baselines."""
+    scenes = result["protocol"]["scenes"]
+    lines = ["| method | " + " | ".join(s.upper() for s in scenes) + " | AVG |",
+             "|---" * (len(scenes) + 2) + "|"]
+
+    def cell(v: dict) -> str:
+        if v.get("ade_std"):
+            return f"{v['ade']:.3f}±{v['ade_std']:.3f} / {v['fde']:.3f}±{v['fde_std']:.3f}"
+        return f"{v['ade']:.3f} / {v['fde']:.3f}"
+
+    rows = []
+    for kind, entry in result["models"].items():
+        rows.append((kind.upper(), entry))
+        for key in sorted(k for k in entry if k.startswith("best_of")):
+            rows.append((f"{kind.upper()} {key.replace('_', ' ')}", entry[key]))
+    rows += [(name.upper() if name == "cvm" else name, entry) for name, entry in result["baselines"].items()]
+    for name, entry in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(entry["scenes"][s]) for s in scenes) + f" | {cell(entry['avg'])} |")
+    return "\n".join(lines) + "\n"

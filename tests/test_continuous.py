@@ -1,0 +1,123 @@
+"""The continuous forecaster: baselines, the local frame, no future leakage, training, sampling."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gridcast import continuous as C
+from gridcast.ethucy import load_split
+
+TINY = Path(__file__).resolve().parent / "data" / "ethucy_tiny"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is faster than two spinning ones on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _lines(n: int = 5, steps: int = 20, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    start, vel = rng.normal(size=(n, 1, 2)), rng.normal(size=(n, 1, 2))
+    return start + vel * np.arange(steps)[None, :, None]
+
+
+def test_baselines_on_straight_lines():
+    traj = _lines()
+    obs, fut = traj[:, :8], traj[:, 8:]
+    np.testing.assert_allclose(C.constant_velocity(obs, 12), fut, atol=1e-9)
+    np.testing.assert_allclose(C.linear_fit(obs, 12), fut, atol=1e-9)
+    np.testing.assert_allclose(C.constant_position(obs, 12), np.repeat(obs[:, -1:], 12, axis=1))
+
+
+def test_local_frame_round_trip_and_heading():
+    traj = _lines(seed=1)
+    feats, origin, rot = C.make_inputs(traj[:, :8], scale=1.0)
+    local = C.to_local(traj, origin, rot)
+    np.testing.assert_allclose(local[:, 7], 0, atol=1e-12)      # last observed at the origin
+    np.testing.assert_allclose(local[:, 7:, 1], 0, atol=1e-9)   # heading along +x
+    assert (local[:, 8, 0] > 0).all()
+    np.testing.assert_allclose(C.to_world(local, origin, rot), traj, atol=1e-9)
+    np.testing.assert_allclose(feats[:, :, :2], np.diff(local[:, :8], axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_untrained_model_is_constant_velocity(kind):
+    w = load_split(TINY, "alpha", "test")
+    cfg = C.ForecasterConfig(kind=kind, hidden=16, modes=3, scale=C.typical_step(w.observed))
+    data = C.prepare(w.observed, None, cfg)
+    pred = C.predict(C.ContinuousForecaster(cfg), data)
+    np.testing.assert_allclose(pred, C.constant_velocity(w.observed, 12), atol=1e-4)
+
+
+def test_no_future_leakage():
+    """Perturbing the future positions changes the targets but never the inputs or predictions."""
+    w = load_split(TINY, "alpha", "test")
+    cfg = C.ForecasterConfig(kind="lstm", hidden=16, modes=4, scale=0.4)
+    torch.manual_seed(0)
+    model = C.ContinuousForecaster(cfg)
+    for p in model.parameters():  # non-zero heads, so predictions depend on the inputs
+        torch.nn.init.normal_(p, std=0.1)
+    perturbed = w.traj.copy()
+    perturbed[:, w.obs:] += np.random.default_rng(0).normal(scale=5.0, size=perturbed[:, w.obs:].shape)
+    a = C.prepare(w.traj[:, :w.obs], w.traj[:, w.obs:], cfg)
+    b = C.prepare(perturbed[:, :w.obs], perturbed[:, w.obs:], cfg)
+    assert torch.equal(a.feats, b.feats) and torch.equal(a.cv, b.cv)
+    assert not torch.equal(a.target, b.target)
+    np.testing.assert_array_equal(C.predict(model, a), C.predict(model, b))
+    np.testing.assert_array_equal(C.sample(model, a, 4), C.sample(model, b, 4))
+    # and the observed part does matter: the check above is not vacuous
+    moved = w.traj.copy()
+    moved[:, 3] += 0.5
+    assert not np.allclose(C.predict(model, C.prepare(moved[:, :w.obs], None, cfg)), C.predict(model, a))
+
+
+def test_fit_learns_a_turn_and_samples(kind="gru"):
+    """Walkers that always turn left: CVM misses the turn, a trained model (any cell) does not."""
+    rng = np.random.default_rng(0)
+    n, steps = 400, 20
+    speed = rng.uniform(0.2, 0.6, size=n)
+    heading = rng.uniform(0, 2 * np.pi, size=n)
+    turn = np.where(np.arange(steps) >= 8, 0.12, 0.0).cumsum()
+    ang = heading[:, None] + turn[None]
+    vel = speed[:, None, None] * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
+    traj = np.cumsum(vel, axis=1) + rng.normal(size=(n, 1, 2))
+    cfg = C.ForecasterConfig(kind=kind, hidden=24, modes=3, scale=0.4, epochs=8, patience=8,
+                             lr=1e-2, flip=False, batch=128, obs_noise=0.01)
+    tr = C.prepare(traj[:300, :8], traj[:300, 8:], cfg)
+    va = C.prepare(traj[300:, :8], traj[300:, 8:], cfg)
+    model, info = C.fit(tr, va, cfg)
+    pred = C.predict(model, va)
+    ours = C.errors_of(pred, traj[300:, 8:])["ade"].mean()
+    cvm = C.errors_of(C.constant_velocity(traj[300:, :8], 12), traj[300:, 8:])["ade"].mean()
+    assert ours < 0.5 * cvm, (ours, cvm)
+    assert info["epochs_run"] >= 1 and info["best_val_ade"] < np.inf
+    for method in ("modes", "gaussian"):
+        s = C.sample(model, va, 3, method=method)
+        assert s.shape == (3, 100, 12, 2) and np.isfinite(s).all()
+    with pytest.raises(ValueError):
+        C.sample(model, va, 4, method="modes")  # only 3 components
+
+
+def test_best_of_per_pedestrian_and_per_window():
+    true = np.zeros((2, 1, 2))
+    samples = np.zeros((2, 2, 1, 2))
+    samples[0, 0, 0] = [1, 0]   # sample 0: ped 0 off by 1, ped 1 exact
+    samples[1, 1, 0] = [3, 0]   # sample 1: ped 0 exact, ped 1 off by 3
+    per_ped = C.best_of(samples, true)
+    assert per_ped == {"ade": 0.0, "fde": 0.0}
+    per_window = C.best_of(samples, true, groups=np.array([7, 7]))
+    assert per_window["ade"] == pytest.approx(0.5)  # sample 0 wins the window: (1 + 0) / 2
+    assert C.best_of(samples, true, groups=np.array([1, 2]))["ade"] == 0.0
+
+
+def test_parse_cells():
+    assert C.parse_cells("GRU, lstm,gru") == ["gru", "lstm"]
+    with pytest.raises(ValueError):
+        C.parse_cells("lstm,transformer")
