@@ -122,7 +122,9 @@ def plot_memory(path: str | Path, result: dict, title: str = "") -> Path:
         run = row["runs"][0]
         delays = sorted(int(d) for d in run["accuracy_by_delay"])
         accs = [run["accuracy_by_delay"][str(d)] for d in delays]
-        ax.plot(delays, accs, "o-", color=_color(label, index), label=f"{label}: max delay {row['max_delay']}")
+        capped = all(r.get("first_failure", 0) is None for r in row["runs"])
+        ax.plot(delays, accs, "o-", color=_color(label, index),
+                label=f"{label}: max delay {row['max_delay']}{'+ (cap)' if capped else ''}")
     ax.axhline(0.95, color="k", ls="--", lw=0.8, label="95 %")
     ax.axhline(result["settings"]["chance"], color="0.5", ls=":", lw=1, label="chance")
     ax.set_xscale("log", base=2)
@@ -137,21 +139,36 @@ def plot_memory(path: str | Path, result: dict, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def _style(label: str, index: int) -> dict:
+    """Colour by cell family, dashes for 'no clip', darker for the larger learning rate."""
+    if label.startswith(("rnn_tanh", "rnn_relu")):
+        family = "Blues" if label.startswith("rnn_tanh") else "Reds"
+        strong = "lr=0.05" in label
+        return {"color": plt.get_cmap(family)(0.9 if strong else 0.55), "ls": "--" if "no clip" in label else "-",
+                "lw": 1.6}
+    return {"color": _color(label, index), "ls": "-", "lw": 1.4}
+
+
 def plot_loss_curves(path: str | Path, histories: dict[str, list], title: str = "", norms: bool = True) -> Path:
-    """Training loss (left) and gradient norm before clipping (right) per epoch for each variant."""
+    """Training loss (left) and gradient norm before clipping (right) per epoch for each variant.
+    The loss axis turns logarithmic when a run spans more than two decades (a blow-up)."""
     fig, axes = plt.subplots(1, 2 if norms else 1, figsize=(11 if norms else 6, 3.8), squeeze=False)
     loss_ax = axes[0, 0]
+    losses = []
     for index, (label, history) in enumerate(histories.items()):
         if not history:
             continue
         epochs = [h.epoch for h in history]
-        color = _color(label, index)
-        loss_ax.plot(epochs, [h.train_loss for h in history], color=color, label=label)
+        style = _style(label, index)
+        loss_ax.plot(epochs, [h.train_loss for h in history], label=label, **style)
+        losses += [h.train_loss for h in history if np.isfinite(h.train_loss)]
         if norms:
-            axes[0, 1].plot(epochs, [h.grad_norm_max for h in history], color=color, label=label)
+            axes[0, 1].plot(epochs, [h.grad_norm_max for h in history], label=label, **style)
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 100:
+        loss_ax.set_yscale("log")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("training loss")
-    loss_ax.legend(fontsize=8)
+    loss_ax.legend(fontsize=7)
     loss_ax.grid(True, alpha=0.3)
     if norms:
         axes[0, 1].set_yscale("log")
@@ -166,9 +183,13 @@ def plot_bars(path: str | Path, panels: list[tuple[str, dict[str, float], dict[s
               reference: dict[int, tuple[float, str]] | None = None) -> Path:
     """Side-by-side bar panels: (y label, {name: value}, {name: error} or None); `reference` draws a
     horizontal line (value, label) on a panel by index, e.g. the strongest baseline."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), squeeze=False)
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
     for p, (label, values, errors) in enumerate(panels):
-        ax = axes[0, p]
+        ax = axes.flat[p]
         names = list(values)
         ax.bar(names, [values[n] for n in names], yerr=[errors[n] for n in names] if errors else None, capsize=3,
                color=[_color(n, i) for i, n in enumerate(names)])
@@ -190,7 +211,9 @@ def plot_gradient_curves(path: str | Path, curves: dict[str, np.ndarray], title:
     """A few |dLoss/dh_{T-k}| curves on one log axis (ablations)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for index, (label, curve) in enumerate(curves.items()):
-        ax.plot(np.maximum(curve, 1e-30), color=_color(label, index), label=label)
+        style = _style(label, index)
+        style["ls"] = ":" if label.endswith("init") else "-"
+        ax.plot(np.maximum(curve, 1e-30), label=label, **style)
     ax.set_yscale("log")
     ax.set_xlabel("k (steps back from the last step)")
     ax.set_ylabel("|dLoss / dh(T-k)|")
