@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
               cells=False)
     p.add_argument("--part", choices=("gates", "activation", "all"), default="all",
                    help="gates: the LSTM variants; activation: tanh vs ReLU; all (default)")
-    _memory_args(p, cap=32)
+    _memory_args(p, cap=16)
     p.add_argument("--seeds", type=int, default=1, help="seeds for every run (default: 1)")
 
     p = topic("diagram", "drawings of the cells, generated from the cell definitions (PNG and SVG)", fit=False)
