@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from gridcast.baselines import ConstantVelocity, Markov, Stay
 from gridcast.evaluation import baseline_ranks, route_errors
@@ -42,3 +43,35 @@ def test_route_errors_pad_an_early_end():
     ade, fde = route_errors(lambda prefix, n: [(2, 0)], [A], cut=0.5)
     # truth after [0,0],[1,0] is [2,0],[3,0]; prediction [2,0] then stays -> errors 0 and 1
     assert ade.tolist() == [0.5] and fde.tolist() == [1.0]
+
+
+def test_most_frequent_next_never_backs_off():
+    from gridcast.baselines import MostFrequentNext
+
+    m = MostFrequentNext().fit([A, B, A])
+    assert m.scores(np.array([[1, 0]])) == {(2, 0): 2 / 3, (1, 1): 1 / 3}
+    assert m.scores(np.array([[9, 9]])) == {}  # Markov(1) would fall back to global counts here
+    assert Markov(1).fit([A, B, A]).scores(np.array([[9, 9]]))
+
+
+def test_neighbour_back_off_names_unseen_cells_along_the_heading():
+    from gridcast.baselines import MarkovNeighbours
+
+    m = MarkovNeighbours(2).fit([A])
+    ranked = sorted(m.scores(np.array([[20, 20], [21, 20]])).items(), key=lambda kv: -kv[1])
+    assert ranked[0][0] == (22, 20)  # straight on, though no training track was ever there
+    seen = sorted(m.scores(np.array([[0, 0], [1, 0]])).items(), key=lambda kv: -kv[1])
+    assert seen[0][0] == (2, 0)  # counts first
+
+
+def test_paired_difference_is_zero_for_identical_predictors_and_signed():
+    from gridcast.evaluation import paired_difference
+
+    ours = [np.array([1, 1, 3]), np.array([2, MISS_RANK])]
+    same = paired_difference(ours, ours, "acc@1")
+    assert same == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+    worse = [np.array([2, 2, 3]), np.array([2, MISS_RANK])]
+    d = paired_difference(ours, worse, "acc@1")
+    assert d["diff"] == pytest.approx(2 / 5) and d["lo"] >= 0 and d["hi"] > 0
+    with pytest.raises(ValueError):
+        paired_difference(ours, [np.array([1])], "mrr")

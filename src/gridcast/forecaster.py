@@ -283,8 +283,12 @@ class Forecaster:
         val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train_config.max_len), 64)]
         batch_size = train_config.batch_size
 
+        lengths = np.array([len(e[0]) for e in train_encoded])
+
         def batches(rng: np.random.Generator):
             order = rng.permutation(len(train_encoded))
+            if self.fusion:  # similar lengths together: real trips range from 2 to 100+ cells
+                order = _bucketed(order, lengths, batch_size, rng)
             for start in range(0, len(order), batch_size):
                 yield self._batch([train_encoded[i] for i in order[start:start + batch_size]])
 
@@ -537,6 +541,20 @@ def _unpack_tracks(tensors: dict[str, Tensor]) -> list[Track]:
         return []
     cells, offsets = cells.numpy(), offsets.numpy()
     return [Track(f"train-{i}", cells[a:b]) for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
+
+
+def _bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+              pool: int = 8) -> np.ndarray:
+    """A shuffled order in which each run of `batch_size` holds tracks of similar length: pools of
+    ``pool`` batches are sorted by length, and the batches are shuffled. Why: padding to the longest
+    track of a random batch wastes most of the recurrent steps when lengths are skewed."""
+    size = batch_size * pool
+    parts = [order[s:s + size] for s in range(0, len(order), size)]
+    batches = []
+    for part in parts:
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[s:s + batch_size] for s in range(0, len(part), batch_size)]
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else order
 
 
 def _cells_visited(tracks: list[Track], min_tracks: int) -> np.ndarray:

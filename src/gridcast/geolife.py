@@ -323,3 +323,43 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
     result["ingest"] = data.report
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+# ------------------------------------------------------------------------------------ reports
+def _ci(m: dict, key: str) -> str:
+    lo, hi = m.get(f"{key}_ci95", [float("nan")] * 2)
+    std = m.get(f"{key}_std")
+    core = f"{m[key]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+    return f"{core} [{lo:.3f}, {hi:.3f}]"
+
+
+def rows(result: dict) -> list[tuple[str, dict]]:
+    """(name, metrics) of every model kind, then every baseline."""
+    out = [(f"{kind.upper()} ({len(m.get('seeds', []))} seeds)", m) for kind, m in result["models"].items()]
+    return out + list(result["baselines"].items())
+
+
+def text_report(result: dict) -> str:
+    """A plain-text table: Acc@1/Acc@5/MRR with 95% intervals, route error, paired differences."""
+    proto = result["protocol"]
+    lines = [f"{proto['dataset']}: {result['n']} test transitions on {result['sizes']['test_tracks']} test tracks "
+             f"({proto['cell_size']:.0f} m, {proto['step']:.0f} s, {proto['split']}); route: {proto['horizon']} cells",
+             f"{'':<24}{'acc@1':>26}{'acc@5':>26}{'mrr':>26}{'ade m':>9}{'fde m':>9}"]
+    for name, m in rows(result):
+        lines.append(f"{name:<24}" + "".join(f"{_ci(m, k):>26}" for k in ("acc@1", "acc@5", "mrr"))
+                     + f"{m.get('ade', m['ade_cells']):>9.0f}{m.get('fde', m['fde_cells']):>9.0f}")
+    lines.append("paired differences, model minus baseline [95% interval over test tracks]:")
+    for kind, per in result["paired"].items():
+        for base, diffs in per.items():
+            lines.append(f"  {kind} - {base:<20}" + "".join(
+                f"  {k} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" for k, d in diffs.items()))
+    lines.append(f"({result['seconds']:.0f} s{'; --quick: a protocol check, not a result' if result.get('quick') else ''})")
+    return "\n".join(lines)
+
+
+def markdown_table(result: dict) -> str:
+    """The README/doc table of one benchmark result."""
+    head = "| method | Acc@1 | Acc@5 | MRR | ADE / FDE (m), 10 cells |\n|---|---|---|---|---|"
+    body = [f"| {name} | " + " | ".join(_ci(m, k) for k in ("acc@1", "acc@5", "mrr"))
+            + f" | {m.get('ade', m['ade_cells']):.0f} / {m.get('fde', m['fde_cells']):.0f} |" for name, m in rows(result)]
+    return "\n".join([head, *body])

@@ -23,21 +23,28 @@ TRACK_FRACTIONS = (0.7, 0.0, 0.3)
 
 
 def load_uci(data_dir: str | Path, cell_size: float = CELL_SIZE, step: float = STEP, max_gap: float = MAX_GAP,
-             fractions: tuple[float, float, float] = TRACK_FRACTIONS, user_col: str = "id_android") -> CommuteData:
+             fractions: tuple[float, float, float] = TRACK_FRACTIONS, user_col: str = "id_android",
+             columns: dict[str, str] | None = None) -> CommuteData:
     """shared/data/uci_gps_trajectories -> `CommuteData` split per person by trip."""
+    columns = dict(columns or UCI_COLUMNS)
     directory = Path(data_dir)
     points, trips = directory / POINTS_FILE, directory / TRACKS_FILE
     for path in (points, trips):
         if not path.exists():
             raise InputError(f"{path}: no such file (the UCI GPS Trajectories folder holds {POINTS_FILE} and {TRACKS_FILE})")
-    people = pd.read_csv(trips, usecols=["id", user_col])
+    people = pd.read_csv(trips)
+    if "id" not in people.columns or user_col not in people.columns:
+        raise InputError(f"{trips}: needs columns 'id' and {user_col!r}, has {list(people.columns)}")
     frame = pd.read_csv(points)
-    frame = frame.merge(people.rename(columns={"id": UCI_COLUMNS["track"]}), on=UCI_COLUMNS["track"], how="left")
+    if columns["track"] not in frame.columns:
+        raise InputError(f"{points}: no track column {columns['track']!r}; has {list(frame.columns)}")
+    people = people[["id", user_col]].rename(columns={"id": columns["track"]})
+    frame = frame.merge(people, on=columns["track"], how="left")
     missing = int(frame[user_col].isna().sum())
     if missing:
         raise InputError(f"{points}: {missing} points belong to trips missing from {trips}")
-    tracks, gridded = cell_tracks(frame, UCI_COLUMNS, cell_size, step, max_gap, utc_offset_h=0.0)
-    originals = {str(k): str(v) for k, v in zip(frame[UCI_COLUMNS["track"]], frame[user_col])}
+    tracks, gridded = cell_tracks(frame, columns, cell_size, step, max_gap, utc_offset_h=0.0)
+    originals = {str(k): str(v) for k, v in zip(frame[columns["track"]], frame[user_col])}
     user_of = user_map([t.id for t in tracks], originals)
     train, val, test = split_per_user(tracks, user_of, fractions, by="track")
     check_no_leakage(train + val, test, user_of, whole_days=False)

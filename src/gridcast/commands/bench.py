@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-TARGETS = ("ethucy", "mouse", "geolife", "speed")
+TARGETS = ("ethucy", "mouse", "geolife", "uci", "speed")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
