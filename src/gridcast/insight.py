@@ -187,9 +187,10 @@ def encode_track(model: Forecaster, cells: np.ndarray) -> tuple[Tensor, Tensor, 
     """(1, T) ids, (1, T, F) features and (1, T) next-cell targets of one track, as the model sees it."""
     cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
     ids = torch.from_numpy(model.vocab_.ids(cells))[None]
-    features = torch.from_numpy(sequence_features(cells, model.norm_))[None]
+    own = getattr(model, "_features", None)  # the model's own inputs (time features, if it was built with them)
+    features = own(cells, None) if own is not None else sequence_features(cells, model.norm_)
     targets = torch.cat([ids[:, 1:], torch.full((1, 1), UNKNOWN)], dim=1)
-    return ids, features, targets
+    return ids, torch.from_numpy(np.asarray(features, dtype=np.float32))[None], targets
 
 
 # ----------------------------------------------------------------------------------- gate traces

@@ -49,6 +49,9 @@ def hidden_gradient_norms(net: ForecasterNet, ids: Tensor, features: Tensor, tar
 
     The loss is summed over sequences, so each sequence's gradient is that of its own loss.
     """
+    if getattr(net.config, "head", "plain") != "plain":
+        raise InputError("gradient reach is measured on the plain cell-id head; this model has the "
+                         f"{net.config.head!r} head")
     net.eval()
     out = unroll(net, ids, features, keep_grad=False)
     loss = F.cross_entropy(out.logits[:, -1], targets, reduction="sum")
