@@ -8,7 +8,7 @@ hand-written backward against finite differences.
 import pytest
 import torch
 
-from gridcast.recurrent import GRULayer, InputProjection, LSTMLayer, RNNLayer, Recurrent
+from gridcast.recurrent import GRULayer, LSTMLayer, RNNLayer, Recurrent
 
 KINDS = ["rnn", "lstm", "gru"]
 
@@ -117,24 +117,23 @@ def test_initial_state_and_input_gradients_flow():
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradcheck_of_the_hand_written_backward(kind):
     torch.manual_seed(15)
-    hidden, gates = 3, {"rnn": 1, "lstm": 4, "gru": 3}[kind]
-    xg = torch.randn(4, 3, gates * hidden, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(3, hidden, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(gates * hidden, hidden, dtype=torch.float64, requires_grad=True)
-    sizes = [3, 2, 2, 1]  # rows sorted longest first: lengths 4, 3, 1
-    if kind == "lstm":
-        c0 = torch.randn(3, hidden, dtype=torch.float64, requires_grad=True)
-        for variant in ("standard", "no_forget", "coupled"):
-            assert torch.autograd.gradcheck(lambda a, b, c, d: LSTMLayer.apply(a, b, c, d, sizes, variant), (xg, h0, c0, w))
-    elif kind == "gru":
-        b = torch.randn(gates * hidden, dtype=torch.float64, requires_grad=True)
-        assert torch.autograd.gradcheck(lambda a, h, ww, bb: GRULayer.apply(a, h, ww, bb, sizes), (xg, h0, w, b))
-    else:
-        assert torch.autograd.gradcheck(lambda a, h, ww: RNNLayer.apply(a, h, ww, sizes, False), (xg, h0, w))
-    x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
-    wi = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
-    bi = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(InputProjection.apply, (x, wi, bi))
+    hidden, inputs, gates = 3, 2, {"rnn": 1, "lstm": 4, "gru": 3}[kind] * 3
+
+    def rand(*shape):
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+    x, w_ih, b, h0, w_hh, b_hh = rand(4, 3, inputs), rand(gates, inputs), rand(gates), rand(3, hidden), rand(gates, hidden), rand(gates)
+    for sizes in (None, [3, 2, 2, 1]):  # equal lengths; rows sorted longest first with lengths 4, 3, 1
+        if kind == "lstm":
+            c0 = rand(3, hidden)
+            for variant in ("standard", "no_forget", "coupled"):
+                fn = lambda *a: LSTMLayer.apply(*a, sizes, variant)  # noqa: E731
+                assert torch.autograd.gradcheck(fn, (x, w_ih, b, h0, c0, w_hh))
+        elif kind == "gru":
+            assert torch.autograd.gradcheck(lambda *a: GRULayer.apply(*a, sizes), (x, w_ih, b, h0, w_hh, b_hh))
+        else:
+            for relu in (False, True):
+                assert torch.autograd.gradcheck(lambda *a: RNNLayer.apply(*a, sizes, relu), (x, w_ih, b, h0, w_hh))
 
 
 def test_outputs_after_each_length_are_zero_and_padding_is_ignored():
@@ -146,6 +145,10 @@ def test_outputs_after_each_length_are_zero_and_padding_is_ignored():
     x2 = x.clone()
     x2[0, 2:] = 1e3
     x2[2, 4:] = float("nan")
+    x2.requires_grad_(True)
     out2 = rec(x2, lengths=lengths, fused=False)
     assert torch.equal(out.output, out2.output)
+    out2.output.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in rec.parameters())
+    assert x2.grad[0, 2:].abs().sum() == 0 and torch.isfinite(x2.grad).all()
     assert out.output[0, 2:].abs().sum() == 0 and out.output[2, 4:].abs().sum() == 0

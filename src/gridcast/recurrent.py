@@ -33,20 +33,28 @@ InitState = Literal["zeros", "learned", "noise"]
 # Explicit whole-layer kernels: the cells' gate equations over a sequence, with a hand-written backward.
 #
 # Autograd over a Python time loop records ~10 small nodes per step and replays them one by one; at
-# hidden 64 that bookkeeping, not arithmetic, is most of the time. These Functions run the same
-# equations as `gridcast.cells` into preallocated time-major buffers, keep the activations, and do
-# backpropagation through time by hand: about six tensor ops per step each way, plus one large
-# matmul for dW_hh over all steps at the end. Inputs are time-major (T, B, ...) so each step's rows
-# are one contiguous block, and sorted longest first so that a ragged batch simply runs the first
-# ``batch_sizes[t]`` rows at step t: finished sequences are never touched, which is exactly "keep the
-# last state" (the layout of PyTorch's packed sequences). The input projection W_ih x + b stays
-# outside, under ordinary autograd, computed for all steps at once.
+# hidden 64 that bookkeeping, not arithmetic, is most of the time. Each Function below runs one layer:
+# the input projection W_ih x + b for all steps in one matmul, then per step one in-place matmul
+# (pre += h W_hh^T) and the gate equations of `gridcast.cells` in place in preallocated time-major
+# buffers; backward is backpropagation through time written out (about six tensor ops per step) and
+# one large matmul per weight at the end. Per-step views are made in bulk (``unbind``) because at
+# hidden 64 creating views from Python costs as much as the arithmetic.
+#
+# Inputs are time-major (T, B, ...) and sorted longest first, so a ragged batch simply runs the
+# first ``batch_sizes[t]`` rows at step t: finished sequences are never touched, which is exactly
+# "keep the last state" (the layout of PyTorch's packed sequences).
+#
+# Inside the LSTM kernel the gates are stored in the order (o, i, f, g), not PyTorch's (i, f, g, o):
+# forward then needs one sigmoid over 3H columns and one tanh, and backward multiplies the cell-state
+# gradient into the contiguous (i, f, g) block in one op. Only the kernel's private copies of the
+# weights are permuted (and their gradients permuted back); the parameters keep the contract layout.
 # ----------------------------------------------------------------------------------------------------
 
 
-def _rows(batch_sizes: list[int] | None, t: int, batch: int) -> int:
-    """How many (sorted) rows are still running at step t."""
-    return batch if batch_sizes is None else batch_sizes[t]
+def _steps(buffer: Tensor, batch_sizes: list[int] | None) -> list[Tensor]:
+    """Per-step views of a time-major buffer, each cut to the rows running at that step."""
+    views = buffer.unbind(0)
+    return list(views) if batch_sizes is None else [v[:n] for v, n in zip(views, batch_sizes)]
 
 
 def _ending(batch_sizes: list[int] | None, t: int, steps: int, batch: int) -> tuple[int, int]:
@@ -73,240 +81,281 @@ def _previous(first: Tensor, seq: Tensor) -> Tensor:
     return torch.cat([first.unsqueeze(0), seq[:-1]])
 
 
-def _buffers(like: Tensor, ragged: bool):
+def _zeros_if(ragged: bool):
     """Zeroed buffers when ragged (finished rows must read as zero), uninitialised otherwise."""
-    return like.new_zeros if ragged else like.new_empty
+    return torch.zeros if ragged else torch.empty
 
 
-class InputProjection(torch.autograd.Function):
-    """``W_ih x + b`` for all steps at once: F.linear with a backward that orients dW well.
+def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """W x + b over all (T, B) rows at once -> a fresh (T, B, G) buffer the kernel may overwrite."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = flat.mm(weight.t()) if bias is None else torch.addmm(bias, flat, weight.t())
+    return out.view(x.shape[0], x.shape[1], weight.shape[0])
 
-    Autograd's F.linear computes dW = g^T x, a (gates, T*B) x (T*B, I) product that this machine's
-    BLAS runs ~50x slower than the equal (x^T g)^T when I is tiny (2 coordinates); here that was
-    20% of a training step at hidden 256.
+
+def _input_grads(ctx, x: Tensor, weight: Tensor, d_pre: Tensor, arg: int):
+    """Gradients of ``x``, ``W_ih`` and the bias from the gradient of the projection (T, B, G).
+
+    dW = (x^T g)^T rather than g^T x: the same numbers, but this machine's BLAS runs the second ~50x
+    slower when x has 2 columns (20% of a training step at hidden 256).
     """
+    g = d_pre.reshape(-1, d_pre.shape[-1])
+    flat = x.reshape(-1, x.shape[-1])
+    grad_x = g.mm(weight).view(x.shape) if ctx.needs_input_grad[arg] else None
+    grad_w = flat.t().mm(g).t() if ctx.needs_input_grad[arg + 1] else None
+    grad_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[arg + 2] else None
+    return grad_x, grad_w, grad_b
 
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None):
-        flat = x.reshape(-1, x.shape[-1])
-        out = flat.mm(weight.t()) if bias is None else torch.addmm(bias, flat, weight.t())
-        ctx.save_for_backward(flat, weight)
-        ctx.in_shape, ctx.has_bias = x.shape, bias is not None
-        return out.view(*x.shape[:-1], weight.shape[0])
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        flat, weight = ctx.saved_tensors
-        g = grad.reshape(-1, weight.shape[0])
-        grad_x = g.mm(weight).view(ctx.in_shape) if ctx.needs_input_grad[0] else None
-        grad_w = flat.t().mm(g).t().contiguous() if ctx.needs_input_grad[1] else None
-        grad_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b
+def _lstm_order(hidden: int, device) -> Tensor:
+    """Row indices taking PyTorch's (i, f, g, o) gate blocks to the kernel's (o, i, f, g)."""
+    blocks = torch.arange(4 * hidden, device=device).view(4, hidden)
+    return blocks[[3, 0, 1, 2]].reshape(-1)
 
 
 class LSTMLayer(torch.autograd.Function):
-    """One LSTM layer over a sequence (`LSTMCell`'s equations, all three variants).
+    """One LSTM layer over a sequence: `LSTMCell`'s equations (all three variants).
 
-    Inputs: ``xg`` (T, B, 4H) = W_ih x + b_ih + b_hh; ``h0``, ``c0`` (B, H); ``w_hh`` (4H, H);
-    ``batch_sizes`` rows running per step (None: all); ``variant`` as in `LSTMCell`.
-    Returns the hidden states (T, B, H) (zero after each row's end) and the final h, c (B, H).
+    Inputs: ``x`` (T, B, I) time-major; ``w_ih`` (4H, I); ``bias`` (4H) = b_ih + b_hh or None;
+    ``h0``, ``c0`` (B, H); ``w_hh`` (4H, H); ``batch_sizes`` rows running per step (None: all);
+    ``variant`` as in `LSTMCell`. Returns the hidden states (T, B, H), zero after each row's end,
+    and the final h and c (B, H).
     """
 
     @staticmethod
-    def forward(ctx, xg: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor,
+    def forward(ctx, x: Tensor, w_ih: Tensor, bias: Tensor | None, h0: Tensor, c0: Tensor, w_hh: Tensor,
                 batch_sizes: list[int] | None, variant: str):
-        steps, batch, gates = xg.shape
-        hidden = gates // 4
-        g_ = slice(2 * hidden, 3 * hidden)
-        new = _buffers(xg, batch_sizes is not None)
-        acts = new(steps, batch, gates)     # i, f, g, o after their nonlinearities
-        cells = new(steps, batch, hidden)   # c_t
-        tanh_c = new(steps, batch, hidden)  # tanh(c_t)
-        out = new(steps, batch, hidden)     # h_t
-        pre = xg.new_empty(batch, gates)
-        w_t = w_hh.t()
-        h, c = h0, c0
+        steps, batch = x.shape[0], x.shape[1]
+        H = w_hh.shape[1]
+        order = _lstm_order(H, x.device)
+        w_ih, w_hh = w_ih.index_select(0, order), w_hh.index_select(0, order)  # private (o, i, f, g) copies
+        # g = tanh(x) is computed as 2 sigma(2x) - 1: one sigmoid then covers all four gates, and
+        # PyTorch's CPU tanh costs ~4x its sigmoid per element here. The 2x lives in the g rows of
+        # private, forward-only copies of the weights.
+        doubled = torch.ones(4 * H, 1, dtype=x.dtype, device=x.device)
+        doubled[3 * H:] = 2.0
+        acts = _project(x, w_ih * doubled, None if bias is None else bias.index_select(0, order) * doubled[:, 0])
+        new = _zeros_if(batch_sizes is not None)
+        cells = new(steps, batch, H, dtype=x.dtype, device=x.device)   # c_t
+        tanh_c = torch.empty_like(cells)                                # tanh(c_t)
+        out = new(steps, batch, H, dtype=x.dtype, device=x.device)     # h_t
+        w_t = (w_hh * doubled).t()
+        # Per-step views, made in bulk: pre-activations become activations in place.
+        a_t, s_t = _steps(acts, batch_sizes), _steps(acts[..., 3 * H:], batch_sizes)
+        o_t, i_t, f_t = (_steps(acts[..., k * H:(k + 1) * H], batch_sizes) for k in range(3))
+        c_t, tc_t, h_t = _steps(cells, batch_sizes), _steps(tanh_c, batch_sizes), _steps(out, batch_sizes)
+        hp_t = [h0] + h_t[:-1]                          # the state each step reads (its running rows)
+        cp_t = [c0] + c_t[:-1]
+        if batch_sizes is not None:
+            hp_t = [v[:n] for v, n in zip(hp_t, batch_sizes)]
+            cp_t = [v[:n] for v, n in zip(cp_t, batch_sizes)]
         for t in range(steps):
-            n = _rows(batch_sizes, t, batch)
-            p, a = pre[:n], acts[t, :n]
-            torch.addmm(xg[t, :n], h[:n], w_t, out=p)  # W_ih x + b + W_hh h: one matmul, all gates
-            torch.sigmoid(p[:, :g_.start], out=a[:, :g_.start])  # i, f = sigma(...)
-            torch.tanh(p[:, g_], out=a[:, g_])                   # g = tanh(...)
-            torch.sigmoid(p[:, g_.stop:], out=a[:, g_.stop:])    # o = sigma(...)
-            i, f, g, o = a.chunk(4, 1)
+            a, i, c = a_t[t], i_t[t], c_t[t]
+            a.addmm_(hp_t[t], w_t)                      # W_ih x + b + W_hh h: one matmul, all gates
+            a.sigmoid_()                                # o, i, f = sigma(...); s = sigma(2 x_g)
             if variant == "no_forget":
-                f.fill_(1.0)                             # f = 1: the cell only accumulates
+                f_t[t].fill_(1.0)                       # f = 1: the cell only accumulates
             elif variant == "coupled":
-                torch.neg(i, out=f).add_(1.0)            # f = 1 - i
-            ct = cells[t, :n]
-            torch.mul(f, c[:n], out=ct)                  # c = f * c_prev + i * g
-            ct.addcmul_(i, g)
-            torch.tanh(ct, out=tanh_c[t, :n])
-            torch.mul(o, tanh_c[t, :n], out=out[t, :n])  # h = o * tanh(c)
-            h, c = out[t], cells[t]
-        ctx.save_for_backward(h0, c0, w_hh, out)
-        ctx.acts, ctx.cells, ctx.tanh_c = acts, cells, tanh_c
-        ctx.batch_sizes, ctx.variant = batch_sizes, variant
+                torch.neg(i, out=f_t[t]).add_(1.0)      # f = 1 - i
+            torch.mul(f_t[t], cp_t[t], out=c)           # c = f * c_prev
+            c.addcmul_(i, s_t[t], value=2.0).sub_(i)    #     + i * g, with g = 2 s - 1 = tanh(x_g)
+            torch.tanh(c, out=tc_t[t])
+            torch.mul(o_t[t], tc_t[t], out=h_t[t])      # h = o * tanh(c)
+        ctx.save_for_backward(x, w_ih, h0, c0, w_hh, out)
+        ctx.acts, ctx.cells, ctx.tanh_c, ctx.order = acts, cells, tanh_c, order
+        ctx.batch_sizes, ctx.variant, ctx.has_bias = batch_sizes, variant, bias is not None
         return out, _final(out, batch_sizes), _final(cells, batch_sizes)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor, grad_h: Tensor, grad_c: Tensor):
-        h0, c0, w_hh, out = ctx.saved_tensors
+        x, w_ih, h0, c0, w_hh, out = ctx.saved_tensors
         acts, cells, tanh_c, batch_sizes, variant = ctx.acts, ctx.cells, ctx.tanh_c, ctx.batch_sizes, ctx.variant
         steps, batch, gates = acts.shape
-        hidden = gates // 4
-        i, f, g, o = acts.chunk(4, 2)
-        c_prev = _previous(c0, cells)
+        H = gates // 4
+        o, i, f, s = acts.split(H, dim=2)
+        g = s * 2.0 - 1.0                                                 # the forward kept sigma(2 x_g)
+        ragged = batch_sizes is not None
         # Everything that does not depend on the incoming gradient, for all steps at once:
-        # dpre_{i,f,g} = dc * mult[:, :, 0..2] and dpre_o = dh * mult_o, with sigma' = s(1-s), tanh' = 1-g^2.
-        wrote = g - c_prev if variant == "coupled" else g     # dc/di (coupled: f = 1 - i too)
-        mult_i = wrote * i * (1 - i)
-        mult_f = c_prev * f * (1 - f) if variant == "standard" else None  # dc/df = c_prev (variants: none)
-        mult_g = i * (1 - g * g)                               # dc/dg = i
-        mult_o = tanh_c * o * (1 - o)                          # dh/do = tanh(c)
-        through_c = o * (1 - tanh_c * tanh_c)                  # dh/dc = o * tanh'(c)
-        d_pre = _buffers(acts, batch_sizes is not None or mult_f is None)(steps, batch, gates)
-        dh, dc = h0.new_zeros(batch, hidden), c0.new_zeros(batch, hidden)
-        for t in range(steps - 1, -1, -1):
-            n = _rows(batch_sizes, t, batch)
+        # dpre_o = dh * mult_o and dpre_{i,f,g} = dc * mult[:, :, 0..2], with sigma' = s - s^2, tanh' = 1 - g^2.
+        mult_o = torch.addcmul(o, o, o, value=-1.0).mul_(tanh_c)          # dh/do = tanh(c)
+        through_c = torch.addcmul(o, o, tanh_c * tanh_c, value=-1.0)        # dh/dc = o * tanh'(c)
+        mult = acts.new_empty(steps, batch, 3, H)
+        c_prev = _previous(c0, cells)
+        wrote = g - c_prev if variant == "coupled" else g                 # dc/di (coupled: f = 1 - i too)
+        torch.addcmul(i, i, i, value=-1.0, out=mult[:, :, 0]).mul_(wrote)
+        if variant == "standard":
+            torch.addcmul(f, f, f, value=-1.0, out=mult[:, :, 1]).mul_(c_prev)  # dc/df = c_prev
+        else:
+            mult[:, :, 1] = 0.0                                           # the variants: f has no weights' say
+        torch.addcmul(i, i, g * g, value=-1.0, out=mult[:, :, 2])         # dc/dg = i
+        # The gradient reaching each h_t from outside the recurrence: the output's, plus the final
+        # state's at each row's last step. dh_{t-1} = outside_{t-1} + dpre_t W_hh is then one addmm.
+        out_t = _steps(grad_out, batch_sizes)
+        for t in range(steps):
             lo, hi = _ending(batch_sizes, t, steps, batch)
-            if hi > lo:  # rows whose last step is t start with the final state's gradient
-                dh[lo:hi], dc[lo:hi] = grad_h[lo:hi], grad_c[lo:hi]
-            dht, dct, d = dh[:n], dc[:n], d_pre[t, :n]
-            dht.add_(grad_out[t, :n])
-            dct.addcmul_(dht, through_c[t, :n])
-            torch.mul(dct, mult_i[t, :n], out=d[:, :hidden])  # four plain products: a broadcast
-            if mult_f is not None:                              # one into a strided view is 3x slower
-                torch.mul(dct, mult_f[t, :n], out=d[:, hidden:2 * hidden])
-            torch.mul(dct, mult_g[t, :n], out=d[:, 2 * hidden:3 * hidden])
-            torch.mul(dht, mult_o[t, :n], out=d[:, 3 * hidden:])
+            if hi > lo:
+                out_t[t] = out_t[t].clone()
+                out_t[t][lo:hi] += grad_h[lo:hi]
+        d_pre = _zeros_if(ragged)(steps, batch, gates, dtype=acts.dtype, device=acts.device)
+        d_t, m_t, mo_t, k_t, f_t = (_steps(b, batch_sizes) for b in (d_pre, mult, mult_o, through_c, f))
+        do_t, difg_t = _steps(d_pre[..., :H], batch_sizes), _steps(d_pre[..., H:], batch_sizes)
+        dc = c0.new_zeros(batch, H)
+        dh_buf = h0.new_empty(batch, H)
+        dh = out_t[steps - 1]
+        for t in range(steps - 1, -1, -1):
+            n = d_t[t].shape[0]
+            lo, hi = _ending(batch_sizes, t, steps, batch)
+            if hi > lo:
+                dc[lo:hi] = grad_c[lo:hi]                              # rows that end at t join
+            dct = dc if n == batch else dc[:n]
+            dct.addcmul_(dh, k_t[t])                                   # through h = o * tanh(c)
+            torch.mul(dh, mo_t[t], out=do_t[t])                        # dpre_o
+            torch.mul(m_t[t], dct.unsqueeze(1), out=difg_t[t].view(n, 3, H))  # dpre_i, dpre_f, dpre_g
             if variant != "no_forget":
-                dct.mul_(f[t, :n])                      # dc_prev = dc * f
-            torch.mm(d, w_hh, out=dht)                  # dh_prev = dpre @ W_hh
-        grad_w = None
-        if ctx.needs_input_grad[3]:
-            grad_w = d_pre.reshape(-1, gates).t().mm(_previous(h0, out).reshape(-1, hidden))
-        return d_pre, dh, dc, grad_w, None, None
+                dct.mul_(f_t[t])                                       # dc_prev = dc * f
+            if t > 0:                                                  # dh_{t-1} = outside + dpre W_hh
+                prev = out_t[t - 1]
+                if prev.shape[0] == n:
+                    dh = torch.addmm(prev, d_t[t], w_hh, out=dh_buf if n == batch else dh_buf[:n])
+                else:                                                  # rows that end at t - 1 join
+                    torch.addmm(prev[:n], d_t[t], w_hh, out=dh_buf[:n])
+                    dh_buf[n:prev.shape[0]] = prev[n:]
+                    dh = dh_buf[:prev.shape[0]]
+        dh = torch.mm(d_t[0], w_hh)                                    # the gradient of h0
+        back = torch.argsort(ctx.order)                                # kernel order -> PyTorch's
+        grad_x, grad_wi, grad_b = _input_grads(ctx, x, w_ih, d_pre, 0)
+        grad_wh = None
+        if ctx.needs_input_grad[5]:
+            grad_wh = d_pre.reshape(-1, gates).t().mm(_previous(h0, out).reshape(-1, H)).index_select(0, back)
+        grad_wi = None if grad_wi is None else grad_wi.index_select(0, back)
+        grad_b = None if grad_b is None else grad_b.index_select(0, back)
+        return grad_x, grad_wi, grad_b, dh, dc, grad_wh, None, None
 
 
 class GRULayer(torch.autograd.Function):
-    """One GRU layer over a sequence (`GRUCell`'s equations).
+    """One GRU layer over a sequence: `GRUCell`'s equations.
 
-    Inputs: ``xg`` (T, B, 3H) = W_ih x + b_ih; ``h0`` (B, H); ``w_hh`` (3H, H); ``b_hh`` (3H) or None
-    (it cannot be folded into ``xg``: the reset gate multiplies W_hn h + b_hn); ``batch_sizes``.
-    Returns the hidden states (T, B, H) and the final h (B, H).
+    Inputs: ``x`` (T, B, I); ``w_ih`` (3H, I); ``b_ih`` (3H) or None; ``h0`` (B, H); ``w_hh`` (3H, H);
+    ``b_hh`` (3H) or None (kept apart from b_ih: the reset gate multiplies W_hn h + b_hn);
+    ``batch_sizes``. Returns the hidden states (T, B, H) and the final h (B, H).
     """
 
     @staticmethod
-    def forward(ctx, xg: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None, batch_sizes: list[int] | None):
-        steps, batch, gates = xg.shape
-        hidden = gates // 3
-        rz, n_ = slice(0, 2 * hidden), slice(2 * hidden, 3 * hidden)
-        new = _buffers(xg, batch_sizes is not None)
-        acts = new(steps, batch, gates)   # r, z, n after their nonlinearities
-        proj_h = new(steps, batch, gates)  # W_hh h + b_hh
-        out = new(steps, batch, hidden)
+    def forward(ctx, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tensor, w_hh: Tensor,
+                b_hh: Tensor | None, batch_sizes: list[int] | None):
+        steps, batch = x.shape[0], x.shape[1]
+        H = w_hh.shape[1]
+        acts = _project(x, w_ih, b_ih)                         # r, z, n pre-activations -> activations
+        proj_h = torch.zeros(steps, batch, 3 * H, dtype=x.dtype, device=x.device)  # W_hh h + b_hh
+        if b_hh is not None:
+            proj_h += b_hh
+        out = _zeros_if(batch_sizes is not None)(steps, batch, H, dtype=x.dtype, device=x.device)
         w_t = w_hh.t()
+        rz_t, n_t, r_t, z_t = (_steps(acts[..., s], batch_sizes) for s in
+                               (slice(0, 2 * H), slice(2 * H, 3 * H), slice(0, H), slice(H, 2 * H)))
+        ph_t, phrz_t, phn_t = (_steps(proj_h[..., s], batch_sizes) for s in (slice(None), slice(0, 2 * H), slice(2 * H, 3 * H)))
+        h_t = _steps(out, batch_sizes)
         h = h0
         for t in range(steps):
-            n = _rows(batch_sizes, t, batch)
-            a, ph, x = acts[t, :n], proj_h[t, :n], xg[t, :n]
-            if b_hh is None:
-                torch.mm(h[:n], w_t, out=ph)
-            else:
-                torch.addmm(b_hh, h[:n], w_t, out=ph)             # W_hh h + b_hh, all gates
-            torch.add(x[:, rz], ph[:, rz], out=a[:, rz])
-            a[:, rz].sigmoid_()                                    # r, z = sigma(...)
-            torch.addcmul(x[:, n_], a[:, :hidden], ph[:, n_], out=a[:, n_])
-            a[:, n_].tanh_()                                       # n = tanh(x_n + r * (W_hn h + b_hn))
-            cand, h_new = a[:, n_], out[t, :n]
-            torch.sub(h[:n], cand, out=h_new)                     # h' = (1 - z) n + z h = n + z (h - n)
-            h_new.mul_(a[:, hidden:2 * hidden]).add_(cand)
-            h = out[t]
-        ctx.save_for_backward(h0, w_hh, out)
-        ctx.acts, ctx.proj_h, ctx.batch_sizes, ctx.has_bias = acts, proj_h, batch_sizes, b_hh is not None
+            n = h_t[t].shape[0]
+            ph_t[t].addmm_(h[:n], w_t)                 # W_hh h + b_hh, all gates
+            rz_t[t].add_(phrz_t[t]).sigmoid_()         # r, z = sigma(W_i x + b_i + W_h h + b_h)
+            n_t[t].addcmul_(r_t[t], phn_t[t]).tanh_()  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+            torch.lerp(n_t[t], h[:n], z_t[t], out=h_t[t])  # h' = (1 - z) n + z h
+            h = h_t[t]
+        ctx.save_for_backward(x, w_ih, h0, w_hh, out)
+        ctx.acts, ctx.proj_h, ctx.batch_sizes = acts, proj_h, batch_sizes
+        ctx.has_bias = b_ih is not None
+        ctx.has_hidden_bias = b_hh is not None
         return out, _final(out, batch_sizes)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor, grad_h: Tensor):
-        h0, w_hh, out = ctx.saved_tensors
+        x, w_ih, h0, w_hh, out = ctx.saved_tensors
         acts, proj_h, batch_sizes = ctx.acts, ctx.proj_h, ctx.batch_sizes
         steps, batch, gates = acts.shape
-        hidden = gates // 3
-        r, z, cand = acts.chunk(3, 2)
+        H = gates // 3
+        r, z, cand = acts.split(H, dim=2)
         h_prev = _previous(h0, out)
         # Gradient-free factors for all steps at once (dh is the gradient reaching h_t):
-        to_n = (1 - z) * (1 - cand * cand)       # dpre_n = dh * (1 - z) * tanh'
-        to_z = (h_prev - cand) * z * (1 - z)     # dpre_z = dh * (h - n) * sigma'
-        to_r = proj_h[..., 2 * hidden:] * r * (1 - r)  # dpre_r = dpre_n * (W_hn h + b_hn) * sigma'
-        new = _buffers(acts, batch_sizes is not None)
-        d_x = new(steps, batch, gates)            # gradient of W_ih x + b_ih
-        d_h = new(steps, batch, gates)            # gradient of W_hh h + b_hh
-        dh = h0.new_zeros(batch, hidden)
+        to_n = (1 - z) * (1 - cand * cand)               # dpre_n = dh * (1 - z) * tanh'
+        to_z = (h_prev - cand) * z * (1 - z)             # dpre_z = dh * (h - n) * sigma'
+        to_r = proj_h[..., 2 * H:] * r * (1 - r)         # dpre_r = dpre_n * (W_hn h + b_hn) * sigma'
+        new = _zeros_if(batch_sizes is not None)
+        d_x = new(steps, batch, gates, dtype=acts.dtype, device=acts.device)  # gradient of W_ih x + b_ih
+        d_h = new(steps, batch, gates, dtype=acts.dtype, device=acts.device)  # gradient of W_hh h + b_hh
+        dxn_t, dhr_t, dhz_t, dhn_t = (_steps(b[..., s], batch_sizes) for b, s in
+                                      ((d_x, slice(2 * H, None)), (d_h, slice(0, H)), (d_h, slice(H, 2 * H)), (d_h, slice(2 * H, None))))
+        dh_t, tn_t, tz_t, tr_t, r_t, z_t, go_t = (_steps(b, batch_sizes) for b in (d_h, to_n, to_z, to_r, r, z, grad_out))
+        dh = h0.new_zeros(batch, H)
         for t in range(steps - 1, -1, -1):
-            n = _rows(batch_sizes, t, batch)
-            lo, hi = _ending(batch_sizes, t, steps, batch)
-            if hi > lo:
-                dh[lo:hi] = grad_h[lo:hi]
-            dht, dx, dp = dh[:n], d_x[t, :n], d_h[t, :n]
-            dht.add_(grad_out[t, :n])
-            torch.mul(dht, to_n[t, :n], out=dx[:, 2 * hidden:])
-            torch.mul(dht, to_z[t, :n], out=dp[:, hidden:2 * hidden])
-            torch.mul(dx[:, 2 * hidden:], to_r[t, :n], out=dp[:, :hidden])
-            torch.mul(dx[:, 2 * hidden:], r[t, :n], out=dp[:, 2 * hidden:])
-            dht.mul_(z[t, :n]).addmm_(dp, w_hh)   # dh_prev = dh * z + dpre_h @ W_hh
-        d_x[..., :2 * hidden] = d_h[..., :2 * hidden]  # r and z see x and h through the same sum
-        grad_w = d_h.reshape(-1, gates).t().mm(h_prev.reshape(-1, hidden)) if ctx.needs_input_grad[2] else None
-        grad_b = d_h.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[3] else None
-        return d_x, dh, grad_w, grad_b, None
-
-
-class RNNLayer(torch.autograd.Function):
-    """One plain RNN layer over a sequence (`RNNCell`'s equation, tanh or relu).
-
-    Inputs: ``xg`` (T, B, H) = W_ih x + b_ih + b_hh; ``h0`` (B, H); ``w_hh`` (H, H); ``batch_sizes``;
-    ``relu``. Returns the hidden states (T, B, H) and the final h (B, H).
-    """
-
-    @staticmethod
-    def forward(ctx, xg: Tensor, h0: Tensor, w_hh: Tensor, batch_sizes: list[int] | None, relu: bool):
-        steps, batch, hidden = xg.shape
-        out = _buffers(xg, batch_sizes is not None)(steps, batch, hidden)
-        w_t = w_hh.t()
-        h = h0
-        for t in range(steps):
-            n = _rows(batch_sizes, t, batch)
-            h_new = out[t, :n]
-            torch.addmm(xg[t, :n], h[:n], w_t, out=h_new)  # W_ih x + b + W_hh h
-            h_new.relu_() if relu else h_new.tanh_()
-            h = out[t]
-        ctx.save_for_backward(h0, w_hh, out)
-        ctx.batch_sizes, ctx.relu = batch_sizes, relu
-        return out, _final(out, batch_sizes)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: Tensor, grad_h: Tensor):
-        h0, w_hh, out = ctx.saved_tensors
-        batch_sizes = ctx.batch_sizes
-        steps, batch, hidden = out.shape
-        slope = (out > 0).to(out.dtype) if ctx.relu else 1 - out * out  # f'(pre) from f(pre)
-        d_pre = _buffers(out, batch_sizes is not None)(steps, batch, hidden)
-        dh = h0.new_zeros(batch, hidden)
-        for t in range(steps - 1, -1, -1):
-            n = _rows(batch_sizes, t, batch)
+            n = dh_t[t].shape[0]
             lo, hi = _ending(batch_sizes, t, steps, batch)
             if hi > lo:
                 dh[lo:hi] = grad_h[lo:hi]
             dht = dh[:n]
-            dht.add_(grad_out[t, :n])
-            torch.mul(dht, slope[t, :n], out=d_pre[t, :n])
-            torch.mm(d_pre[t, :n], w_hh, out=dht)
-        grad_w = d_pre.reshape(-1, hidden).t().mm(_previous(h0, out).reshape(-1, hidden)) if ctx.needs_input_grad[2] else None
-        return d_pre, dh, grad_w, None, None
+            dht.add_(go_t[t])
+            torch.mul(dht, tn_t[t], out=dxn_t[t])            # dpre_n
+            torch.mul(dht, tz_t[t], out=dhz_t[t])            # dpre_z
+            torch.mul(dxn_t[t], tr_t[t], out=dhr_t[t])       # dpre_r
+            torch.mul(dxn_t[t], r_t[t], out=dhn_t[t])        # d(W_hn h + b_hn) = dpre_n * r
+            dht.mul_(z_t[t]).addmm_(dh_t[t], w_hh)           # dh_prev = dh * z + dpre_h W_hh
+        d_x[..., :2 * H] = d_h[..., :2 * H]                  # r and z see x and h through one sum
+        grad_x, grad_wi, grad_bi = _input_grads(ctx, x, w_ih, d_x, 0)
+        grad_wh = d_h.reshape(-1, gates).t().mm(h_prev.reshape(-1, H)) if ctx.needs_input_grad[4] else None
+        grad_bh = d_h.sum((0, 1)) if ctx.has_hidden_bias and ctx.needs_input_grad[5] else None
+        return grad_x, grad_wi, grad_bi, dh, grad_wh, grad_bh, None
+
+
+class RNNLayer(torch.autograd.Function):
+    """One plain RNN layer over a sequence: `RNNCell`'s equation, tanh or relu.
+
+    Inputs: ``x`` (T, B, I); ``w_ih`` (H, I); ``bias`` (H) = b_ih + b_hh or None; ``h0`` (B, H);
+    ``w_hh`` (H, H); ``batch_sizes``; ``relu``. Returns the hidden states (T, B, H) and the final h.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w_ih: Tensor, bias: Tensor | None, h0: Tensor, w_hh: Tensor,
+                batch_sizes: list[int] | None, relu: bool):
+        out = _project(x, w_ih, bias)                     # pre-activations, then h in place
+        w_t = w_hh.t()
+        h_t = _steps(out, batch_sizes)
+        h = h0
+        for t in range(out.shape[0]):
+            h_t[t].addmm_(h[:h_t[t].shape[0]], w_t)      # W_ih x + b + W_hh h
+            h_t[t].relu_() if relu else h_t[t].tanh_()
+            h = h_t[t]
+        if batch_sizes is not None:                       # finished rows read as zero
+            for t, n in enumerate(batch_sizes):
+                out[t, n:] = 0.0
+        ctx.save_for_backward(x, w_ih, h0, w_hh, out)
+        ctx.batch_sizes, ctx.relu, ctx.has_bias = batch_sizes, relu, bias is not None
+        return out, _final(out, batch_sizes)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor, grad_h: Tensor):
+        x, w_ih, h0, w_hh, out = ctx.saved_tensors
+        batch_sizes = ctx.batch_sizes
+        steps, batch, H = out.shape
+        slope = (out > 0).to(out.dtype) if ctx.relu else 1 - out * out  # f'(pre) from f(pre)
+        d_pre = _zeros_if(batch_sizes is not None)(steps, batch, H, dtype=out.dtype, device=out.device)
+        d_t, s_t, go_t = (_steps(b, batch_sizes) for b in (d_pre, slope, grad_out))
+        dh = h0.new_zeros(batch, H)
+        for t in range(steps - 1, -1, -1):
+            n = d_t[t].shape[0]
+            lo, hi = _ending(batch_sizes, t, steps, batch)
+            if hi > lo:
+                dh[lo:hi] = grad_h[lo:hi]
+            dht = dh[:n]
+            dht.add_(go_t[t])
+            torch.mul(dht, s_t[t], out=d_t[t])
+            torch.mm(d_t[t], w_hh, out=dht)
+        grad_x, grad_wi, grad_b = _input_grads(ctx, x, w_ih, d_pre, 0)
+        grad_wh = d_pre.reshape(-1, H).t().mm(_previous(h0, out).reshape(-1, H)) if ctx.needs_input_grad[4] else None
+        return grad_x, grad_wi, grad_b, dh, grad_wh, None, None
 
 
 class RecurrentOutput(NamedTuple):
@@ -459,24 +508,25 @@ class Recurrent(nn.Module):
             running = lengths.index_select(0, order).unsqueeze(0) > torch.arange(steps, device=x.device).unsqueeze(1)
             batch_sizes = running.sum(1).tolist()
             layer_input = layer_input.index_select(1, order)
+            # Padding never reaches a result, but 0 * NaN would reach dW_ih: clear it.
+            layer_input = layer_input.masked_fill(~running.unsqueeze(-1), 0.0)
             state = tuple(s.index_select(1, order) for s in state) if self.is_lstm else state.index_select(1, order)
         finals = []
         for index, cell in enumerate(self.layers):
             s = self._layer_state(state, index)
             if self.kind == "lstm":
                 bias = cell.bias_ih + cell.bias_hh if cell.bias else None
-                xg = InputProjection.apply(layer_input, cell.weight_ih, bias)  # hoisted: all steps in one matmul
-                out, h, c = LSTMLayer.apply(xg, s[0].contiguous(), s[1].contiguous(), cell.weight_hh,
-                                            batch_sizes, cell.variant)
+                out, h, c = LSTMLayer.apply(layer_input, cell.weight_ih, bias, s[0].contiguous(), s[1].contiguous(),
+                                            cell.weight_hh, batch_sizes, cell.variant)
                 finals.append((h, c))
             elif self.kind == "gru":
-                xg = InputProjection.apply(layer_input, cell.weight_ih, cell.bias_ih)
-                out, h = GRULayer.apply(xg, s.contiguous(), cell.weight_hh, cell.bias_hh, batch_sizes)
+                out, h = GRULayer.apply(layer_input, cell.weight_ih, cell.bias_ih, s.contiguous(), cell.weight_hh,
+                                        cell.bias_hh, batch_sizes)
                 finals.append(h)
             else:
                 bias = cell.bias_ih + cell.bias_hh if cell.bias else None
-                xg = InputProjection.apply(layer_input, cell.weight_ih, bias)
-                out, h = RNNLayer.apply(xg, s.contiguous(), cell.weight_hh, batch_sizes, cell.nonlinearity == "relu")
+                out, h = RNNLayer.apply(layer_input, cell.weight_ih, bias, s.contiguous(), cell.weight_hh,
+                                        batch_sizes, cell.nonlinearity == "relu")
                 finals.append(h)
             layer_input = self.between_layers(out) if index < self.num_layers - 1 else out
         output, final = layer_input.transpose(0, 1).contiguous(), self._stack_states(finals)

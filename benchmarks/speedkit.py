@@ -44,6 +44,16 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def paired_ratio(ours: list[float], baseline: list[float]) -> float:
+    """Median over rounds of ours / baseline, each pair timed back to back.
+
+    Load from other jobs changes on a scale of seconds; two runs timed back to back see nearly the
+    same load, so their ratio cancels most of it. A ratio of medians does not: with a 2-core machine
+    shared by training jobs it moved by +-20% between runs, this by a few percent.
+    """
+    return float(statistics.median(a / b for a, b in zip(ours, baseline)))
+
+
 def random_forecaster(cell: str = "lstm", hidden: int = 64, side: int = 32, target: str = "cell",
                       layers: int = 1, embed: int = 32, seed: int = 0) -> Forecaster:
     """A fitted-looking Forecaster with random weights over a side x side block of cells.
