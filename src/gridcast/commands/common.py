@@ -11,36 +11,40 @@ from ..grid import Grid
 from ..tracks import Track, collapse_repeats, tracks_from_frame
 
 
-def add_column_args(parser: argparse.ArgumentParser, gridding: bool = True) -> None:
-    """Flags that map a raw CSV/Parquet's columns; used when DATA is not already gridded."""
-    group = parser.add_argument_group("raw input columns (when DATA is raw points, not a gridded Parquet)")
-    group.add_argument("--track-col", default="track", help="track id column (default: track)")
-    group.add_argument("--time-col", default="time", help="time column: ISO-8601, epoch seconds or numbers")
-    group.add_argument("--lat-col", help="latitude column (with --lon-col)")
-    group.add_argument("--lon-col", help="longitude column (with --lat-col)")
-    group.add_argument("--x-col", help="planar x column (with --y-col), e.g. pixels or metres")
-    group.add_argument("--y-col", help="planar y column (with --x-col)")
-    group.add_argument("--sep", help="CSV field separator (default: detect)")
-    if gridding:
-        group.add_argument("--cell-size", type=float, help="cell size in metres (planar: in the data's units)")
-        group.add_argument("--step", type=float, help="resample every track at this many seconds")
-        group.add_argument("--max-gap", type=float, help="split a track at gaps longer than this (seconds)")
+def add_column_args(parser: argparse.ArgumentParser) -> None:
+    """The column flags of raw tracks, shared by every command that reads them (grid, fit, evaluate)."""
+    cols = parser.add_argument_group("columns of raw tracks")
+    cols.add_argument("--track-col", default="track", help='track id column (default: track; "" = the whole file is one track)')
+    cols.add_argument("--time-col", default="time", help="time column: ISO-8601 text or numbers of seconds (default: time)")
+    cols.add_argument("--lat-col", help="latitude column (degrees; default: lat unless --x-col/--y-col)")
+    cols.add_argument("--lon-col", help="longitude column (degrees; default: lon unless --x-col/--y-col)")
+    cols.add_argument("--x-col", help="planar x column (metres, pixels, ...)")
+    cols.add_argument("--y-col", help="planar y column")
+
+
+def add_gridding_args(parser: argparse.ArgumentParser) -> None:
+    """How to grid raw tracks on the spot (fit); a gridded Parquet carries its own grid instead."""
+    group = parser.add_argument_group("gridding raw tracks (ignored for a gridded Parquet)")
+    group.add_argument("--cell-size", type=float, help="cell size in metres (planar: in the data's units)")
+    group.add_argument("--step", type=float, help="resample every track at this many seconds")
+    group.add_argument("--max-gap", type=float, help="split a track at gaps longer than this (seconds)")
+    group.add_argument("--sep", help="CSV field separator (default: sniffed)")
 
 
 def column_map(args: argparse.Namespace):
+    """A ColumnMap from the flags added by `add_column_args`."""
     from ..ingest import ColumnMap
 
-    has_geo = args.lat_col or args.lon_col
-    has_xy = args.x_col or args.y_col
-    if has_geo and has_xy:
-        raise InputError("give either --lat-col/--lon-col or --x-col/--y-col, not both")
-    if has_geo and not (args.lat_col and args.lon_col):
-        raise InputError("--lat-col and --lon-col go together")
-    if has_xy and not (args.x_col and args.y_col):
-        raise InputError("--x-col and --y-col go together")
-    if not has_geo and not has_xy:
-        raise InputError("raw input needs --lat-col/--lon-col or --x-col/--y-col (or pass a gridded Parquet from `gridcast grid`)")
-    return ColumnMap(track=args.track_col, time=args.time_col, lat=args.lat_col, lon=args.lon_col, x=args.x_col, y=args.y_col)
+    track = args.track_col or None
+    planar = args.x_col is not None or args.y_col is not None
+    geo = args.lat_col is not None or args.lon_col is not None
+    if planar and geo:
+        raise InputError("give --lat-col/--lon-col or --x-col/--y-col, not both")
+    if planar:
+        if not (args.x_col and args.y_col):
+            raise InputError("give both --x-col and --y-col")
+        return ColumnMap(track=track, time=args.time_col, x=args.x_col, y=args.y_col)
+    return ColumnMap(track=track, time=args.time_col, lat=args.lat_col or "lat", lon=args.lon_col or "lon")
 
 
 def is_gridded(path: Path) -> bool:

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cut", type=float, default=0.5, help="share of each track observed before the route is continued")
     p.add_argument("--json", action="store_true",
                    help='print {"model": {metric: value}, "baselines": {name: {metric: value}}, "n": int}')
-    add_column_args(p, gridding=False)
+    add_column_args(p)
+    p.add_argument("--sep", help="CSV field separator (default: sniffed)")
     p.set_defaults(func=run)
 
 

@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .common import add_column_args, load_tracks, print_json
+from .common import add_column_args, add_gridding_args, load_tracks, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--skip-nonfinite", action="store_true", help="skip batches whose loss is NaN/inf instead of stopping")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_column_args(p)
+    add_gridding_args(p)
     p.set_defaults(func=run)
 
 

@@ -12,7 +12,8 @@ import sys
 import time
 
 from ..errors import InputError
-from ..ingest import ColumnMap, IngestReport, grid_tracks, load_grid, write_gridded
+from ..ingest import IngestReport, grid_tracks, load_grid, write_gridded
+from .common import add_column_args, column_map
 
 
 def _seconds(text: str) -> float | None:
@@ -58,31 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--collapse", action="store_true", help="keep only the first point of each run of equal cells")
     p.add_argument("--min-points", type=int, default=2, help="drop track parts with fewer points than this (default: 2)")
     p.set_defaults(func=run)
-
-
-def add_column_args(parser: argparse.ArgumentParser) -> None:
-    """The column flags of `gridcast grid`, for any command that reads raw tracks (evaluate, predict)."""
-    cols = parser.add_argument_group("columns of raw tracks")
-    cols.add_argument("--track-col", default="track", help='track id column (default: track; "" = the whole file is one track)')
-    cols.add_argument("--time-col", default="time", help="time column: ISO-8601 text or numbers of seconds (default: time)")
-    cols.add_argument("--lat-col", help="latitude column (degrees; default: lat unless --x-col/--y-col)")
-    cols.add_argument("--lon-col", help="longitude column (degrees; default: lon unless --x-col/--y-col)")
-    cols.add_argument("--x-col", help="planar x column (metres, pixels, ...)")
-    cols.add_argument("--y-col", help="planar y column")
-
-
-def column_map(args: argparse.Namespace) -> ColumnMap:
-    """A ColumnMap from the flags added by `add_column_args`."""
-    track = args.track_col or None
-    planar = args.x_col is not None or args.y_col is not None
-    geo = args.lat_col is not None or args.lon_col is not None
-    if planar and geo:
-        raise InputError("give --lat-col/--lon-col or --x-col/--y-col, not both")
-    if planar:
-        if not (args.x_col and args.y_col):
-            raise InputError("give both --x-col and --y-col")
-        return ColumnMap(track=track, time=args.time_col, x=args.x_col, y=args.y_col)
-    return ColumnMap(track=track, time=args.time_col, lat=args.lat_col or "lat", lon=args.lon_col or "lon")
 
 
 def run(args: argparse.Namespace) -> int:
