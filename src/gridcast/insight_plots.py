@@ -119,12 +119,17 @@ def plot_memory(path: str | Path, result: dict, title: str = "") -> Path:
     """Recall accuracy against delay for each kind, with the 95 % bar and chance."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for index, (label, row) in enumerate(result["kinds"].items()):
-        run = row["runs"][0]
-        delays = sorted(int(d) for d in run["accuracy_by_delay"])
-        accs = [run["accuracy_by_delay"][str(d)] for d in delays]
         capped = all(r.get("first_failure", 0) is None for r in row["runs"])
-        ax.plot(delays, accs, "o-", color=_color(label, index),
-                label=f"{label}: max delay {row['max_delay']}{'+ (cap)' if capped else ''}")
+        seeds = row.get("max_delay_by_seed", [row["max_delay"]])
+        text = f"{label}: max delay {row['max_delay']}{'+ (cap)' if capped else ''}"
+        if len(seeds) > 1:
+            text += f" (seeds: {', '.join(map(str, seeds))})"
+        for s_index, run in enumerate(row["runs"]):
+            delays = sorted(int(d) for d in run["accuracy_by_delay"])
+            accs = [run["accuracy_by_delay"][str(d)] for d in delays]
+            jitter = 1.0 + 0.03 * (s_index - (len(row["runs"]) - 1) / 2)  # side by side on the log axis
+            ax.plot([d * jitter for d in delays], accs, "o-", color=_color(label, index), alpha=1.0 if s_index == 0 else 0.45,
+                    ms=5 if s_index == 0 else 3.5, label=text if s_index == 0 else None)
     ax.axhline(0.95, color="k", ls="--", lw=0.8, label="95 %")
     ax.axhline(result["settings"]["chance"], color="0.5", ls=":", lw=1, label="chance")
     ax.set_xscale("log", base=2)
