@@ -132,6 +132,9 @@ def gradient_experiment(data: RealData, kinds: tuple[str, ...] = KINDS, seeds: t
             "decay_1_50": decay(mean_trained),
             "init_norm_by_k": mean_init.tolist(),
             "init_decay_1_50": decay(mean_init),
+            # the same decay as a per-step factor: the share of the gradient that survives one more step back
+            "retained_per_step": decay(mean_trained) ** (-1.0 / 49),
+            "init_retained_per_step": decay(mean_init) ** (-1.0 / 49),
             "decay_1_50_by_seed": [decay(n) for n in trained],
             "init_decay_1_50_by_seed": [decay(n) for n in init],
             "norm_by_k_by_seed": [n.tolist() for n in trained],

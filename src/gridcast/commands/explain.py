@@ -206,7 +206,8 @@ def _gradients(args, out, log, prepare, prepared=None):
     files = [plot_gradients(out / "gradients.png", result),
              plot_clipping(out / "clipping.png", result["histories"], settings.clip_norm)]
     summary = [f"{kind}: gradient from 50 steps back is {row['init_decay_1_50']:.3g}x weaker than from 1 step at "
-               f"initialisation, {row['decay_1_50']:.3g}x after training; largest norm before clipping "
+               f"initialisation, {row['decay_1_50']:.3g}x after training (each step back keeps "
+               f"{row['init_retained_per_step']:.2f} -> {row['retained_per_step']:.2f}); largest norm before clipping "
                f"{row['grad_norm_before_clip_max']:.3g} (clipped in {100 * row['clipped_fraction']:.0f}% of steps)"
                for kind, row in result["kinds"].items()]
     return result, files, summary
