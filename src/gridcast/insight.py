@@ -221,6 +221,9 @@ def gate_summary(traces: dict[str, np.ndarray]) -> dict[str, float]:
     for name in ("cell", "hidden"):
         if name in traces:
             out[f"{name}_abs_max"] = float(np.abs(traces[name]).max())
+    if "hidden" in traces and "cell" not in traces:
+        # |h| > 0.95 means tanh' = 1 - h^2 < 0.1: a saturated unit passes almost no gradient back
+        out["hidden_saturated"] = float((np.abs(traces["hidden"]) > 0.95).mean())
     return out
 
 
