@@ -60,3 +60,13 @@ def test_bad_arguments():
         beam_many(model, [np.array([[1, 1]])], horizon=0)
     with pytest.raises(InputError, match="empty"):
         beam_many(model, [np.zeros((0, 2))], horizon=2)
+
+
+def test_fusion_head_and_time_features():
+    prefixes = _prefixes(n=6, seed=4)
+    model = random_model("gru", head="fusion")
+    _assert_equal_routes(beam_many(model, prefixes, horizon=3, width=3, chunk=4), [model.beam(p, 3, 3) for p in prefixes])
+    model = random_model("lstm", time_features=True)
+    times = [1_700_000_000.0 + 60.0 * np.arange(len(p)) if i % 2 else None for i, p in enumerate(prefixes)]
+    _assert_equal_routes(beam_many(model, prefixes, horizon=3, width=3, times=times),
+                         [model.beam(p, 3, 3, times=t) for p, t in zip(prefixes, times)])

@@ -6,23 +6,25 @@ import torch
 
 from gridcast.errors import InputError
 from gridcast.forecaster import Forecaster
-from gridcast.models import CellVocab, ForecasterConfig, ForecasterNet, Normalisation
+from gridcast.models import CellVocab, ForecasterConfig, ForecasterNet, MarkovPrior, Normalisation
 from gridcast.streaming import StreamingPredictor
 from gridcast.training import TrainConfig
 
 
-def random_model(cell="lstm", target="cell", layers=1, init_state="zeros", side=8, seed=0, **options):
+def random_model(cell="lstm", target="cell", layers=1, init_state="zeros", side=8, seed=0, head="plain",
+                 time_features=False, **options):
     """A Forecaster with random (peaked) weights over a side x side block: no training needed."""
     torch.manual_seed(seed)
     config = ForecasterConfig(cell=cell, target=target, hidden=16, layers=layers, embed=8, dropout=0.0,
-                              init_state=init_state)
+                              init_state=init_state, head=head, time_features=time_features)
     cols, rows = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
     cells = np.stack([cols.ravel(), rows.ravel()], axis=1)
     model = Forecaster(config)
     model.vocab_, model.norm_ = CellVocab(cells), Normalisation.fit(cells, config.max_move)
     model.train_config_, model.train_tracks_ = TrainConfig(), []
-    size = len(model.vocab_) if target == "cell" else len(model.moves_) if target == "move" else 4
-    model.net_ = ForecasterNet(config, len(model.vocab_), size)
+    if head == "fusion":
+        model.prior_ = MarkovPrior([walk(30, seed=s, side=side) for s in range(20)])
+    model.net_ = ForecasterNet(config, len(model.vocab_), model._output_size())
     with torch.no_grad():
         model.net_.head.weight.mul_(4.0)
         for p in model.net_.recurrent.parameters():
@@ -64,6 +66,27 @@ def test_offset_target_and_relu_rnn():
         _assert_same(stream.update("r", track[n - 1]), model.predict_next(track[:n], k=2))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_time_features_follow_the_points_times(cell):
+    model = random_model(cell, time_features=True, layers=2)
+    stream = StreamingPredictor(model, k=3)
+    track = walk(8)
+    times = 1_700_000_000.0 + np.cumsum(np.array([0, 30, 45, 3600, 5, 60, 86_400, 10], dtype=float))
+    for n in range(1, len(track) + 1):
+        _assert_same(stream.update("t", track[n - 1], t=times[n - 1]), model.predict_next(track[:n], k=3, times=times[:n]))
+    stream = StreamingPredictor(model, k=3)  # no times: as predict_next without times
+    for n in range(1, 5):
+        _assert_same(stream.update("u", track[n - 1]), model.predict_next(track[:n], k=3))
+
+
+def test_fusion_head_goes_through_the_models_distribution():
+    model = random_model(head="fusion")
+    stream = StreamingPredictor(model, k=4)
+    track = walk(7, seed=5)
+    for n in range(1, len(track) + 1):
+        _assert_same(stream.update("f", track[n - 1]), model.predict_next(track[:n], k=4))
+
+
 def test_unknown_cells_and_interleaved_tracks_keep_their_own_state():
     model = random_model("gru")
     stream = StreamingPredictor(model, k=3)
@@ -99,7 +122,7 @@ def test_idle_tracks_are_evicted_and_reset_forgets():
     stream.update("new", (3, 3))
     assert "old" not in stream and "mid" in stream and len(stream) == 2
     assert stream.evict_idle(now=100.0) == 2 and len(stream) == 0
-    stream.update("x", (1, 1), now=200.0)
+    stream.update("x", (1, 1), t=200.0)
     assert stream.reset("x") and not stream.reset("x") and len(stream) == 0
 
 

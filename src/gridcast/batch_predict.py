@@ -24,6 +24,7 @@ Example:
 """
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ from torch import Tensor
 
 from .errors import InputError
 from .forecaster import Forecaster, Route
-from .models import PAD, RESERVED, UNKNOWN, step_features
+from .models import CONTINUOUS_FEATURES, END, NO_CELL, PAD, RESERVED, UNKNOWN, step_features
 
 __all__ = ["beam_many", "rollout_many"]
 
@@ -41,11 +42,12 @@ ROWS_PER_CHUNK = 8_000_000  # tracks x beams x outputs per chunk: bounds the hea
 
 
 def beam_many(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width: int = 5,
-              chunk: int | None = None) -> list[list[Route]]:
+              times: list[np.ndarray | None] | None = None, chunk: int | None = None) -> list[list[Route]]:
     """`Forecaster.beam` for every prefix: the `width` most probable continuations of each.
 
     Args:
         prefixes: one (n_i, 2) array of cells per track (any lengths >= 1).
+        times: per prefix its times in seconds, or None (models with time features; as in `beam`).
         chunk: tracks advanced together (default: as many as fit ``ROWS_PER_CHUNK``).
     Returns: per prefix, up to `width` routes, most probable first.
     """
@@ -56,6 +58,8 @@ def beam_many(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width
     for i, p in enumerate(prefixes):
         if len(p) == 0:
             raise InputError(f"prefix {i} is empty: give at least one cell")
+    if times is not None and len(times) != len(prefixes):
+        raise InputError(f"{len(times)} time arrays for {len(prefixes)} prefixes")
     if chunk is None:
         outputs = len(model.vocab_) if model.config.target == "cell" else len(model.moves_) + 25
         chunk = max(1, ROWS_PER_CHUNK // (width * outputs))
@@ -63,14 +67,15 @@ def beam_many(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width
     model.net_.eval()
     routes: list[list[Route]] = []
     for start in range(0, len(prefixes), chunk):
-        routes += _beam_chunk(model, prefixes[start:start + chunk], horizon, width, lookup)
+        part_times = None if times is None else times[start:start + chunk]
+        routes += _beam_chunk(model, prefixes[start:start + chunk], part_times, horizon, width, lookup)
     return routes
 
 
 def rollout_many(model: Forecaster, prefixes: list[np.ndarray], horizon: int,
-                 chunk: int | None = None) -> list[list[tuple[int, int]]]:
+                 times: list[np.ndarray | None] | None = None, chunk: int | None = None) -> list[list[tuple[int, int]]]:
     """`Forecaster.rollout` for every prefix: the greedy continuation (a beam of width 1)."""
-    return [r[0].cells if r else [] for r in beam_many(model, prefixes, horizon, width=1, chunk=chunk)]
+    return [r[0].cells if r else [] for r in beam_many(model, prefixes, horizon, 1, times, chunk)]
 
 
 class _CellLookup:
@@ -110,36 +115,53 @@ class _Finished:
 
 
 @torch.no_grad()
-def _encode(model: Forecaster, prefixes: list[np.ndarray], lookup: _CellLookup):
-    """Head outputs after each prefix's last cell (N, O) and the recurrent state, in one packed pass."""
+def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None, lookup: _CellLookup):
+    """Head outputs after each prefix's last cell (N, O), the recurrent state, and the time inputs
+    of each prefix's last step (N, 6) or None, all from one packed pass."""
     n = len(prefixes)
     sizes = np.array([len(p) for p in prefixes])
     longest = int(sizes.max())
     flat = np.concatenate(prefixes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    previous = np.concatenate([flat[:1], flat[:-1]])
-    previous[starts] = flat[starts]                    # a track's first move is zero, as in sequence_features
     track = np.repeat(np.arange(n), sizes)
     position = np.arange(len(flat)) - np.repeat(starts, sizes)
+    if getattr(model.config, "time_features", False):  # per track: time inputs depend on its own times
+        rows = np.concatenate([model._features(p, None if times is None else _times(times[i], len(p)))
+                               for i, p in enumerate(prefixes)])
+    else:
+        previous = np.concatenate([flat[:1], flat[:-1]])
+        previous[starts] = flat[starts]                # a track's first move is zero, as in sequence_features
+        rows = step_features(flat, previous, model.norm_)
     ids = torch.full((n, longest), PAD, dtype=torch.long)
-    features = torch.zeros(n, longest, 4)
+    features = torch.zeros(n, longest, rows.shape[1])
     ids[track, position] = torch.from_numpy(lookup.ids(flat))
-    features[track, position] = torch.from_numpy(step_features(flat, previous, model.norm_))
+    features[track, position] = torch.from_numpy(rows)
     lengths = torch.from_numpy(sizes)
     net = model.net_
     out = net.recurrent(net.inputs(ids, features), lengths=lengths)
     last_h = out.output[torch.arange(n), lengths - 1]
-    return net.head(last_h), out.state
+    clock = features[torch.arange(n), lengths - 1, CONTINUOUS_FEATURES:].numpy() if rows.shape[1] > CONTINUOUS_FEATURES else None
+    return net.head(last_h), out.state, clock
+
+
+def _times(times, n: int) -> np.ndarray | None:
+    if times is None:
+        return None
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    if len(times) != n:
+        raise InputError(f"{len(times)} times for {n} cells")
+    return times
 
 
 @torch.no_grad()
-def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width: int,
+def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | None, horizon: int, width: int,
                 lookup: _CellLookup) -> list[list[Route]]:
     n = len(prefixes)
     lstm = model.config.cell == "lstm"
-    output, state = _encode(model, prefixes, lookup)
+    plain_cells = model.config.target == "cell" and not getattr(model, "fusion", False)
+    output, state, clock = _encode(model, prefixes, times, lookup)
     last = np.stack([p[-1] for p in prefixes])                                   # (N, 2) per beam row
-    before = np.stack([p[-2] if len(p) > 1 else p[-1] for p in prefixes])
+    before = np.stack([p[-2] if len(p) > 1 else np.array([NO_CELL, NO_CELL]) for p in prefixes])
     beams = 1                                                                   # beams per track so far
     logps = torch.zeros(n, 1, dtype=torch.float64)                              # (N, beams); -inf = no beam
     open_cells = torch.zeros(n, 1, horizon, 2, dtype=torch.long)
@@ -150,7 +172,7 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], horizon: int, wid
     for step in range(horizon):
         if not bool(torch.isfinite(logps).any()):
             break
-        cands, logp, end = model._distribution(output, last)                    # (N*B, C, 2), (N*B, C), (N*B,)
+        cands, logp, end = _distribution(model, output, last, before)           # (N*B, C, 2), (N*B, C), (N*B,)
         c = logp.shape[1]
         kk = min(width, c)
         top_lp, top_j = logp.topk(kk, dim=1)                                    # each beam's kk best cells
@@ -187,10 +209,25 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], horizon: int, wid
         state = tuple(s.index_select(1, flat_rows) for s in state) if lstm else state.index_select(1, flat_rows)
         if step + 1 == horizon:
             break  # the last step's state would be used by nobody (Forecaster.beam computes it anyway)
-        token = (j_np + RESERVED) if model.config.target == "cell" else lookup.ids(new_cells)
-        features = torch.from_numpy(step_features(new_cells, before, model.norm_))
+        token = (j_np + RESERVED) if plain_cells else lookup.ids(new_cells)
+        step_rows = step_features(new_cells, before, model.norm_)
+        if clock is not None:  # time inputs ahead repeat those of the prefix's last step
+            step_rows = np.concatenate([step_rows, np.repeat(clock, slots, axis=0)], axis=1)
+        features = torch.from_numpy(step_rows)
         output, state = model.net_.step(torch.from_numpy(np.asarray(token, dtype=np.int64)), features, state)
     return _collect(finished, logps, open_cells, steps_done, width)
+
+
+def _distribution(model: Forecaster, output: Tensor, last: np.ndarray, before: np.ndarray):
+    """`Forecaster._distribution`; for the plain cell head in place on the head output (which is
+    ours to overwrite), saving a copy of the largest tensor of the search. Same ops, same numbers."""
+    if model.config.target != "cell" or getattr(model, "fusion", False):
+        return model._distribution(output, last, before) if model.config.target == "cell" else model._distribution(output, last)
+    output[:, PAD] = -math.inf
+    output[:, UNKNOWN] = -math.inf
+    logp = torch.log_softmax(output, dim=-1)
+    cells = model.vocab_.cells
+    return np.broadcast_to(cells, (len(output),) + cells.shape), logp[:, RESERVED:], logp[:, END]
 
 
 def _add_finished(finished: _Finished, values: Tensor, ending: Tensor, open_cells: Tensor, parent: Tensor,
@@ -209,17 +246,29 @@ def _add_finished(finished: _Finished, values: Tensor, ending: Tensor, open_cell
 
 
 def _collect(finished: _Finished, logps: Tensor, open_cells: Tensor, steps: int, width: int) -> list[list[Route]]:
-    """Finished then open routes per track, best first, as `Route` objects."""
-    fin_p, fin_len, fin_cells = finished.p.tolist(), finished.length.tolist(), finished.cells.tolist()
-    open_p = logps.exp().tolist()
-    open_ok = torch.isfinite(logps).tolist()
-    open_list = open_cells[:, :, :steps].tolist()
-    result = []
-    for t in range(len(fin_p)):
-        routes = [Route([tuple(c) for c in fin_cells[t][s][:fin_len[t][s]]], fin_p[t][s], True)
-                  for s in range(width) if fin_p[t][s] >= 0]
-        routes += [Route([tuple(c) for c in open_list[t][s]], open_p[t][s], False)
-                   for s in range(len(open_p[t])) if open_ok[t][s]]
-        routes.sort(key=lambda r: -r.p)
-        result.append(routes[:width])
-    return result
+    """Finished then open routes per track, best first, as `Route` objects.
+
+    Hundreds of thousands of small tuples are made here; the cyclic garbage collector would walk
+    every live object several times meanwhile (it was a quarter of the whole search), so it is
+    paused: nothing made here can form a cycle.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        fin_p, fin_len = finished.p.tolist(), finished.length.tolist()
+        fin_cells = finished.cells.numpy()
+        open_p = logps.exp().tolist()
+        open_ok = torch.isfinite(logps).tolist()
+        open_cells = open_cells[:, :, :steps].numpy()
+        result = []
+        for t in range(len(fin_p)):
+            routes = [Route(list(map(tuple, fin_cells[t, s, :fin_len[t][s]].tolist())), fin_p[t][s], True)
+                      for s in range(width) if fin_p[t][s] >= 0]
+            routes += [Route(list(map(tuple, open_cells[t, s].tolist())), open_p[t][s], False)
+                       for s in range(len(open_p[t])) if open_ok[t][s]]
+            routes.sort(key=lambda r: -r.p)
+            result.append(routes[:width])
+        return result
+    finally:
+        if paused:
+            gc.enable()

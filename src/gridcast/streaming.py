@@ -35,18 +35,21 @@ import torch
 
 from .errors import InputError
 from .forecaster import Forecaster, NextCell
-from .models import END, PAD, RESERVED, UNKNOWN
+from .models import CONTINUOUS_FEATURES, END, NO_CELL, PAD, RESERVED, TIME_FEATURES, UNKNOWN
 
 __all__ = ["StreamingPredictor"]
 
 
 class _TrackState:
-    """One live track: per layer ``z = [h, layer input]`` (and ``c`` for LSTM), last cell, last seen."""
+    """One live track: per layer ``z = [h, layer input]`` (and ``c`` for LSTM), its last two cells,
+    the time of its last point (for time features) and when it was last updated (for eviction)."""
 
-    __slots__ = ("z", "c", "last", "seen")
+    __slots__ = ("z", "c", "last", "before", "time", "seen")
 
     def __init__(self, z: list[np.ndarray], c: list[np.ndarray] | None, last: tuple[int, int], seen: float):
         self.z, self.c, self.last, self.seen = z, c, last, seen
+        self.before: tuple[int, int] | None = None
+        self.time: float | None = None
 
 
 class _PackedLayer:
@@ -93,15 +96,17 @@ class StreamingPredictor:
     """Top-k next cells for live tracks, updated one point at a time.
 
     Args:
-        model: a fitted `Forecaster` (any cell kind and layer count; targets ``cell`` and ``move``
-            take the fast path, ``offset`` goes through the model's own distribution code).
+        model: a fitted `Forecaster`, any cell kind and layer count, with or without time features.
+            Targets ``cell`` (plain head) and ``move`` take the fast path; the fusion head and
+            ``offset`` targets go through the model's own distribution code (same answers, slower).
         k: how many next cells each update returns.
         max_tracks: at most this many tracks keep state; the least recently updated is evicted.
         idle_seconds: drop a track not updated for this long (None: only ``max_tracks`` bounds memory).
         clock: the time source for idle eviction when `update` is given no ``now``.
 
     A track seen for the first time starts from the model's initial state, exactly like a new prefix
-    in `Forecaster.predict_next`; after n points the answer equals ``predict_next(first n cells, k)``.
+    in `Forecaster.predict_next`; after n points the answer equals ``predict_next(first n cells, k)``
+    (with ``times=`` the n times when every point came with ``t``).
     """
 
     def __init__(self, model: Forecaster, k: int = 5, max_tracks: int = 10_000,
@@ -151,7 +156,7 @@ class StreamingPredictor:
         self._target = config.target
         self._head_w = np.ascontiguousarray(net.head.weight.detach().numpy().T, dtype=np.float32)
         head_b = net.head.bias.detach().numpy().astype(np.float32).copy()
-        if self._target == "cell":
+        if self._target == "cell" and not getattr(model, "fusion", False):
             head_b[[PAD, UNKNOWN]] = -np.inf
             self._head_w[:, [PAD, UNKNOWN]] = 0.0
             self._first, self._count = RESERVED, len(model.vocab_.cells)
@@ -162,6 +167,8 @@ class StreamingPredictor:
             self._first, self._count, self._end = 0, moves.end, moves.end
             self._moves = [tuple(int(v) for v in m) for m in moves.moves]
         self._head_b = head_b
+        self._fusion = bool(getattr(model, "fusion", False))
+        self._time_features = bool(getattr(config, "time_features", False))
         self._ids = model.vocab_._index
         norm = model.norm_
         self._centre = (float(norm.centre[0]), float(norm.centre[1]))
@@ -211,15 +218,17 @@ class StreamingPredictor:
         return _TrackState(z, c, cell, now)
 
     # ---------------------------------------------------------------------------------- update
-    def update(self, track_id: Hashable, cell: Sequence[int], now: float | None = None) -> list[NextCell]:
+    def update(self, track_id: Hashable, cell: Sequence[int], t: float | None = None) -> list[NextCell]:
         """Feed the track's next cell ``(col, row)``; return the k most probable next cells.
 
         Args:
-            now: the point's time in seconds, for idle eviction (default: ``clock()``); give data
-                times when replaying recorded tracks, in non-decreasing order.
+            t: the point's time in seconds (the data's clock). It feeds models with time features
+                and dates the point for idle eviction; without it eviction uses ``clock()`` and
+                the time inputs are zero, as in ``predict_next(..., times=None)``. Give times in
+                non-decreasing order across tracks (eviction drops the least recent first).
         """
         col, row = int(cell[0]), int(cell[1])
-        now = self._clock() if now is None else now
+        now = self._clock() if t is None else t
         tracks = self._tracks
         state = tracks.get(track_id)
         if state is None:
@@ -230,11 +239,30 @@ class StreamingPredictor:
         else:
             tracks.move_to_end(track_id)
             state.seen = now
+            state.before = state.last
         if self.idle_seconds is not None:
             self.evict_idle(now)
+        if self._time_features:
+            self._write_time(state, t)
         h = self._step(state, col, row)
         state.last = (col, row)
-        return self._top(h, col, row)
+        return self._top(h, state)
+
+    def _write_time(self, state: _TrackState, t: float | None) -> None:
+        """The six time inputs of `models.time_features` for this point, after the four others."""
+        z = state.z[0]
+        base = self._hidden + CONTINUOUS_FEATURES
+        if t is None or not math.isfinite(t):
+            z[base:base + TIME_FEATURES] = 0.0
+            return
+        day = 2 * math.pi * (t % 86400.0) / 86400.0       # Python's % floors like np.mod
+        week = 2 * math.pi * ((math.floor(t / 86400.0) + 3) % 7) / 7
+        gap = 0.0 if state.time is None else (t - state.time) / 60.0
+        z[base], z[base + 1] = math.sin(day), math.cos(day)
+        z[base + 2], z[base + 3] = math.sin(week), math.cos(week)
+        z[base + 4] = 1.0
+        z[base + 5] = math.log1p(min(max(gap, 0.0), 1e4))
+        state.time = t
 
     def _step(self, state: _TrackState, col: int, row: int) -> np.ndarray:
         """Advance every layer by one step; returns the top layer's new hidden state (a view)."""
@@ -282,12 +310,13 @@ class StreamingPredictor:
                 np.tanh(pre, out=h)
         return state.z[-1][:H]
 
-    def _top(self, h: np.ndarray, col: int, row: int) -> list[NextCell]:
+    def _top(self, h: np.ndarray, state: _TrackState) -> list[NextCell]:
         logits = self._logits
         np.dot(h, self._head_w, out=logits)
         logits += self._head_b
-        if self._target == "offset":
-            return self._top_offset(logits, col, row)
+        col, row = state.last
+        if self._fusion or self._target == "offset":
+            return self._top_general(logits, state)
         # Softmax numerators e^(l - max) once; their sum (END included) normalises. The top k are
         # then k argmax passes over the candidates (argmax is a fast SIMD scan; for k << n this
         # beats argpartition + sort by ~3x), each winner knocked out with -1 < any e^x.
@@ -307,10 +336,15 @@ class StreamingPredictor:
         moves = self._moves
         return [NextCell((col + moves[j][0], row + moves[j][1]), p) for j, p in found]
 
-    def _top_offset(self, logits: np.ndarray, col: int, row: int) -> list[NextCell]:
-        """Offset targets: the model's own Gaussian-window distribution (not the fast path)."""
+    def _top_general(self, logits: np.ndarray, state: _TrackState) -> list[NextCell]:
+        """Fusion heads and offset targets: the model's own distribution code (not the fast path)."""
         outputs = torch.from_numpy(logits.copy())[None]
-        cands, logp, _ = self.model._distribution(outputs, np.array([[col, row]], dtype=np.int64))
-        top = torch.topk(logp[0], min(self.k, logp.shape[1]))
+        last = np.array([state.last], dtype=np.int64)
+        before = np.array([state.before if state.before is not None else (NO_CELL, NO_CELL)], dtype=np.int64)
+        if self._fusion:
+            cands, logp, _ = self.model._distribution(outputs, last, before)
+        else:
+            cands, logp, _ = self.model._distribution(outputs, last)
+        top = torch.topk(logp[0], min(self.k, int(torch.isfinite(logp[0]).sum())))
         return [NextCell((int(cands[0, j, 0]), int(cands[0, j, 1])), math.exp(v))
                 for v, j in zip(top.values.tolist(), top.indices.tolist())]
