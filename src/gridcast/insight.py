@@ -239,23 +239,25 @@ def pick_track(data: RealData) -> Track:
 
 
 # ---------------------------------------------------------------------------------- comparison
-def time_recurrent(kind: str, hidden: int, input_size: int, batch: int = 16, steps: int = 64,
-                   repeats: int = 10, fused: bool = True, **cell_options) -> float:
-    """Seconds for one forward + backward of a recurrent layer alone (best of `repeats`).
+def time_recurrent(kinds: tuple[str, ...], hidden: int, input_size: int, batch: int = 16, steps: int = 64,
+                   repeats: int = 20, fused: bool = True) -> dict[str, float]:
+    """Seconds for one forward + backward of each kind's recurrent layer alone (best of `repeats`).
 
-    The best of several runs is the least disturbed by other jobs on a shared machine; training
-    time per epoch is reported beside it, but that includes the data pipeline and the head.
+    The kinds take turns, run after run, so a burst of load from other jobs on a shared machine hits
+    them all alike, and the best run is the least disturbed one. Training time per epoch is reported
+    beside it, but that also includes the data pipeline, the head and validation.
     """
     torch.manual_seed(0)
-    rec = Recurrent(kind, input_size, hidden, **cell_options)
+    layers = {kind: Recurrent(kind, input_size, hidden) for kind in kinds}
     x = torch.randn(batch, steps, input_size)
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first run warms up allocators and kernels
-        started = time.perf_counter()
-        out = rec(x, fused=fused)
-        out.output.square().mean().backward()
-        best = min(best, time.perf_counter() - started)
-        rec.zero_grad(set_to_none=True)
+    best = {kind: float("inf") for kind in kinds}
+    for attempt in range(repeats + 1):  # the first round warms up allocators and kernels
+        for kind, rec in layers.items():
+            started = time.perf_counter()
+            rec(x, fused=fused).output.square().mean().backward()
+            if attempt:
+                best[kind] = min(best[kind], time.perf_counter() - started)
+            rec.zero_grad(set_to_none=True)
     return best
 
 
@@ -304,9 +306,10 @@ def compare_kinds(data: RealData, kinds: tuple[str, ...] = KINDS, seeds: tuple[i
         row["params_recurrent"] = count_parameters(model.net_.recurrent)
         row["params_total"] = count_parameters(model.net_)
         input_size = model.net_.recurrent.input_size
-        row["fwd_bwd_ms_fused"] = 1000 * time_recurrent(kind, s.hidden, input_size, fused=True)
-        row["fwd_bwd_ms_explicit"] = 1000 * time_recurrent(kind, s.hidden, input_size, fused=False)
         out["kinds"][kind] = row
+    for fused, key in ((True, "fwd_bwd_ms_fused"), (False, "fwd_bwd_ms_explicit")):
+        for kind, seconds in time_recurrent(tuple(kinds), s.hidden, input_size, fused=fused).items():
+            out["kinds"][kind][key] = 1000 * seconds
     baselines = [b.fit(data.train) for b in default_baselines()]
     result = evaluate(None, baselines, data.test, grid=data.grid)
     out["baselines"] = {name: {k: v for k, v in m.items() if k in ("acc@1", "acc@5", "mrr")}
