@@ -253,8 +253,10 @@ def _ablations(args, out, log, prepare, prepared=None):
                                  title="Recall task: which gates are needed to remember?"))
         files.append(plot_bars(out / "ablation_tracks.png", [
             ("max delay (recall task)", {k: v["max_delay"] for k, v in table.items()}, None),
-            ("acc@1 on held-out trips", {k: v["acc@1"] for k, v in table.items()}, None),
-            ("NLL on held-out trips", {k: v["nll"] for k, v in table.items()}, None)],
+            ("acc@1 on held-out trips (mean ± sd)", {k: v["acc@1"] for k, v in table.items()},
+             {k: v["acc@1_std"] for k, v in table.items()}),
+            ("NLL on held-out trips (mean ± sd)", {k: v["nll"] for k, v in table.items()},
+             {k: v["nll_std"] for k, v in table.items()})],
             title="Forget gate, input gate, both, or tied together"))
         files.append(plot_loss_curves(out / "ablation_loss.png", gates["histories"], "LSTM variants on route-14 trips"))
         summary += [f"{k}: max delay {v['max_delay']}{'+ (the cap)' if v['reached_cap'] else ''}, "
