@@ -100,11 +100,18 @@ def _input_grads(ctx, x: Tensor, weight: Tensor, d_pre: Tensor, arg: int):
     slower when x has 2 columns (20% of a training step at hidden 256).
     """
     g = d_pre.reshape(-1, d_pre.shape[-1])
-    flat = x.reshape(-1, x.shape[-1])
     grad_x = g.mm(weight).view(x.shape) if ctx.needs_input_grad[arg] else None
-    grad_w = flat.t().mm(g).t() if ctx.needs_input_grad[arg + 1] else None
+    grad_w = _outer_sum(d_pre, x) if ctx.needs_input_grad[arg + 1] else None
     grad_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[arg + 2] else None
     return grad_x, grad_w, grad_b
+
+
+def _outer_sum(grad: Tensor, inputs: Tensor) -> Tensor:
+    """sum_t grad_t^T inputs_t over all (T, B) rows: the weight gradient, as (inputs^T grad)^T.
+
+    The same numbers as grad^T inputs, but MKL runs this orientation 20-25% faster here (and up to
+    50x faster when `inputs` is narrow, as x is with 2 coordinates)."""
+    return inputs.reshape(-1, inputs.shape[-1]).t().mm(grad.reshape(-1, grad.shape[-1])).t()
 
 
 def _lstm_order(hidden: int, device) -> Tensor:
@@ -199,35 +206,47 @@ class LSTMLayer(torch.autograd.Function):
                 out_t[t][lo:hi] += grad_h[lo:hi]
         d_pre = _zeros_if(ragged)(steps, batch, gates, dtype=acts.dtype, device=acts.device)
         d_t, m_t, mo_t, k_t, f_t = (_steps(b, batch_sizes) for b in (d_pre, mult, mult_o, through_c, f))
-        do_t, difg_t = _steps(d_pre[..., :H], batch_sizes), _steps(d_pre[..., H:], batch_sizes)
-        dc = c0.new_zeros(batch, H)
+        do_t = _steps(d_pre[..., :H], batch_sizes)
+        difg_t = _steps(d_pre[..., H:].view(steps, batch, 3, H), batch_sizes)
+        carry = variant != "no_forget"
         dh_buf = h0.new_empty(batch, H)
         dh = out_t[steps - 1]
-        for t in range(steps - 1, -1, -1):
-            n = d_t[t].shape[0]
-            lo, hi = _ending(batch_sizes, t, steps, batch)
-            if hi > lo:
-                dc[lo:hi] = grad_c[lo:hi]                              # rows that end at t join
-            dct = dc if n == batch else dc[:n]
-            dct.addcmul_(dh, k_t[t])                                   # through h = o * tanh(c)
-            torch.mul(dh, mo_t[t], out=do_t[t])                        # dpre_o
-            torch.mul(m_t[t], dct.unsqueeze(1), out=difg_t[t].view(n, 3, H))  # dpre_i, dpre_f, dpre_g
-            if variant != "no_forget":
-                dct.mul_(f_t[t])                                       # dc_prev = dc * f
-            if t > 0:                                                  # dh_{t-1} = outside + dpre W_hh
-                prev = out_t[t - 1]
-                if prev.shape[0] == n:
-                    dh = torch.addmm(prev, d_t[t], w_hh, out=dh_buf if n == batch else dh_buf[:n])
-                else:                                                  # rows that end at t - 1 join
+        if not ragged:  # the common case, kept free of per-step slicing and bookkeeping
+            dc = grad_c.clone()
+            dc_3 = dc.unsqueeze(1)
+            for t in range(steps - 1, -1, -1):
+                dc.addcmul_(dh, k_t[t])                                # through h = o * tanh(c)
+                torch.mul(dh, mo_t[t], out=do_t[t])                    # dpre_o
+                torch.mul(m_t[t], dc_3, out=difg_t[t])                 # dpre_i, dpre_f, dpre_g
+                if carry:
+                    dc.mul_(f_t[t])                                    # dc_prev = dc * f
+                if t > 0:                                              # dh_{t-1} = outside + dpre W_hh
+                    dh = torch.addmm(out_t[t - 1], d_t[t], w_hh, out=dh_buf)
+        else:
+            dc = c0.new_zeros(batch, H)
+            for t in range(steps - 1, -1, -1):
+                n = d_t[t].shape[0]
+                lo, hi = _ending(batch_sizes, t, steps, batch)
+                if hi > lo:
+                    dc[lo:hi] = grad_c[lo:hi]                          # rows that end at t join
+                dct = dc[:n]
+                dct.addcmul_(dh, k_t[t])
+                torch.mul(dh, mo_t[t], out=do_t[t])
+                torch.mul(m_t[t], dct.unsqueeze(1), out=difg_t[t])
+                if carry:
+                    dct.mul_(f_t[t])
+                if t > 0:
+                    prev = out_t[t - 1]
                     torch.addmm(prev[:n], d_t[t], w_hh, out=dh_buf[:n])
-                    dh_buf[n:prev.shape[0]] = prev[n:]
+                    if prev.shape[0] > n:                              # rows that end at t - 1 join
+                        dh_buf[n:prev.shape[0]] = prev[n:]
                     dh = dh_buf[:prev.shape[0]]
         dh = torch.mm(d_t[0], w_hh)                                    # the gradient of h0
         back = torch.argsort(ctx.order)                                # kernel order -> PyTorch's
         grad_x, grad_wi, grad_b = _input_grads(ctx, x, w_ih, d_pre, 0)
         grad_wh = None
         if ctx.needs_input_grad[5]:
-            grad_wh = d_pre.reshape(-1, gates).t().mm(_previous(h0, out).reshape(-1, H)).index_select(0, back)
+            grad_wh = _outer_sum(d_pre, _previous(h0, out)).index_select(0, back)
         grad_wi = None if grad_wi is None else grad_wi.index_select(0, back)
         grad_b = None if grad_b is None else grad_b.index_select(0, back)
         return grad_x, grad_wi, grad_b, dh, dc, grad_wh, None, None
@@ -304,7 +323,7 @@ class GRULayer(torch.autograd.Function):
             dht.mul_(z_t[t]).addmm_(dh_t[t], w_hh)           # dh_prev = dh * z + dpre_h W_hh
         d_x[..., :2 * H] = d_h[..., :2 * H]                  # r and z see x and h through one sum
         grad_x, grad_wi, grad_bi = _input_grads(ctx, x, w_ih, d_x, 0)
-        grad_wh = d_h.reshape(-1, gates).t().mm(h_prev.reshape(-1, H)) if ctx.needs_input_grad[4] else None
+        grad_wh = _outer_sum(d_h, h_prev) if ctx.needs_input_grad[4] else None
         grad_bh = d_h.sum((0, 1)) if ctx.has_hidden_bias and ctx.needs_input_grad[5] else None
         return grad_x, grad_wi, grad_bi, dh, grad_wh, grad_bh, None
 
@@ -354,7 +373,7 @@ class RNNLayer(torch.autograd.Function):
             torch.mul(dht, s_t[t], out=d_t[t])
             torch.mm(d_t[t], w_hh, out=dht)
         grad_x, grad_wi, grad_b = _input_grads(ctx, x, w_ih, d_pre, 0)
-        grad_wh = d_pre.reshape(-1, H).t().mm(_previous(h0, out).reshape(-1, H)) if ctx.needs_input_grad[4] else None
+        grad_wh = _outer_sum(d_pre, _previous(h0, out)) if ctx.needs_input_grad[4] else None
         return grad_x, grad_wi, grad_b, dh, grad_wh, None, None
 
 
