@@ -114,10 +114,19 @@ def _outer_sum(grad: Tensor, inputs: Tensor) -> Tensor:
     return inputs.reshape(-1, inputs.shape[-1]).t().mm(grad.reshape(-1, grad.shape[-1])).t()
 
 
-def _lstm_order(hidden: int, device) -> Tensor:
-    """Row indices taking PyTorch's (i, f, g, o) gate blocks to the kernel's (o, i, f, g)."""
-    blocks = torch.arange(4 * hidden, device=device).view(4, hidden)
-    return blocks[[3, 0, 1, 2]].reshape(-1)
+_LSTM_LAYOUT: dict = {}
+
+
+def _lstm_layout(hidden: int, dtype: torch.dtype, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Cached per (H, dtype, device): the row order taking PyTorch's (i, f, g, o) gate blocks to the
+    kernel's (o, i, f, g), its inverse, and the (4H, 1) row scale doubling the g rows."""
+    key = (hidden, dtype, str(device))
+    if key not in _LSTM_LAYOUT:
+        order = torch.arange(4 * hidden, device=device).view(4, hidden)[[3, 0, 1, 2]].reshape(-1)
+        doubled = torch.ones(4 * hidden, 1, dtype=dtype, device=device)
+        doubled[3 * hidden:] = 2.0
+        _LSTM_LAYOUT[key] = (order, torch.argsort(order), doubled)
+    return _LSTM_LAYOUT[key]
 
 
 class LSTMLayer(torch.autograd.Function):
@@ -134,13 +143,11 @@ class LSTMLayer(torch.autograd.Function):
                 batch_sizes: list[int] | None, variant: str):
         steps, batch = x.shape[0], x.shape[1]
         H = w_hh.shape[1]
-        order = _lstm_order(H, x.device)
+        order, back, doubled = _lstm_layout(H, x.dtype, x.device)
         w_ih, w_hh = w_ih.index_select(0, order), w_hh.index_select(0, order)  # private (o, i, f, g) copies
         # g = tanh(x) is computed as 2 sigma(2x) - 1: one sigmoid then covers all four gates, and
         # PyTorch's CPU tanh costs ~4x its sigmoid per element here. The 2x lives in the g rows of
         # private, forward-only copies of the weights.
-        doubled = torch.ones(4 * H, 1, dtype=x.dtype, device=x.device)
-        doubled[3 * H:] = 2.0
         acts = _project(x, w_ih * doubled, None if bias is None else bias.index_select(0, order) * doubled[:, 0])
         new = _zeros_if(batch_sizes is not None)
         cells = new(steps, batch, H, dtype=x.dtype, device=x.device)   # c_t
@@ -156,20 +163,22 @@ class LSTMLayer(torch.autograd.Function):
         if batch_sizes is not None:
             hp_t = [v[:n] for v, n in zip(hp_t, batch_sizes)]
             cp_t = [v[:n] for v, n in zip(cp_t, batch_sizes)]
+        standard = variant == "standard"
         for t in range(steps):
             a, i, c = a_t[t], i_t[t], c_t[t]
             a.addmm_(hp_t[t], w_t)                      # W_ih x + b + W_hh h: one matmul, all gates
             a.sigmoid_()                                # o, i, f = sigma(...); s = sigma(2 x_g)
-            if variant == "no_forget":
-                f_t[t].fill_(1.0)                       # f = 1: the cell only accumulates
-            elif variant == "coupled":
-                torch.neg(i, out=f_t[t]).add_(1.0)      # f = 1 - i
+            if not standard:
+                if variant == "no_forget":
+                    f_t[t].fill_(1.0)                   # f = 1: the cell only accumulates
+                else:
+                    torch.neg(i, out=f_t[t]).add_(1.0)  # coupled: f = 1 - i
             torch.mul(f_t[t], cp_t[t], out=c)           # c = f * c_prev
             c.addcmul_(i, s_t[t], value=2.0).sub_(i)    #     + i * g, with g = 2 s - 1 = tanh(x_g)
             torch.tanh(c, out=tc_t[t])
             torch.mul(o_t[t], tc_t[t], out=h_t[t])      # h = o * tanh(c)
         ctx.save_for_backward(x, w_ih, h0, c0, w_hh, out)
-        ctx.acts, ctx.cells, ctx.tanh_c, ctx.order = acts, cells, tanh_c, order
+        ctx.acts, ctx.cells, ctx.tanh_c, ctx.back = acts, cells, tanh_c, back
         ctx.batch_sizes, ctx.variant, ctx.has_bias = batch_sizes, variant, bias is not None
         return out, _final(out, batch_sizes), _final(cells, batch_sizes)
 
@@ -242,7 +251,7 @@ class LSTMLayer(torch.autograd.Function):
                         dh_buf[n:prev.shape[0]] = prev[n:]
                     dh = dh_buf[:prev.shape[0]]
         dh = torch.mm(d_t[0], w_hh)                                    # the gradient of h0
-        back = torch.argsort(ctx.order)                                # kernel order -> PyTorch's
+        back = ctx.back                                                # kernel order -> PyTorch's
         grad_x, grad_wi, grad_b = _input_grads(ctx, x, w_ih, d_pre, 0)
         grad_wh = None
         if ctx.needs_input_grad[5]:
