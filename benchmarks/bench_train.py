@@ -9,7 +9,7 @@ hand-written backward (explicit path). All variants of one (kind, hidden) are ti
 
 Lines: ``train_fused_{lstm,gru,rnn}_h{64,256}`` (ratio vs the torch.nn module) and
 ``train_explicit_lstm_h{64,256}`` (ratio vs nn.LSTM); value = median ms per step.
-Usage: ``.venv/bin/python benchmarks/bench_train.py [--repeats 30] [--threads 1]``.
+Usage: ``.venv/bin/python benchmarks/bench_train.py [--repeats N] [--threads 1]``.
 """
 from __future__ import annotations
 
@@ -57,13 +57,23 @@ def training_step(kind: str, hidden: int, path: str, seed: int = 0) -> Callable[
 
 
 def run(hiddens: tuple[int, ...] = (64, 256), kinds: tuple[str, ...] = ("lstm", "gru", "rnn"),
-        repeats: int = 30, log=sys.stderr) -> list[dict]:
-    """All training lines; each (kind, hidden) group is measured interleaved."""
+        repeats: int | None = None, seconds: float = 6.0, log=sys.stderr) -> list[dict]:
+    """All training lines; each (kind, hidden) group is measured interleaved.
+
+    ``repeats=None`` sizes each group to about `seconds` of measuring (30 to 200 rounds): the median
+    of paired ratios narrows with the square root of the rounds, and cheap groups can afford more.
+    """
     lines = []
     for kind in kinds:
         for hidden in hiddens:
             paths = ("torch", "fused", "explicit") if kind == "lstm" else ("torch", "fused")
-            times = interleaved({p: training_step(kind, hidden, p) for p in paths}, repeats)
+            steps = {p: training_step(kind, hidden, p) for p in paths}
+            rounds = repeats
+            if rounds is None:
+                probe = interleaved(steps, 2, warmup=1)
+                per_round = sum(median(t) for t in probe.values())
+                rounds = int(min(200, max(30, seconds / max(per_round, 1e-6))))
+            times = interleaved(steps, rounds, warmup=0)
             ms = {p: median(t) * 1e3 for p, t in times.items()}
             base = f"torch.nn.{MODULES[kind].__name__}"
             lines.append(line(f"train_fused_{kind}_h{hidden}", ms["fused"], "ms/step", base,
@@ -71,13 +81,13 @@ def run(hiddens: tuple[int, ...] = (64, 256), kinds: tuple[str, ...] = ("lstm", 
             if "explicit" in ms:
                 lines.append(line(f"train_explicit_{kind}_h{hidden}", ms["explicit"], "ms/step", base,
                                   paired_ratio(times["explicit"], times["torch"])))
-            print(f"# {kind} h{hidden}: " + ", ".join(f"{p} {v:.2f} ms" for p, v in ms.items()), file=log)
+            print(f"# {kind} h{hidden}: " + ", ".join(f"{p} {v:.2f} ms" for p, v in ms.items()) + f" ({rounds} rounds)", file=log)
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=None, help="rounds per group (default: ~6 s of rounds each)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -31,8 +31,14 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
     for r in range(repeats):
-        names = list(fns) if r % 2 == 0 else list(reversed(fns))  # alternate who goes first
+        # Every function takes every position equally often (who runs first, who runs after the
+        # one that just thrashed the caches): rotate, and reverse on alternate cycles.
+        k = r % len(order)
+        names = order[k:] + order[:k]
+        if (r // len(order)) % 2:
+            names.reverse()
         for name in names:
             start = time.perf_counter()
             fns[name]()

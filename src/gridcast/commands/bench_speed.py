@@ -32,7 +32,7 @@ BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 
 # Per group: keyword arguments of its run() for a full and a --quick run.
 SIZES = {
-    "train": ({"repeats": 30}, {"repeats": 2}),
+    "train": ({}, {"repeats": 2}),  # full: each (kind, hidden) gets ~6 s of rounds
     "stream": ({"points": 20_000}, {"points": 1_000, "tracks": 20}),
     "rollout": ({"tracks": 10_000, "repeats": 2}, {"tracks": 200, "repeats": 1, "horizon": 4}),
     "grid": ({"n_points": 1_000_000, "repeats": 3}, {"n_points": 50_000, "repeats": 1}),
