@@ -23,7 +23,7 @@ from .bench_ethucy import baseline_entry, summarise
 SCENE = "test_users"
 QUICK = {"epochs": 2, "hidden": 32, "patience": 2}
 QUICK_TRAIN = 3000
-MOUSE = {"epochs": 30, "patience": 5, "batch": 512}  # 90k training windows: fewer, larger steps
+MOUSE = {"epochs": 12, "patience": 4, "batch": 512}  # 90k training windows: fewer, larger steps
 
 
 def register(targets: argparse._SubParsersAction) -> None:
