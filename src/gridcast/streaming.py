@@ -35,7 +35,7 @@ import torch
 
 from .errors import InputError
 from .forecaster import Forecaster, NextCell
-from .models import CONTINUOUS_FEATURES, END, NO_CELL, PAD, RESERVED, TIME_FEATURES, UNKNOWN
+from .models import CONTINUOUS_FEATURES, NO_CELL, PAD, RESERVED, TIME_FEATURES, UNKNOWN
 
 __all__ = ["StreamingPredictor"]
 
@@ -88,7 +88,7 @@ class _PackedLayer:
         self.weight = np.ascontiguousarray((weight * scale).numpy(), dtype=np.float32)
         self.bias = np.ascontiguousarray((bias * scale).numpy(), dtype=np.float32)
         self.scale = scale
-        # The part of W_ih that the cell-id embedding feeds (layer 0 only); folded into the table.
+        # All of W_ih: layer 0 folds its embedding columns into the per-cell table.
         self.embedding_weight = cell.weight_ih.detach().double()
 
 
@@ -102,7 +102,7 @@ class StreamingPredictor:
         k: how many next cells each update returns.
         max_tracks: at most this many tracks keep state; the least recently updated is evicted.
         idle_seconds: drop a track not updated for this long (None: only ``max_tracks`` bounds memory).
-        clock: the time source for idle eviction when `update` is given no ``now``.
+        clock: the time source for idle eviction when `update` is given no ``t``.
 
     A track seen for the first time starts from the model's initial state, exactly like a new prefix
     in `Forecaster.predict_next`; after n points the answer equals ``predict_next(first n cells, k)``
@@ -161,10 +161,9 @@ class StreamingPredictor:
             self._head_w[:, [PAD, UNKNOWN]] = 0.0
             self._first, self._count = RESERVED, len(model.vocab_.cells)
             self._cells = [tuple(int(v) for v in c) for c in model.vocab_.cells]
-            self._end = END
         elif self._target == "move":
             moves = model.moves_
-            self._first, self._count, self._end = 0, moves.end, moves.end
+            self._first, self._count = 0, moves.end
             self._moves = [tuple(int(v) for v in m) for m in moves.moves]
         self._head_b = head_b
         self._fusion = bool(getattr(model, "fusion", False))
@@ -209,10 +208,8 @@ class StreamingPredictor:
         H = self._hidden
         z = []
         for layer, size in enumerate(self._input_sizes):
-            v = np.zeros(H + size, np.float32)
+            v = np.zeros(H + size, np.float32)  # [h, layer input]; the input part is written each step
             v[:H] = self._h0[layer]
-            if layer > 0:
-                v[H:] = self._h0[layer - 1]  # overwritten before use; kept for clarity
             z.append(v)
         c = [self._c0[layer].copy() for layer in range(self._layers)] if self._kind == "lstm" else None
         return _TrackState(z, c, cell, now)
