@@ -99,3 +99,23 @@ def test_window_geometry_prefers_the_heading():
     g = window_geometry(moves, np.array([[1, 0]]))
     assert g[0, 0, 0] > g[0, 1, 0] > g[0, 2, 0]
     assert NO_CELL < -10**18
+
+
+def test_ensemble_of_one_is_the_model_and_rollouts_agree(fusion):
+    from gridcast.forecaster import Ensemble
+
+    one = Ensemble([fusion])
+    assert np.array_equal(one.ranks_along(ROUTE)[0], fusion.ranks_along(ROUTE)[0])
+    assert one.rollout(ROUTE[:3], 5) == fusion.rollout(ROUTE[:3], 5)
+    cands, logp, end = one.step_distributions(ROUTE[:4])
+    total = np.exp(logp[-1][np.isfinite(logp[-1])]).sum() + np.exp(end[-1])
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+def test_ensemble_refuses_models_of_other_data(fusion):
+    from gridcast.errors import InputError
+    from gridcast.forecaster import Ensemble
+
+    other = Forecaster(cell="gru", hidden=8, embed=4, head="fusion").fit([Track("x", ROUTE + 50)] * 3, epochs=1)
+    with pytest.raises(InputError, match="same tracks"):
+        Ensemble([fusion, other])

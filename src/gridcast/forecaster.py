@@ -406,6 +406,23 @@ class Forecaster:
         return {(int(c), int(r)): float(p) for (c, r), p, ok in zip(cands[0], logp[0].exp().tolist(), finite) if ok}
 
     @torch.no_grad()
+    def step_distributions(self, cells: np.ndarray, times: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """After every cell of a track (one causal pass): candidate cells (n, C, 2), their log p
+        (n, C, float64; -inf for duplicate or impossible slots) and log p of ending (n,)."""
+        self._check_fitted()
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        if len(cells) == 0:
+            raise InputError("the track is empty: give at least one cell")
+        times = _check_times(times, len(cells))
+        ids = torch.from_numpy(self.vocab_.ids(cells))[None]
+        features = torch.from_numpy(self._features(cells, times))[None]
+        self.net_.eval()
+        outputs, _, _ = self.net_(ids, features)
+        before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
+        cands, logp, end = self._distribution(outputs[0], cells, before)
+        return np.asarray(cands), logp.double().numpy(), end.double().numpy()
+
     def ranks_along(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For every step of a track, the 1-based rank and the negative log-probability of the cell
         that really came next, from one causal pass (identical to scoring each prefix separately).
@@ -414,20 +431,8 @@ class Forecaster:
         cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
         if len(cells) < 2:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        times = _check_times(times, len(cells))
-        ids = torch.from_numpy(self.vocab_.ids(cells))[None]
-        features = torch.from_numpy(self._features(cells, times))[None]
-        self.net_.eval()
-        outputs, _, _ = self.net_(ids, features)
-        before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-2]])
-        cands, logp, _ = self._distribution(outputs[0, :-1], cells[:-1], before)
-        truth = cells[1:]
-        hit = np.all(cands == truth[:, None, :], axis=-1)  # (n-1, C)
-        logp = logp.double().numpy()
-        found = (hit & np.isfinite(logp)).any(axis=1)
-        true_logp = np.where(found, np.where(hit, logp, -np.inf).max(axis=1), -np.inf)
-        ranks = np.where(found, (logp >= true_logp[:, None]).sum(axis=1), MISS_RANK)
-        return ranks.astype(np.int64), -true_logp
+        cands, logp, _ = self.step_distributions(cells[:-1], None if times is None else np.asarray(times)[:-1])
+        return rank_truth(cands, logp, cells[1:])
 
     @torch.no_grad()
     def beam(self, prefix: np.ndarray, horizon: int, width: int = 5, times: np.ndarray | None = None) -> list[Route]:
@@ -523,6 +528,70 @@ class Forecaster:
             raise CheckpointError(f"{directory}: config and weights do not fit together ({str(exc).splitlines()[0]})") from None
         self.net_.eval()
         return self
+
+
+def rank_truth(cands: np.ndarray, logp: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1-based rank (ties count against the truth) and NLL of each true cell among (n, C) scored
+    candidates; a truth that is not a finite candidate gets `MISS_RANK` and NLL = inf."""
+    hit = np.all(cands == np.asarray(truth)[:, None, :], axis=-1)  # (n, C)
+    found = (hit & np.isfinite(logp)).any(axis=1)
+    true_logp = np.where(found, np.where(hit, logp, -np.inf).max(axis=1), -np.inf)
+    ranks = np.where(found, (logp >= true_logp[:, None]).sum(axis=1), MISS_RANK)
+    return ranks.astype(np.int64), -true_logp
+
+
+class Ensemble:
+    """Forecasters trained on the same tracks (e.g. different seeds), probabilities averaged.
+
+    Why: with a few hundred trips, seeds disagree on the rare steps; the average of their
+    distributions is better calibrated and ranks better than a typical member. Members must share
+    the vocabulary and window (same training tracks and settings), so their candidates line up.
+    """
+
+    def __init__(self, members: list[Forecaster]) -> None:
+        if not members:
+            raise InputError("an ensemble needs at least one fitted forecaster")
+        first = members[0]
+        for m in members[1:]:
+            if not np.array_equal(m.vocab_.cells, first.vocab_.cells) or m.config.max_move != first.config.max_move \
+                    or m.config.target != first.config.target or m.config.head != first.config.head:
+                raise InputError("ensemble members must be trained on the same tracks with the same target and head")
+        self.members = list(members)
+        self.grid = first.grid
+
+    def step_distributions(self, cells: np.ndarray, times: np.ndarray | None = None):
+        """As `Forecaster.step_distributions`, log of the members' mean probability."""
+        parts = [m.step_distributions(cells, times) for m in self.members]
+        cands = parts[0][0]
+        with np.errstate(divide="ignore"):
+            logp = np.logaddexp.reduce(np.stack([p[1] for p in parts]), axis=0) - math.log(len(parts))
+            end = np.logaddexp.reduce(np.stack([p[2] for p in parts]), axis=0) - math.log(len(parts))
+        return cands, logp, end
+
+    def ranks_along(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        if len(cells) < 2:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        cands, logp, _ = self.step_distributions(cells[:-1], None if times is None else np.asarray(times)[:-1])
+        return rank_truth(cands, logp, cells[1:])
+
+    def rollout(self, prefix: np.ndarray, horizon: int, times: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """Greedy continuation under the averaged distribution (stops where ending is most probable).
+        Steps ahead repeat the last known time, as `Forecaster.beam` does."""
+        cells = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)
+        times = None if times is None else np.asarray(times, dtype=np.float64).reshape(-1)
+        out: list[tuple[int, int]] = []
+        for _ in range(horizon):
+            cands, logp, end = self.step_distributions(cells, times)
+            j = int(np.argmax(logp[-1]))
+            if not np.isfinite(logp[-1, j]) or end[-1] > logp[-1, j]:
+                break
+            nxt = cands[-1, j]
+            out.append((int(nxt[0]), int(nxt[1])))
+            cells = np.vstack([cells, nxt[None]])
+            if times is not None:  # the same pace as the last step
+                times = np.append(times, times[-1] + (times[-1] - times[-2] if len(times) > 1 else 0.0))
+        return out
 
 
 DATA_PREFIX = "data."  # training tracks travel with the weights so baselines can be refitted on them

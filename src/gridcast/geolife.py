@@ -224,7 +224,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
 
     from .baselines import next_cell_baselines
     from .evaluation import RANK_METRICS, baseline_ranks, metric_values, model_ranks, paired_difference, route_errors
-    from .forecaster import Forecaster
+    from .forecaster import Ensemble, Forecaster
     from .metrics import bootstrap_interval
 
     spec = spec or ModelSpec()
@@ -268,8 +268,9 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
             f"mrr {base_summary[b.name]['mrr']:.3f}")
 
     models, model_values, per_seed, routes = {}, {}, {}, {}
+    names = []
     for kind in kinds:
-        runs, nlls, ades, fdes = [], [], [], []
+        runs, nlls, ades, fdes, members = [], [], [], [], []
         for seed in seeds:
             torch.manual_seed(seed)
             model = Forecaster(grid=data.grid, **spec.config(kind))
@@ -282,6 +283,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
             ade, fde = route_errors(model.rollout, test, 0.5, horizon, with_times=True)
             ades.append(ade)
             fdes.append(fde)
+            members.append(model)
             say(f"  {kind} seed {seed}: acc@1 {runs[-1]['acc@1'].mean():.3f}  acc@5 {runs[-1]['acc@5'].mean():.3f}  "
                 f"mrr {runs[-1]['mrr'].mean():.3f}  ({len(model.result_.history)} epochs, "
                 f"{time.perf_counter() - started:.0f} s)")
@@ -294,17 +296,32 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
         s["nll"] = float(np.mean(nlls))
         s["seeds"] = list(seeds)
         models[kind] = s
+        names.append(kind)
         per_seed[kind] = [{k: float(r[k].mean()) for k in RANK_METRICS} for r in runs]
+        if len(members) > 1:  # the same models, probabilities averaged: no extra training
+            ensemble = Ensemble(members)
+            ranks, nll = model_ranks(ensemble, test)
+            flat = np.concatenate(ranks)
+            name = f"{kind}-ensemble"
+            model_values[name] = {k: metric_values(flat, k) for k in RANK_METRICS}
+            routes[name] = route_errors(ensemble.rollout, test, 0.5, horizon, with_times=True)
+            models[name] = summary(model_values[name], *routes[name])
+            finite = np.concatenate(nll)
+            models[name]["nll"] = float(finite[np.isfinite(finite)].mean())
+            models[name]["seeds"] = list(seeds)
+            names.append(name)
+            say(f"  {name}: acc@1 {models[name]['acc@1']:.3f}  acc@5 {models[name]['acc@5']:.3f}  "
+                f"mrr {models[name]['mrr']:.3f}")
 
     strongest = {k: max(base_summary, key=lambda b: base_summary[b][k]) for k in RANK_METRICS}
     paired = {}
-    for kind in kinds:
+    for kind in names:
         paired[kind] = {}
         for b in sorted(set(strongest.values()) | {"markov2", "markov2_spatial"}):
             paired[kind][b] = {k: paired_difference([model_values[kind][k][groups == i] for i in range(len(test))],
                                                     [base_values[b][k][groups == i] for i in range(len(test))],
                                                     "values", n_boot=n_boot) for k in RANK_METRICS}
-    best = max(kinds, key=lambda k: models[k]["mrr"]) if kinds else None
+    best = max(names, key=lambda k: models[k]["mrr"]) if names else None
     result = {"model": models[best] if best else {}, "baselines": base_summary,
               "n": int(len(groups)), "best_kind": best, "models": models, "per_seed": per_seed,
               "strongest_baseline": strongest, "paired": paired}
@@ -335,7 +352,8 @@ def _ci(m: dict, key: str) -> str:
 
 def rows(result: dict) -> list[tuple[str, dict]]:
     """(name, metrics) of every model kind, then every baseline."""
-    out = [(f"{kind.upper()} ({len(m.get('seeds', []))} seeds)", m) for kind, m in result["models"].items()]
+    out = [(f"{kind.upper()} ({len(m.get('seeds', []))} seeds{', mean' if 'ensemble' not in kind else ''})", m)
+           for kind, m in result["models"].items()]
     return out + list(result["baselines"].items())
 
 

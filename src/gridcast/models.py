@@ -99,6 +99,15 @@ class ForecasterConfig:
         return cls(**d)
 
 
+def recommended(target: str) -> dict:
+    """The settings `gridcast fit` adds by default for `target`: the winners of the real-commute
+    benchmarks (docs/benchmarks-geolife.md). The dataclass defaults stay those of the original
+    plain model, so code that builds `ForecasterNet` by hand and old checkpoints keep working."""
+    if target == "cell":
+        return {"head": "fusion", "time_features": True, "min_tracks": 2}
+    return {}
+
+
 class CellVocab:
     """Cell (col, row) <-> integer id. Ids 0, 1, 2 are padding, end-of-route and unknown."""
 
@@ -110,8 +119,25 @@ class CellVocab:
     def __len__(self) -> int:
         return len(self.cells) + RESERVED
 
+    @staticmethod
+    def _keys(cells: np.ndarray) -> np.ndarray:
+        """One int64 per cell, ordered like the rows of `np.unique(cells, axis=0)` (col, then row)."""
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        return (cells[:, 0] << 32) + (cells[:, 1] + (1 << 31))
+
     def ids(self, cells: np.ndarray) -> np.ndarray:
-        return np.fromiter((self._index.get((int(c), int(r)), UNKNOWN) for c, r in cells), dtype=np.int64, count=len(cells))
+        """Token ids of (n, 2) cells (UNKNOWN for cells outside the vocabulary), vectorised."""
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        out = np.full(len(cells), UNKNOWN, dtype=np.int64)
+        if len(self.cells) == 0 or len(cells) == 0:
+            return out
+        if not hasattr(self, "_sorted"):
+            self._sorted = self._keys(self.cells)
+        keys = self._keys(cells)
+        pos = np.clip(np.searchsorted(self._sorted, keys), 0, len(self._sorted) - 1)
+        hit = self._sorted[pos] == keys
+        out[hit] = pos[hit] + RESERVED
+        return out
 
     def cell(self, token: int) -> tuple[int, int]:
         c, r = self.cells[token - RESERVED]

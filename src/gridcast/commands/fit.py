@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--init-state", choices=("zeros", "learned", "noise"), default="zeros")
     model.add_argument("--max-move", type=int, default=2, help="move target: classes cover [-R, R]^2 cells")
     model.add_argument("--offset-loss", choices=("gaussian", "mse"), default="gaussian")
+    model.add_argument("--head", choices=("fusion", "plain"), default=None,
+                       help="cell target: fusion (default: cell ids + moves + Markov prior, the GeoLife/UCI winner) "
+                            "or plain (cell-id softmax only)")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--batch-size", type=int, default=32)
@@ -46,13 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..forecaster import Forecaster
-    from ..models import ForecasterConfig
+    from ..models import ForecasterConfig, recommended
     from ..training import TrainConfig
 
     tracks, grid = load_tracks(args.data, args, collapse=args.collapse)
     config = ForecasterConfig(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
                               embed=args.embed, dropout=args.dropout, init_state=args.init_state,
-                              max_move=args.max_move, offset_loss=args.offset_loss)
+                              max_move=args.max_move, offset_loss=args.offset_loss,
+                              **(recommended(args.target) if args.head != "plain" else {}))
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip,
                         patience=args.patience, seed=args.seed)
     out = Path(args.out)
