@@ -3,8 +3,8 @@
 One step = forward over a (64, 20, 2) batch, a weighted-sum loss, backward, AdamW step: the
 workload of the issue's anchors. `torch.nn.LSTM/GRU/RNN` run PyTorch's fused CPU kernels (oneDNN);
 `Recurrent` runs them too on its own parameters (fused path) or its explicit equations with the
-hand-written backward (explicit path). All variants of one (kind, hidden) are timed in turns
-(A B C C B A ...); the ratio is the median over rounds of ours / torch timed back to back
+hand-written backward (explicit path). Each of our paths is timed against torch in its own session,
+alternating (A B B A ...); the ratio is the median over rounds of ours / torch timed back to back
 (`speedkit.paired_ratio`): < 1 is faster than torch.
 
 Lines: ``train_fused_{lstm,gru,rnn}_h{64,256}`` (ratio vs the torch.nn module) and
@@ -56,32 +56,36 @@ def training_step(kind: str, hidden: int, path: str, seed: int = 0) -> Callable[
     return step
 
 
-def run(hiddens: tuple[int, ...] = (64, 256), kinds: tuple[str, ...] = ("lstm", "gru", "rnn"),
-        repeats: int | None = None, seconds: float = 6.0, log=sys.stderr) -> list[dict]:
-    """All training lines; each (kind, hidden) group is measured interleaved.
+def _session(kind: str, hidden: int, path: str, repeats: int | None, seconds: float) -> tuple[dict, int]:
+    """torch and one of our paths, alternating; rounds sized to `seconds` unless `repeats` is given."""
+    steps = {"torch": training_step(kind, hidden, "torch"), path: training_step(kind, hidden, path)}
+    rounds = repeats
+    if rounds is None:
+        probe = interleaved(steps, 2, warmup=1)
+        per_round = sum(median(t) for t in probe.values())
+        rounds = int(min(200, max(40, seconds / max(per_round, 1e-6))))
+    return interleaved(steps, rounds, warmup=0 if repeats is None else 2), rounds
 
-    ``repeats=None`` sizes each group to about `seconds` of measuring (30 to 200 rounds): the median
-    of paired ratios narrows with the square root of the rounds, and cheap groups can afford more.
+
+def run(hiddens: tuple[int, ...] = (64, 256), kinds: tuple[str, ...] = ("lstm", "gru", "rnn"),
+        repeats: int | None = None, seconds: float = 8.0, log=sys.stderr) -> list[dict]:
+    """All training lines. Each of our paths is timed against torch in its own session, the two
+    strictly alternating, so every pair of a paired ratio ran back to back.
+
+    ``repeats=None`` sizes each session to about `seconds` of rounds (40 to 200): the median of
+    paired ratios narrows with the square root of the rounds, and cheap sessions can afford more.
     """
     lines = []
     for kind in kinds:
+        base = f"torch.nn.{MODULES[kind].__name__}"
         for hidden in hiddens:
-            paths = ("torch", "fused", "explicit") if kind == "lstm" else ("torch", "fused")
-            steps = {p: training_step(kind, hidden, p) for p in paths}
-            rounds = repeats
-            if rounds is None:
-                probe = interleaved(steps, 2, warmup=1)
-                per_round = sum(median(t) for t in probe.values())
-                rounds = int(min(200, max(30, seconds / max(per_round, 1e-6))))
-            times = interleaved(steps, rounds, warmup=0)
-            ms = {p: median(t) * 1e3 for p, t in times.items()}
-            base = f"torch.nn.{MODULES[kind].__name__}"
-            lines.append(line(f"train_fused_{kind}_h{hidden}", ms["fused"], "ms/step", base,
-                              paired_ratio(times["fused"], times["torch"])))
-            if "explicit" in ms:
-                lines.append(line(f"train_explicit_{kind}_h{hidden}", ms["explicit"], "ms/step", base,
-                                  paired_ratio(times["explicit"], times["torch"])))
-            print(f"# {kind} h{hidden}: " + ", ".join(f"{p} {v:.2f} ms" for p, v in ms.items()) + f" ({rounds} rounds)", file=log)
+            for path in ("fused", "explicit") if kind == "lstm" else ("fused",):
+                times, rounds = _session(kind, hidden, path, repeats, seconds)
+                ours, theirs = median(times[path]) * 1e3, median(times["torch"]) * 1e3
+                ratio = paired_ratio(times[path], times["torch"])
+                lines.append(line(f"train_{path}_{kind}_h{hidden}", ours, "ms/step", base, ratio))
+                print(f"# {kind} h{hidden} {path}: {ours:.2f} ms, torch {theirs:.2f} ms, paired ratio {ratio:.3f} "
+                      f"({rounds} rounds)", file=log)
     return lines
 
 
