@@ -56,10 +56,11 @@ def test_untrained_model_is_constant_velocity(kind):
     np.testing.assert_allclose(pred, C.constant_velocity(w.observed, 12), atol=1e-4)
 
 
-def test_no_future_leakage():
+@pytest.mark.parametrize("absolute", [0.0, 10.0])
+def test_no_future_leakage(absolute):
     """Perturbing the future positions changes the targets but never the inputs or predictions."""
     w = load_split(TINY, "alpha", "test")
-    cfg = C.ForecasterConfig(kind="lstm", hidden=16, modes=4, scale=0.4)
+    cfg = C.ForecasterConfig(kind="lstm", hidden=16, modes=4, scale=0.4, absolute=absolute)
     torch.manual_seed(0)
     model = C.ContinuousForecaster(cfg)
     for p in model.parameters():  # non-zero heads, so predictions depend on the inputs
@@ -69,6 +70,7 @@ def test_no_future_leakage():
     a = C.prepare(w.traj[:, :w.obs], w.traj[:, w.obs:], cfg)
     b = C.prepare(perturbed[:, :w.obs], perturbed[:, w.obs:], cfg)
     assert torch.equal(a.feats, b.feats) and torch.equal(a.cv, b.cv)
+    assert (a.ctx is None) == (absolute == 0) and (a.ctx is None or torch.equal(a.ctx, b.ctx))
     assert not torch.equal(a.target, b.target)
     np.testing.assert_array_equal(C.predict(model, a), C.predict(model, b))
     np.testing.assert_array_equal(C.sample(model, a, 4), C.sample(model, b, 4))

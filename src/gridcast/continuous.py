@@ -131,6 +131,8 @@ class ForecasterConfig:
     flip: bool = True           # mirror augmentation across the heading axis
     speed_aug: float = 0.0      # random speed scaling in [1 - a, 1 + a] while training
     obs_noise: float = 0.0      # max std (data units) of jitter added to observed positions in training
+    absolute: float = 0.0       # > 0: also feed the last absolute position / this and the heading
+                                # (screens have edges and fixed menus; scenes differ, so 0 there)
     lr: float = 3e-3
     weight_decay: float = 1e-4
     batch: int = 256
@@ -156,8 +158,10 @@ class ContinuousForecaster(nn.Module):
         self.encoder = Recurrent(cfg.kind, cfg.embed, cfg.hidden, num_layers=cfg.layers)
         h, out = cfg.hidden, cfg.horizon * 2
 
+        extra = 4 + (CONTEXT if cfg.absolute > 0 else 0)
+
         def head(n_out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Linear(h + 4, h), nn.ReLU(), nn.Linear(h, n_out))
+            return nn.Sequential(nn.Linear(h + extra, h), nn.ReLU(), nn.Linear(h, n_out))
 
         self.mean_head = head(out)
         self.sigma_head = head(cfg.horizon)
@@ -176,9 +180,12 @@ class ContinuousForecaster(nn.Module):
             base = base.unsqueeze(1)
         return base + residual_steps.cumsum(dim=-2)
 
-    def forward(self, feats: Tensor, cv: Tensor) -> dict[str, Tensor]:
+    def forward(self, feats: Tensor, cv: Tensor, ctx: Tensor | None = None) -> dict[str, Tensor]:
         out = self.encoder(self.embed(feats)).output[:, -1]
-        z = torch.cat([out, feats[:, -1]], dim=1)  # the last step is the strongest cue
+        parts = [out, feats[:, -1]]  # the last step is the strongest cue
+        if self.cfg.absolute > 0:
+            parts.append(ctx)
+        z = torch.cat(parts, dim=1)
         batch, horizon = feats.shape[0], self.cfg.horizon
         result = {"mean": self._trajectory(self.mean_head(z).view(batch, horizon, 2), cv),
                   "log_sigma": self.sigma_head(z.detach()).clamp(-6, 4)}
@@ -226,6 +233,10 @@ class Prepared:
     rot: np.ndarray
     obs: np.ndarray
     future: np.ndarray | None
+    ctx: Tensor | None = None
+
+
+CONTEXT = 4  # absolute context features: last x, y / absolute, heading cos, sin
 
 
 def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig) -> Prepared:
@@ -235,7 +246,11 @@ def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig) -
     target = None
     if future is not None:
         target = torch.from_numpy((to_local(future, origin, rot) / cfg.scale).astype(np.float32))
-    return Prepared(torch.from_numpy(feats), cv, target, origin, rot, obs, future)
+    ctx = None
+    if cfg.absolute > 0:
+        last = np.asarray(obs, np.float64)[:, -1] / cfg.absolute
+        ctx = torch.from_numpy(np.column_stack([last, rot[:, 0, 0], rot[:, 1, 0]]).astype(np.float32))
+    return Prepared(torch.from_numpy(feats), cv, target, origin, rot, obs, future, ctx)
 
 
 def jittered(data: Prepared, cfg: ForecasterConfig, rng: np.random.Generator) -> Prepared:
@@ -257,7 +272,7 @@ def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig,
     b = feats.shape[0]
     if cfg.canonical:
         sign = torch.ones(b, 1, 2)
-        if cfg.flip:
+        if cfg.flip and cfg.absolute <= 0:  # a mirror is no symmetry of a screen with edges
             sign[:, :, 1] = torch.where(torch.rand(b, 1, generator=gen) < 0.5, -1.0, 1.0)
         feats = feats * sign.repeat(1, 1, 2)
         cv, target = cv * sign[:, 0], target * sign
@@ -299,7 +314,8 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
         for i in range(0, n, cfg.batch):
             idx = order[i: i + cfg.batch]
             feats, cv, target = _augment(data.feats[idx], data.cv[idx], data.target[idx], cfg, gen)
-            parts = losses(model(feats, cv), target, cfg.mode_weight)
+            ctx = data.ctx[idx] if data.ctx is not None else None
+            parts = losses(model(feats, cv, ctx), target, cfg.mode_weight)
             opt.zero_grad(set_to_none=True)
             parts["total"].backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -329,7 +345,9 @@ def _run(models: list[ContinuousForecaster], data: Prepared, batch: int = 4096) 
     outs = []
     for model in models:
         model.eval()
-        parts = [model(data.feats[i: i + batch], data.cv[i: i + batch]) for i in range(0, len(data.feats), batch)]
+        parts = [model(data.feats[i: i + batch], data.cv[i: i + batch],
+                       None if data.ctx is None else data.ctx[i: i + batch])
+                 for i in range(0, len(data.feats), batch)]
         outs.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
     return {k: torch.stack([o[k] for o in outs]) for k in outs[0]}
 
