@@ -23,7 +23,9 @@ from .bench_ethucy import baseline_entry, summarise
 SCENE = "test_users"
 QUICK = {"epochs": 2, "hidden": 32, "patience": 2}
 QUICK_TRAIN = 3000
-MOUSE = {"epochs": 12, "patience": 4, "batch": 512}  # 90k training windows: fewer, larger steps
+# 90k training windows: fewer, larger steps; the screen position matters (edges, fixed menus),
+# so the last absolute position (/ 1000 px) and heading join the head input and mirroring is off
+MOUSE = {"epochs": 12, "patience": 4, "batch": 512, "absolute": 1000.0, "flip": False}
 
 
 def register(targets: argparse._SubParsersAction) -> None:
