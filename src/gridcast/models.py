@@ -104,7 +104,7 @@ def recommended(target: str) -> dict:
     benchmarks (docs/benchmarks-geolife.md). The dataclass defaults stay those of the original
     plain model, so code that builds `ForecasterNet` by hand and old checkpoints keep working."""
     if target == "cell":
-        return {"head": "fusion", "time_features": True, "min_tracks": 2}
+        return {"head": "fusion", "time_features": False, "min_tracks": 2}  # time inputs: no gain measured
     return {}
 
 

@@ -24,8 +24,10 @@ def add_common(p: argparse.ArgumentParser, columns: dict[str, str]) -> None:
     p.add_argument("--epochs", type=int, help="override the epoch budget")
     p.add_argument("--hidden", type=int, help="override the hidden size")
     p.add_argument("--head", choices=("fusion", "plain"), help="override the output head (ablation)")
-    p.add_argument("--no-time-features", action="store_true", help="ablation: no time of day / week inputs")
+    p.add_argument("--time-features", action="store_true", help="ablation: add time of day / week inputs")
+    p.add_argument("--no-time-features", action="store_true", help=argparse.SUPPRESS)  # the default now
     p.add_argument("--min-tracks", type=int, help="override: trips that must visit a cell for it to get an id")
+    p.add_argument("--max-move", type=int, help="override: the fusion head's move window is (2R+1)^2 cells")
     p.add_argument("--quick", action="store_true", help="protocol check: full data and baselines, one tiny LSTM")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--out", help="also write the JSON result to this file")
@@ -66,11 +68,10 @@ def bench(args: argparse.Namespace, data) -> int:
         kinds, seeds = kinds[:1], seeds[:1]
         for key, value in QUICK.items():
             setattr(spec, key, value)
-    for key in ("epochs", "hidden", "head", "min_tracks"):
+    for key in ("epochs", "hidden", "head", "min_tracks", "max_move"):
         if getattr(args, key) is not None:
             setattr(spec, key, getattr(args, key))
-    if args.no_time_features:
-        spec.time_features = False
+    spec.time_features = bool(args.time_features) and not args.no_time_features
     if spec.head == "plain":
         spec.min_tracks = args.min_tracks or 1
     log = None if args.json else (lambda m: print(m, flush=True))
