@@ -219,7 +219,9 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
     "paired": {kind: {baseline: {metric: {"diff", "lo", "hi"}}}}, "users": {person: {"model",
     "baselines", "n"}}, "sizes": {...}, "protocol": {...}, "seconds": float}``.
     Model metrics are means over seeds (``<metric>_std`` beside them); their intervals and the paired
-    differences use each step's metric averaged over seeds.
+    differences use each step's metric averaged over seeds. With several seeds, ``models`` also holds
+    ``"<kind>-ensemble"``: the same trained models with their probabilities averaged (`Ensemble`).
+    Route errors (ADE/FDE) carry intervals from resampling test tracks.
     """
     import torch
 
@@ -251,8 +253,12 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
         f = fde if track_mask is None else fde[track_mask]
         out["ade_cells"] = float(a.mean()) if len(a) else float("nan")
         out["fde_cells"] = float(f.mean()) if len(f) else float("nan")
+        for key, v in (("ade_cells", a), ("fde_cells", f)):  # one value per test track: resample tracks
+            out[f"{key}_ci95"] = list(bootstrap_interval(v, n_boot=n_boot)) if len(v) else [float("nan")] * 2
         if metres:
             out["ade"], out["fde"] = out["ade_cells"] * metres, out["fde_cells"] * metres
+            out["ade_ci95"] = [x * metres for x in out["ade_cells_ci95"]]
+            out["fde_ci95"] = [x * metres for x in out["fde_cells_ci95"]]
         return out
 
     # baselines: fitted on every track before the test period (train + validation), like the model
@@ -354,6 +360,12 @@ def _ci(m: dict, key: str) -> str:
     return f"{core} [{lo:.3f}, {hi:.3f}]"
 
 
+def _route(m: dict, key: str) -> str:
+    key = key if key in m else f"{key}_cells"
+    lo, hi = m.get(f"{key}_ci95", [float("nan")] * 2)
+    return f"{m[key]:.0f} [{lo:.0f}, {hi:.0f}]"
+
+
 def rows(result: dict) -> list[tuple[str, dict]]:
     """(name, metrics) of every model kind, then every baseline."""
     out = [(f"{kind.upper()} ({len(m.get('seeds', []))} seeds{', mean' if 'ensemble' not in kind else ''})", m)
@@ -381,7 +393,7 @@ def text_report(result: dict) -> str:
 
 def markdown_table(result: dict) -> str:
     """The README/doc table of one benchmark result."""
-    head = "| method | Acc@1 | Acc@5 | MRR | ADE / FDE (m), 10 cells |\n|---|---|---|---|---|"
+    head = "| method | Acc@1 | Acc@5 | MRR | ADE (m), 10 cells | FDE (m) |\n|---|---|---|---|---|---|"
     body = [f"| {name} | " + " | ".join(_ci(m, k) for k in ("acc@1", "acc@5", "mrr"))
-            + f" | {m.get('ade', m['ade_cells']):.0f} / {m.get('fde', m['fde_cells']):.0f} |" for name, m in rows(result)]
+            + " | " + " | ".join(_route(m, k) for k in ("ade", "fde")) + " |" for name, m in rows(result)]
     return "\n".join([head, *body])
