@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from gridcast.baselines import Markov, MarkovNeighbours, next_cell_baselines
+from gridcast.baselines import Markov, MarkovNeighbours, default_baselines
 from gridcast.cli import main
 from gridcast.evaluation import baseline_ranks
 from gridcast.geolife import check_no_leakage, load_geolife, split_per_user, user_map
@@ -87,7 +87,7 @@ def test_bench_geolife_quick_json_contract(geolife, capsys, tmp_path):
     assert result["n"] == 717
     for key in ("acc@1", "acc@5", "mrr", "ade", "fde", "ade_cells", "fde_cells", "nll"):
         assert key in result["model"]
-    assert set(result["baselines"]) == {b.name for b in next_cell_baselines()}
+    assert set(result["baselines"]) == {b.name for b in default_baselines()}
     assert result["baselines"]["markov2"]["acc@1"] == pytest.approx(0.428, abs=5e-4)
     for person, entry in result["users"].items():
         assert {"model", "baselines", "n"} <= set(entry)

@@ -176,11 +176,6 @@ class MarkovNeighbours(Markov):
 
 
 def default_baselines() -> list[CellBaseline]:
-    """The baselines shown beside every next-cell model."""
-    return [Stay(), ConstantVelocity(), Markov(1), Markov(2), Markov(2, spatial=True)]
-
-
-def next_cell_baselines() -> list[CellBaseline]:
-    """The baselines of the real-commute benchmarks (GeoLife, UCI): issue 3's list."""
+    """The baselines shown beside every next-cell model (evaluate, demo, the GeoLife/UCI benchmarks)."""
     return [MostFrequentNext(), Markov(1), Markov(2), Markov(2, spatial=True), MarkovNeighbours(2), Stay(),
             ConstantVelocity()]

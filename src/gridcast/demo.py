@@ -19,6 +19,7 @@ from .baselines import default_baselines
 from .datasets import LIVERPOOL_COLUMNS, liverpool_route14
 from .evaluation import best_baseline, evaluate
 from .forecaster import Forecaster
+from .models import recommended
 from .tracks import collapse_repeats, split_by_time, tracks_from_frame
 
 CELL_SIZE, STEP, MAX_GAP = 100.0, 30.0, 600.0
@@ -73,7 +74,8 @@ def run_demo(out_dir: str | Path, cells: tuple[str, ...] = ("lstm", "gru", "rnn"
     results, models = {}, {}
     for index, kind in enumerate(cells):
         torch.manual_seed(seed)
-        model = Forecaster(cell=kind, target="cell", hidden=64, embed=16, dropout=0.1, grid=grid)
+        model = Forecaster(cell=kind, target="cell", hidden=64, embed=16, dropout=0.1, grid=grid,
+                           **recommended("cell"))  # what `gridcast fit --target cell` uses
         model.fit(train, val_fraction=0.2, epochs=epochs, lr=5e-3, patience=10, seed=seed, progress=progress,
                   log_path=out / f"train_log_{kind}.jsonl")
         models[kind] = model

@@ -225,7 +225,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
     """
     import torch
 
-    from .baselines import next_cell_baselines
+    from .baselines import default_baselines
     from .evaluation import RANK_METRICS, baseline_ranks, metric_values, model_ranks, paired_difference, route_errors
     from .forecaster import Ensemble, Forecaster
     from .metrics import bootstrap_interval
@@ -264,7 +264,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = ("lstm", "gru", "r
     # baselines: fitted on every track before the test period (train + validation), like the model
     seen = data.train + data.val
     base_values, base_summary, base_routes = {}, {}, {}
-    for b in next_cell_baselines():
+    for b in default_baselines():
         b.fit(seen)
         ranks = np.concatenate([baseline_ranks(b, t.cells) for t in test])
         ade, fde = route_errors(b.rollout, test, 0.5, horizon)

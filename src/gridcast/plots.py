@@ -44,7 +44,7 @@ def plot_route_prediction(path: str | Path, observed: np.ndarray, truth: np.ndar
         cells = np.concatenate([observed[-1:], np.asarray(route.cells)])
         jitter = 0.08 * (rank + 1)
         ax.plot(cells[:, 0] + jitter, cells[:, 1] + jitter, "x--", color="tab:red", alpha=max(0.25, 1.0 - 0.25 * rank),
-                label=f"predicted #{rank + 1} (p = {route.p:.2f})", zorder=4)
+                label=f"predicted #{rank + 1} (p = {route.p:.2g}{', ends' if route.ended else ''})", zorder=4)
     ax.set_xlabel(f"column ({unit})")
     ax.set_ylabel(f"row ({unit})")
     ax.set_aspect("equal", adjustable="datalim")

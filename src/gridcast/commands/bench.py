@@ -11,7 +11,7 @@ TARGETS = ("ethucy", "mouse", "geolife", "uci", "speed")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="benchmarks on real data (ethucy, mouse, geolife, speed)")
+    parser = sub.add_parser("bench", help="benchmarks on real data (ethucy, mouse, geolife, uci, speed)")
     targets = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
     for name in TARGETS:
         try:
