@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
-from .forecaster import Forecaster, Route
+from .forecaster import Forecaster, Route, _check_times
 from .models import CONTINUOUS_FEATURES, END, NO_CELL, PAD, RESERVED, UNKNOWN, step_features
 
 __all__ = ["beam_many", "rollout_many"]
@@ -126,7 +126,7 @@ def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None, l
     track = np.repeat(np.arange(n), sizes)
     position = np.arange(len(flat)) - np.repeat(starts, sizes)
     if getattr(model.config, "time_features", False):  # per track: time inputs depend on its own times
-        rows = np.concatenate([model._features(p, None if times is None else _times(times[i], len(p)))
+        rows = np.concatenate([model._features(p, None if times is None else _check_times(times[i], len(p)))
                                for i, p in enumerate(prefixes)])
     else:
         previous = np.concatenate([flat[:1], flat[:-1]])
@@ -142,15 +142,6 @@ def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None, l
     last_h = out.output[torch.arange(n), lengths - 1]
     clock = features[torch.arange(n), lengths - 1, CONTINUOUS_FEATURES:].numpy() if rows.shape[1] > CONTINUOUS_FEATURES else None
     return net.head(last_h), out.state, clock
-
-
-def _times(times, n: int) -> np.ndarray | None:
-    if times is None:
-        return None
-    times = np.asarray(times, dtype=np.float64).reshape(-1)
-    if len(times) != n:
-        raise InputError(f"{len(times)} times for {n} cells")
-    return times
 
 
 @torch.no_grad()

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import continuous as C
 from ..ethucy import find_scenes, load_scene
 from ..errors import InputError
+from .common import run_single_threaded
 
 # tuned on eth/hotel/zara1 (docs/benchmarks-ethucy.md): 5 cm of observation jitter in training
 # makes BIWI's jerky hand annotations far less harmful; 10 cosine epochs reach the val plateau
@@ -76,12 +76,7 @@ def baseline_entry(per_scene: dict[str, dict[str, float]]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matmuls: extra threads only spin-wait on a shared machine
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return run_single_threaded(_run, args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import continuous as C
 from .. import mouse as M
 from ..errors import InputError
+from .common import run_single_threaded
 from .bench_ethucy import baseline_entry, summarise
 
 SCENE = "test_users"
@@ -42,12 +42,7 @@ def register(targets: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matmuls: extra threads only spin-wait on a shared machine
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return run_single_threaded(_run, args)
 
 
 def _run(args: argparse.Namespace) -> int:

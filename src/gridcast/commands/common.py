@@ -100,6 +100,19 @@ def _grid_key(grid: Grid) -> tuple:
     return (grid.cell_size, grid.origin_x, grid.origin_y, grid.crs)
 
 
+def run_single_threaded(body, args: argparse.Namespace) -> int:
+    """Run `body(args)` with one torch thread: for the small matmuls of these models, extra threads
+    only spin-wait on a shared machine. The caller's thread count is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return body(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def print_json(obj) -> None:
     """JSON on stdout with NaN written as null (NaN is not JSON)."""
     print(json.dumps(_clean(obj)))
