@@ -1,5 +1,6 @@
 """StreamingPredictor: point-by-point answers equal `Forecaster.predict_next` on the prefix so far,
-for every cell kind, stacked layers and each target; per-track state; bounded memory."""
+for every cell kind, stacked layers and each target, the fusion head's packed path included (unseen
+cells, tracks leaving the vocabulary, jumps, time features); per-track state; bounded memory."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,8 @@ import torch
 from gridcast.errors import InputError
 from gridcast.forecaster import Forecaster
 from gridcast.models import CellVocab, ForecasterConfig, ForecasterNet, MarkovPrior, Normalisation
-from gridcast.streaming import StreamingPredictor
+from gridcast.streaming import StreamingPredictor, _PackedFusion
+from gridcast.tracks import Track
 from gridcast.training import TrainConfig
 
 
@@ -23,12 +25,18 @@ def random_model(cell="lstm", target="cell", layers=1, init_state="zeros", side=
     model.vocab_, model.norm_ = CellVocab(cells), Normalisation.fit(cells, config.max_move)
     model.train_config_, model.train_tracks_ = TrainConfig(), []
     if head == "fusion":
-        model.prior_ = MarkovPrior([walk(30, seed=s, side=side) for s in range(20)])
+        # The counts reach 3 cells beyond the vocabulary (unseen candidates the window can name) and
+        # include jumps (unseen candidates out of reach, which no slot can name).
+        jumps = [np.array([[3, 3], [3, 7], [side + 5, 3], [3, 3], [3, 4], [side + 1, 4]]),
+                 np.array([[side + 1, 2], [side - 1, 2], [side + 6, side + 6], [side - 1, 2]])]
+        model.prior_ = MarkovPrior([walk(30, seed=s, side=side + 3) for s in range(20)] + jumps)
     model.net_ = ForecasterNet(config, len(model.vocab_), model._output_size())
     with torch.no_grad():
         model.net_.head.weight.mul_(4.0)
         for p in model.net_.recurrent.parameters():
             p.normal_(0.0, 0.5)  # also makes learned initial states non-zero
+        if head == "fusion":
+            model.net_.evidence_weight.normal_(0.0, 0.5)
     model.net_.eval()
     return model
 
@@ -79,12 +87,89 @@ def test_time_features_follow_the_points_times(cell):
         _assert_same(stream.update("u", track[n - 1]), model.predict_next(track[:n], k=3))
 
 
-def test_fusion_head_goes_through_the_models_distribution():
-    model = random_model(head="fusion")
-    stream = StreamingPredictor(model, k=4)
-    track = walk(7, seed=5)
+def excursion(side=8):
+    """In the vocabulary, out past its edge (unseen cells, some in the counts), jumps beyond the
+    window both ways, a repeated cell, far away and back."""
+    e = side - 1
+    return np.array([[e - 2, 4], [e - 1, 4], [e, 5], [e + 1, 5], [e + 2, 6], [e + 3, 6], [e + 6, 6], [e - 1, 6],
+                     [e - 1, 6], [e - 2, 5], [3, 3], [3, 7], [3, 3], [3, 4], [e + 2, 4], [e + 20, e + 20],
+                     [e + 21, e + 21], [2, 2], [side + 1, 2], [side - 1, 2]])
+
+
+@pytest.mark.parametrize("cell,layers,init_state", [("lstm", 1, "zeros"), ("gru", 1, "zeros"), ("rnn", 1, "zeros"),
+                                                     ("lstm", 2, "learned"), ("gru", 2, "learned")])
+def test_fusion_head_packed_path_equals_predict_next(cell, layers, init_state):
+    model = random_model(cell, layers=layers, init_state=init_state, head="fusion")
+    stream = StreamingPredictor(model, k=5)
+    stream.model = None  # the packed path needs nothing of the model after construction
+    tracks = {"in": walk(12, seed=5), "out": excursion(), "far": walk(6, seed=6) + 30}
+    for n in range(1, 21):
+        for name, track in tracks.items():
+            if n <= len(track):
+                _assert_same(stream.update(name, track[n - 1]), model.predict_next(track[:n], k=5))
+
+
+def test_fusion_head_names_unseen_cells_and_counts_beyond_the_vocabulary():
+    model = random_model("gru", head="fusion")
+    stream = StreamingPredictor(model, k=30)
+    track = excursion()
+    vocab = {tuple(c) for c in model.vocab_.cells}
+    unseen = 0
     for n in range(1, len(track) + 1):
-        _assert_same(stream.update("f", track[n - 1]), model.predict_next(track[:n], k=4))
+        got = stream.update("x", track[n - 1])
+        _assert_same(got, model.predict_next(track[:n], k=30))
+        unseen += sum(g.cell not in vocab for g in got)
+    assert unseen > 0
+    small = random_model("lstm", head="fusion", side=2, seed=3)  # k beyond the finite candidates
+    stream = StreamingPredictor(small, k=40)
+    path = np.array([(0, 0), (1, 1), (2, 1), (4, 4)])
+    for n in range(1, len(path) + 1):
+        got, ref = stream.update("s", path[n - 1]), small.predict_next(path[:n], k=40)
+        assert len(got) == len(ref) < 40
+        _assert_same(got, ref)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fusion_head_with_time_features(cell):
+    model = random_model(cell, head="fusion", time_features=True, layers=2)
+    stream = StreamingPredictor(model, k=4)
+    track = excursion()[:10]
+    times = 1_700_000_000.0 + np.cumsum(np.array([0, 30, 45, 3600, 5, 60, 86_400, 10, 0, 7], dtype=float))
+    for n in range(1, len(track) + 1):
+        _assert_same(stream.update("t", track[n - 1], t=times[n - 1]),
+                     model.predict_next(track[:n], k=4, times=times[:n]))
+
+
+def test_fusion_head_of_a_fitted_model_with_cells_left_out_of_the_vocabulary():
+    route = np.array([[x, 3] for x in range(10, 0, -1)])
+    tracks = [Track(f"r{i}", route) for i in range(4)] + [Track("once", np.array([[5, 3], [5, 4], [5, 5], [6, 6]]))]
+    torch.manual_seed(0)
+    model = Forecaster(cell="gru", hidden=12, embed=4, head="fusion", min_tracks=2)
+    model.fit(tracks, val_tracks=tracks[:1], epochs=3, lr=0.01)
+    assert (5, 5) not in model.vocab_._index and (5, 5) in model.prior_.n1  # counted, but no id
+    stream = StreamingPredictor(model, k=5)
+    for track in (np.array([[7, 3], [6, 3], [5, 3], [5, 4], [5, 5], [6, 6], [7, 7]]), route[::-1]):
+        stream.reset("r")
+        for n in range(1, len(track) + 1):
+            _assert_same(stream.update("r", track[n - 1]), model.predict_next(track[:n], k=5))
+
+
+def test_fusion_head_caches_stay_bounded(monkeypatch):
+    monkeypatch.setattr(_PackedFusion, "UNSEEN_CACHE", 5)
+    monkeypatch.setattr(_PackedFusion, "GEOMETRY_CACHE", 1)
+    model = random_model("lstm", head="fusion")
+    stream = StreamingPredictor(model, k=3, max_tracks=4)
+    packed = stream._fused_head
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        track = i % 7
+        cell = rng.integers(-20, 30, 2)
+        stream.update(track, cell)
+        assert len(stream) <= 4
+        assert len(packed.windows) <= packed.vocab_windows + 5 and len(packed.geometry) <= 9
+    path = np.array([(40, 40), (41, 41), (45, 40), (7, 7)])
+    for n in range(1, len(path) + 1):  # still equal after the caches were cleared
+        _assert_same(stream.update("late", path[n - 1]), model.predict_next(path[:n], k=3))
 
 
 def test_unknown_cells_and_interleaved_tracks_keep_their_own_state():

@@ -35,7 +35,8 @@ import torch
 
 from .errors import InputError
 from .forecaster import Forecaster, NextCell
-from .models import CONTINUOUS_FEATURES, NO_CELL, PAD, RESERVED, TIME_FEATURES, UNKNOWN
+from .models import (CONTINUOUS_FEATURES, END, GEOMETRY_FEATURES, NO_CELL, PAD, PRIOR_FEATURES, RESERVED,
+                     TIME_FEATURES, UNKNOWN, window_geometry)
 
 __all__ = ["StreamingPredictor"]
 
@@ -90,6 +91,177 @@ class _PackedLayer:
         self.scale = scale
         # All of W_ih: layer 0 folds its embedding columns into the per-cell table.
         self.embedding_weight = cell.weight_ih.detach().double()
+
+
+class _PackedFusion:
+    """The fusion head (`models.fusion_logits`) for one step, on tables built once from the model.
+
+    Per point, what `Forecaster._context` rebuilds in Python (window ids, Markov entries, evidence,
+    geometry) is a dictionary lookup here:
+
+    * per current cell: which window moves land on vocabulary cells (their ids) and which name an
+      unseen cell; eager for every vocabulary cell, cached (bounded) for cells outside it;
+    * per Markov context, ``(before, cur)`` and ``cur``: the candidates' slots and their (k, 6)
+      prior features, in one CSR array, with the evidence already multiplied by the evidence
+      weights (``evidence @ W_e``, a per-context bias of the six prior gates);
+    * per last move ``(dx, dy)``: the (M, 2) `window_geometry` (cached for small moves).
+
+    The head's outputs are turned into the candidates' logits in place, in the layout of
+    `fusion_logits` (V vocabulary slots, then M window slots), with the same float32 operations in
+    the same order: ``(a + far) + (m - far)`` for a window cell in the vocabulary, ``m + a[UNKNOWN]``
+    for an unseen one, ``+ gates . features`` for each Markov candidate.
+    """
+
+    GEOMETRY_CACHE = 8       # last moves with |dx|, |dy| <= this keep their geometry
+    UNSEEN_CACHE = 4096      # windows of cells outside the vocabulary kept at most
+
+    def __init__(self, model: Forecaster, head_width: int) -> None:
+        vocab = model.vocab_
+        self.V = V = len(vocab)
+        moves = model.moves_.moves
+        self.M = M = len(moves)
+        self.radius = radius = int(model.config.max_move)
+        self.side = 2 * radius + 1
+        self.moves = moves
+        self.move_list = [(int(dx), int(dy)) for dx, dy in moves]
+        self.cells = [(int(c), int(r)) for c, r in vocab.cells]
+        self.far = V + M
+        self.gates = slice(V + M + 1, V + M + 1 + PRIOR_FEATURES)
+        geo = V + M + 1 + PRIOR_FEATURES
+        self.geometry_gates = slice(geo, geo + GEOMETRY_FEATURES)
+        self.has_geometry = head_width >= geo + GEOMETRY_FEATURES
+        self.ids = vocab._index
+        self.m = np.empty(M, np.float32)
+        self.mass = np.empty(V + M, np.float32)
+        # Windows of the vocabulary cells, all at once.
+        if len(vocab.cells):
+            window = vocab.ids((vocab.cells[:, None, :] + moves[None]).reshape(-1, 2)).reshape(-1, M)
+        else:
+            window = np.zeros((0, M), np.int64)
+        self.windows: dict[tuple[int, int], tuple] = {}
+        for cell, row in zip(self.cells, window):
+            self.windows[cell] = self._window_entry(row)
+        self.vocab_windows = len(self.windows)
+        # Markov prior: candidates of every context in one CSR layout.
+        weight = model.net_.evidence_weight.detach().numpy().astype(np.float32)
+        prior = model.prior_
+        slots, feats, gate_bias = [], [], []
+        self.prior1: dict = {}
+        self.prior2: dict = {}
+        size = 0
+        for table, keys in ((self.prior1, list(prior.n1)), (self.prior2, list(prior.n2))):
+            for key in keys:
+                before, cur = (None, key) if table is self.prior1 else key
+                cells, f, evidence = prior.entries(before, cur)
+                keep, where = [], []
+                for j, cell in enumerate(cells):
+                    slot = self.ids.get(cell)
+                    if slot is None:
+                        dx, dy = cell[0] - cur[0], cell[1] - cur[1]
+                        if max(abs(dx), abs(dy)) > radius:
+                            continue  # an unseen cell out of reach: no slot can name it
+                        slot = V + (dx + radius) * self.side + (dy + radius)
+                    keep.append(j)
+                    where.append(slot)
+                if not keep:
+                    continue
+                table[key] = (size, size + len(keep), len(gate_bias))
+                size += len(keep)
+                slots.append(np.asarray(where, np.int64))
+                feats.append(f[keep])
+                gate_bias.append((torch.from_numpy(evidence[None]) @ torch.from_numpy(weight)).numpy()[0])
+        self.slots = np.concatenate(slots) if slots else np.zeros(0, np.int64)
+        self.features = np.ascontiguousarray(np.concatenate(feats) if feats else np.zeros((0, PRIOR_FEATURES)),
+                                             dtype=np.float32)
+        self.gate_bias = np.asarray(gate_bias, np.float32).reshape(-1, PRIOR_FEATURES)
+        self.geometry: dict[tuple[int, int], np.ndarray] = {}
+        self.gates_now = np.empty(PRIOR_FEATURES, np.float32)
+
+    def _window_entry(self, row: np.ndarray) -> tuple:
+        """(vocabulary ids in the window, their moves, -inf/0 mask of the unseen slots, candidates)."""
+        row = np.asarray(row, np.int64)
+        inside = np.flatnonzero(row != UNKNOWN)
+        mask = np.zeros(self.M, np.float32)
+        mask[inside] = -np.inf
+        count = self.V - RESERVED + self.M - len(inside)  # finite candidates: vocabulary + unseen window cells
+        return row[inside].copy(), inside, mask, count, len(inside) > 0
+
+    def window(self, cell: tuple[int, int]) -> tuple:
+        entry = self.windows.get(cell)
+        if entry is None:  # outside the vocabulary: its window may still reach into it
+            ids = self.ids
+            entry = self._window_entry([ids.get((cell[0] + dx, cell[1] + dy), UNKNOWN) for dx, dy in self.move_list])
+            if len(self.windows) >= self.vocab_windows + self.UNSEEN_CACHE:
+                self.windows = {c: self.windows[c] for c in self.cells}  # bounded: forget the unseen ones
+            self.windows[cell] = entry
+        return entry
+
+    def geometry_of(self, dx: int, dy: int) -> np.ndarray:
+        geometry = self.geometry.get((dx, dy))
+        if geometry is None:
+            geometry = np.ascontiguousarray(window_geometry(self.moves, np.array([[dx, dy]]))[0])
+            if max(abs(dx), abs(dy)) <= self.GEOMETRY_CACHE:
+                self.geometry[(dx, dy)] = geometry
+        return geometry
+
+    def top(self, o: np.ndarray, before: tuple[int, int] | None, cur: tuple[int, int], k: int) -> list[NextCell]:
+        """Head outputs ``o`` (overwritten) -> the k most probable next cells."""
+        V, M = self.V, self.M
+        m = self.m
+        if self.has_geometry:
+            if before is None:
+                geometry = self.geometry_of(0, 0)
+            else:
+                geometry = self.geometry_of(cur[0] - before[0], cur[1] - before[1])
+            np.dot(geometry, o[self.geometry_gates], out=m)
+            m += o[V:V + M]
+        else:
+            m[:] = o[V:V + M]
+        far = o[self.far]
+        a_end, a_unknown = o[END], o[UNKNOWN]
+        entry = None
+        if before is not None:
+            entry = self.prior2.get((before, cur))
+        if entry is None:
+            entry = self.prior1.get(cur)
+        if entry is not None:
+            gates = self.gates_now
+            np.add(o[self.gates], self.gate_bias[entry[2]], out=gates)
+        wid, inside, mask, count, any_inside = self.window(cur)
+        cells = o[:V]
+        cells += far                                       # a + far (END excepted: ending is no move)
+        o[END] = a_end
+        if any_inside:
+            cells[wid] += m[inside] - far                  # window cells in the vocabulary: (a + far) + (m - far)
+        extra = o[V:V + M]
+        np.add(m, a_unknown, out=extra)                    # unseen window cells: m + a[UNKNOWN]
+        if any_inside:
+            extra += mask                                  # ... and -inf where the cell has an id
+        if entry is not None:
+            start, stop = entry[0], entry[1]
+            o[self.slots[start:stop]] += self.features[start:stop] @ gates
+        o[PAD] = -np.inf
+        o[UNKNOWN] = -np.inf
+        logits = o[:V + M]
+        mass = self.mass
+        np.subtract(logits, logits.max(), out=mass)
+        np.exp(mass, out=mass)
+        total = float(mass.sum())
+        cand = mass[RESERVED:]
+        found = []
+        for _ in range(min(k, count)):
+            j = int(cand.argmax())
+            found.append((j, float(cand[j]) / total))
+            cand[j] = -1.0
+        first_move = V - RESERVED
+        out = []
+        for j, p in found:
+            if j < first_move:
+                out.append(NextCell(self.cells[j], p))
+            else:
+                dx, dy = self.move_list[j - first_move]
+                out.append(NextCell((cur[0] + dx, cur[1] + dy), p))
+        return out
 
 
 class StreamingPredictor:
@@ -167,6 +339,7 @@ class StreamingPredictor:
             self._moves = [tuple(int(v) for v in m) for m in moves.moves]
         self._head_b = head_b
         self._fusion = bool(getattr(model, "fusion", False))
+        self._fused_head = _PackedFusion(model, self._head_w.shape[1]) if self._fusion else None
         self._time_features = bool(getattr(config, "time_features", False))
         self._ids = model.vocab_._index
         norm = model.norm_
@@ -312,7 +485,9 @@ class StreamingPredictor:
         np.dot(h, self._head_w, out=logits)
         logits += self._head_b
         col, row = state.last
-        if self._fusion or self._target == "offset":
+        if self._fused_head is not None:
+            return self._fused_head.top(logits, state.before, state.last, self.k)
+        if self._target == "offset":
             return self._top_general(logits, state)
         # Softmax numerators e^(l - max) once; their sum (END included) normalises. The top k are
         # then k argmax passes over the candidates (argmax is a fast SIMD scan; for k << n this
