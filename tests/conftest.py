@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # small models: a second thread only spin-waits when the cores are busy
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

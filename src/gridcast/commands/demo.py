@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     bad = [c for c in cells if c not in ("lstm", "gru", "rnn")]
     if bad or not cells:
         raise InputError(f"--cells takes a comma-separated subset of lstm,gru,rnn; got {args.cells!r}")
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(1)  # small matmuls: a second thread only spin-waits when the cores are busy
     log = (lambda *a, **k: None) if args.json else print
     table = run_demo(args.out, cells, seed=args.seed, epochs=args.epochs, progress=not args.json, log=log)
     if args.json:
