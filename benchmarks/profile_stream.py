@@ -2,7 +2,8 @@
 
 Times each stage of the update path in isolation (best of 7 x 2,000 calls, so the figures are what a
 quiet core does, not what a busy machine adds), beside the full `update` and the eager baseline of
-`bench_stream.py`. Usage: ``.venv/bin/python benchmarks/profile_stream.py``.
+`bench_stream.py`; then the same for the fusion head (packed path, its stages, and the model's own
+distribution code it replaced). Usage: ``.venv/bin/python benchmarks/profile_stream.py``.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_stream import EagerStream  # noqa: E402
+from bench_stream import EagerStream, ModelCodeStream, fusion_forecaster  # noqa: E402
 from speedkit import random_forecaster  # noqa: E402
 
 from gridcast.streaming import StreamingPredictor  # noqa: E402
@@ -42,6 +43,25 @@ def main() -> int:
         ("  head, softmax normaliser, top 5, NextCell", "stream._top(h, state)"),
         ("    of which h @ W_head (64 x 1027)", "np.dot(h, stream._head_w, out=stream._logits)"),
         ("full update (eager nn.LSTMCell + Linear)", "eager.update('t', (5, 6))"),
+    ]
+    fmodel = fusion_forecaster()
+    fusion, slow = StreamingPredictor(fmodel, k=5), ModelCodeStream(fmodel, k=5)
+    for s in (fusion, slow):
+        s.update("t", (5, 5))
+        s.update("t", (5, 6))   # (5, 5) -> (5, 6): the benchmark's walks give this an order-2 context
+    fstate = fusion._tracks["t"]
+    packed = fusion._fused_head
+    fh = fstate.z[0][:H]
+    logits = fusion._logits
+    ns.update({"fusion": fusion, "slow": slow, "fstate": fstate, "fh": fh, "fused": packed, "flogits": logits,
+               "fw": fusion._head_w, "fb": fusion._head_b, "before": fstate.before, "cur": fstate.last})
+    stages += [
+        ("full update, fusion head (packed)", "fusion.update('t', (5, 6))"),
+        ("  recurrent step", "fusion._step(fstate, 5, 6)"),
+        ("  h @ W_head + b (64 x 1061)", "np.dot(fh, fw, out=flogits); np.add(flogits, fb, out=flogits)"),
+        ("  fusion logits, softmax, top 5, NextCell", "np.dot(fh, fw, out=flogits); np.add(flogits, fb, out=flogits); "
+                                                     "fused.top(flogits, before, cur, 5)"),
+        ("full update, fusion head (model's _distribution)", "slow.update('t', (5, 6))"),
     ]
     width = max(len(name) for name, _ in stages)
     for name, stmt in stages:

@@ -131,6 +131,7 @@ class _PackedFusion:
         self.geometry_gates = slice(geo, geo + GEOMETRY_FEATURES)
         self.has_geometry = head_width >= geo + GEOMETRY_FEATURES
         self.ids = vocab._index
+        self._vocab = vocab
         self.m = np.empty(M, np.float32)
         self.mass = np.empty(V + M, np.float32)
         # Windows of the vocabulary cells, all at once.
@@ -142,40 +143,71 @@ class _PackedFusion:
         for cell, row in zip(self.cells, window):
             self.windows[cell] = self._window_entry(row)
         self.vocab_windows = len(self.windows)
-        # Markov prior: candidates of every context in one CSR layout.
-        weight = model.net_.evidence_weight.detach().numpy().astype(np.float32)
-        prior = model.prior_
-        slots, feats, gate_bias = [], [], []
-        self.prior1: dict = {}
-        self.prior2: dict = {}
-        size = 0
-        for table, keys in ((self.prior1, list(prior.n1)), (self.prior2, list(prior.n2))):
-            for key in keys:
-                before, cur = (None, key) if table is self.prior1 else key
-                cells, f, evidence = prior.entries(before, cur)
-                keep, where = [], []
-                for j, cell in enumerate(cells):
-                    slot = self.ids.get(cell)
-                    if slot is None:
-                        dx, dy = cell[0] - cur[0], cell[1] - cur[1]
-                        if max(abs(dx), abs(dy)) > radius:
-                            continue  # an unseen cell out of reach: no slot can name it
-                        slot = V + (dx + radius) * self.side + (dy + radius)
-                    keep.append(j)
-                    where.append(slot)
-                if not keep:
-                    continue
-                table[key] = (size, size + len(keep), len(gate_bias))
-                size += len(keep)
-                slots.append(np.asarray(where, np.int64))
-                feats.append(f[keep])
-                gate_bias.append((torch.from_numpy(evidence[None]) @ torch.from_numpy(weight)).numpy()[0])
-        self.slots = np.concatenate(slots) if slots else np.zeros(0, np.int64)
-        self.features = np.ascontiguousarray(np.concatenate(feats) if feats else np.zeros((0, PRIOR_FEATURES)),
-                                             dtype=np.float32)
-        self.gate_bias = np.asarray(gate_bias, np.float32).reshape(-1, PRIOR_FEATURES)
+        self._pack_prior(model.prior_, model.net_.evidence_weight.detach().numpy().astype(np.float32))
         self.geometry: dict[tuple[int, int], np.ndarray] = {}
         self.gates_now = np.empty(PRIOR_FEATURES, np.float32)
+
+    def _pack_prior(self, prior, evidence_weight: np.ndarray) -> None:
+        """`MarkovPrior.entries` of every context, as two CSR tables (O(distinct transitions) memory).
+
+        Order 1, per current cell: every cell that followed it, its slot and the features
+        ``(0, p1, 0, log1p n1, 0, 1)``. Order 2, per ``(before, cur)``: only the followers with
+        ``n2 > 0``, with what they add, ``(p2, 0, log1p n2, 0, 1, 0)``; any other follower's features
+        are the order-1 row as they are. Each context also gets its gate bias ``evidence @ W_e``.
+        """
+        V, R, side = self.V, self.radius, self.side
+        keys1, sizes, cur_rows, cells, n1 = [], [], [], [], []
+        for cur, counts in prior.n1.items():
+            followers = [(cell, n) for cell, n in counts.items() if n > 0]
+            if followers:
+                keys1.append(cur)
+                sizes.append(len(followers))
+                cur_rows += [cur] * len(followers)
+                cells += [cell for cell, _ in followers]
+                n1 += [n for _, n in followers]
+        move = np.asarray(cells, np.int64).reshape(-1, 2) - np.asarray(cur_rows, np.int64).reshape(-1, 2)
+        ids = self._vocab.ids(np.asarray(cells, np.int64).reshape(-1, 2))
+        slots = np.where(ids != UNKNOWN, ids, V + (move[:, 0] + R) * side + (move[:, 1] + R))
+        keep = (ids != UNKNOWN) | (np.abs(move).max(axis=1, initial=0) <= R)  # unseen and out of reach: no slot
+        n1 = np.asarray(n1, np.float64)
+        total1 = np.repeat(np.array([prior.t1[c] for c in keys1], np.float64), sizes).reshape(-1)
+        f1 = np.zeros((len(n1), PRIOR_FEATURES), np.float64)
+        f1[:, 1], f1[:, 3], f1[:, 5] = n1 / total1, np.log1p(n1), 1.0
+        self.slots1 = np.ascontiguousarray(slots[keep], np.int64)
+        self.features1 = np.ascontiguousarray(f1[keep], np.float32)
+        # Per current cell, its kept followers are rows [first, first + count) of the order-1 table.
+        count = np.add.reduceat(keep.astype(np.int64), np.cumsum([0] + sizes[:-1])) if sizes else np.zeros(0, np.int64)
+        first = np.cumsum(count) - count
+        self.prior1, self.prior2 = {}, {}
+        bias_rows = []
+        for cur, a, k in zip(keys1, first.tolist(), count.tolist()):
+            if k:                                            # else nothing nameable follows this cell
+                self.prior1[cur] = (a, a + k, len(bias_rows))
+                bias_rows.append((0.0, math.log1p(prior.t1[cur])))
+        slot_of = {(c, cell): slot for c, cell, slot, ok in zip(cur_rows, cells, slots.tolist(), keep.tolist()) if ok}
+        slots2, n2, total2 = [], [], []
+        for key, counts in prior.n2.items():
+            before, cur = key
+            if cur not in self.prior1 or not counts:
+                continue
+            start = len(slots2)
+            for cell, n in counts.items():
+                slot = slot_of.get((cur, cell))
+                if n > 0 and slot is not None:
+                    slots2.append(slot)
+                    n2.append(n)
+            total = prior.t2[key]
+            total2 += [total] * (len(slots2) - start)
+            self.prior2[key] = (start, len(slots2), len(bias_rows))
+            bias_rows.append((math.log1p(max(total, 0)), math.log1p(prior.t1[cur])))
+        n2 = np.asarray(n2, np.float64)
+        f2 = np.zeros((len(n2), PRIOR_FEATURES), np.float64)
+        if len(n2):
+            f2[:, 0], f2[:, 2], f2[:, 4] = n2 / np.asarray(total2, np.float64), np.log1p(n2), 1.0
+        self.slots2 = np.asarray(slots2, np.int64)
+        self.features2 = np.ascontiguousarray(f2, np.float32)
+        evidence = torch.from_numpy(np.asarray(bias_rows, np.float32).reshape(-1, 2))
+        self.gate_bias = (evidence @ torch.from_numpy(evidence_weight)).numpy()
 
     def _window_entry(self, row: np.ndarray) -> tuple:
         """(vocabulary ids in the window, their moves, -inf/0 mask of the unseen slots, candidates)."""
@@ -219,14 +251,11 @@ class _PackedFusion:
             m[:] = o[V:V + M]
         far = o[self.far]
         a_end, a_unknown = o[END], o[UNKNOWN]
-        entry = None
-        if before is not None:
-            entry = self.prior2.get((before, cur))
-        if entry is None:
-            entry = self.prior1.get(cur)
+        entry = self.prior1.get(cur)
         if entry is not None:
+            entry2 = self.prior2.get((before, cur)) if before is not None else None
             gates = self.gates_now
-            np.add(o[self.gates], self.gate_bias[entry[2]], out=gates)
+            np.add(o[self.gates], self.gate_bias[(entry2 or entry)[2]], out=gates)
         wid, inside, mask, count, any_inside = self.window(cur)
         cells = o[:V]
         cells += far                                       # a + far (END excepted: ending is no move)
@@ -237,9 +266,12 @@ class _PackedFusion:
         np.add(m, a_unknown, out=extra)                    # unseen window cells: m + a[UNKNOWN]
         if any_inside:
             extra += mask                                  # ... and -inf where the cell has an id
-        if entry is not None:
+        if entry is not None:                              # + gates . prior features, per Markov candidate
             start, stop = entry[0], entry[1]
-            o[self.slots[start:stop]] += self.features[start:stop] @ gates
+            o[self.slots1[start:stop]] += self.features1[start:stop] @ gates
+            if entry2 is not None and entry2[1] > entry2[0]:
+                start, stop = entry2[0], entry2[1]
+                o[self.slots2[start:stop]] += self.features2[start:stop] @ gates
         o[PAD] = -np.inf
         o[UNKNOWN] = -np.inf
         logits = o[:V + M]
