@@ -12,7 +12,10 @@ once at construction:
   gates come from one matmul ``z @ W`` with ``W = [W_hh; W_if]^T`` pre-transposed and contiguous;
 * sigmoids are computed as ``0.5 + 0.5 tanh(x / 2)`` with the 1/2 folded into the packed weights, so
   all gates take a single ``tanh`` call;
-* the head's bias carries ``-inf`` for the padding and unknown tokens, so masking is free.
+* the head's bias carries ``-inf`` for the padding and unknown tokens, so masking is free;
+* the fusion head (`_PackedFusion`) reads its Markov counts, window and geometry from tables built
+  once (per context, per cell, per last move), so its per-point context is a few dictionary
+  lookups instead of `Forecaster._context`'s Python loops; about a dozen more NumPy calls a point.
 
 State lives in an LRU dictionary bounded by ``max_tracks`` (least recently updated track evicted
 first), and tracks idle for more than ``idle_seconds`` are dropped as new points arrive. Not
@@ -101,15 +104,16 @@ class _PackedFusion:
 
     * per current cell: which window moves land on vocabulary cells (their ids) and which name an
       unseen cell; eager for every vocabulary cell, cached (bounded) for cells outside it;
-    * per Markov context, ``(before, cur)`` and ``cur``: the candidates' slots and their (k, 6)
-      prior features, in one CSR array, with the evidence already multiplied by the evidence
-      weights (``evidence @ W_e``, a per-context bias of the six prior gates);
+    * per Markov context, ``cur`` and ``(before, cur)``: the candidates' slots and their prior
+      features in two CSR tables (see `_pack_prior`), with the evidence already multiplied by the
+      evidence weights (``evidence @ W_e``, a per-context bias of the six prior gates);
     * per last move ``(dx, dy)``: the (M, 2) `window_geometry` (cached for small moves).
 
     The head's outputs are turned into the candidates' logits in place, in the layout of
-    `fusion_logits` (V vocabulary slots, then M window slots), with the same float32 operations in
-    the same order: ``(a + far) + (m - far)`` for a window cell in the vocabulary, ``m + a[UNKNOWN]``
-    for an unseen one, ``+ gates . features`` for each Markov candidate.
+    `fusion_logits` (V vocabulary slots, then M window slots), with the same float32 operations:
+    ``(a + far) + (m - far)`` for a window cell in the vocabulary, ``m + a[UNKNOWN]`` for an unseen
+    one, ``+ gates . features`` for each Markov candidate (as the order-1 part plus the order-2
+    part, so a sum may differ from the model's in the last bit).
     """
 
     GEOMETRY_CACHE = 8       # last moves with |dx|, |dy| <= this keep their geometry
@@ -268,10 +272,10 @@ class _PackedFusion:
             extra += mask                                  # ... and -inf where the cell has an id
         if entry is not None:                              # + gates . prior features, per Markov candidate
             start, stop = entry[0], entry[1]
-            o[self.slots1[start:stop]] += self.features1[start:stop] @ gates
+            o[self.slots1[start:stop]] += np.dot(self.features1[start:stop], gates)
             if entry2 is not None and entry2[1] > entry2[0]:
                 start, stop = entry2[0], entry2[1]
-                o[self.slots2[start:stop]] += self.features2[start:stop] @ gates
+                o[self.slots2[start:stop]] += np.dot(self.features2[start:stop], gates)
         o[PAD] = -np.inf
         o[UNKNOWN] = -np.inf
         logits = o[:V + M]
@@ -301,8 +305,10 @@ class StreamingPredictor:
 
     Args:
         model: a fitted `Forecaster`, any cell kind and layer count, with or without time features.
-            Targets ``cell`` (plain head) and ``move`` take the fast path; the fusion head and
-            ``offset`` targets go through the model's own distribution code (same answers, slower).
+            Targets ``cell`` (plain and fusion heads) and ``move`` take the fast path; ``offset``
+            targets go through the model's own distribution code (same answers, slower). The
+            fusion head's tables are built from the model's Markov counts (``prior_``) at
+            construction: build a new predictor after refitting.
         k: how many next cells each update returns.
         max_tracks: at most this many tracks keep state; the least recently updated is evicted.
         idle_seconds: drop a track not updated for this long (None: only ``max_tracks`` bounds memory).
@@ -541,7 +547,8 @@ class StreamingPredictor:
         return [NextCell((col + moves[j][0], row + moves[j][1]), p) for j, p in found]
 
     def _top_general(self, logits: np.ndarray, state: _TrackState) -> list[NextCell]:
-        """Fusion heads and offset targets: the model's own distribution code (not the fast path)."""
+        """Offset targets (and `bench_stream`'s baseline for the fusion head): the model's own
+        distribution code, not the fast path."""
         outputs = torch.from_numpy(logits.copy())[None]
         last = np.array([state.last], dtype=np.int64)
         before = np.array([state.before if state.before is not None else (NO_CELL, NO_CELL)], dtype=np.int64)
