@@ -183,7 +183,8 @@ def run(points: int = 20_000, tracks: int = 100, log=sys.stderr, fusion: bool = 
           f"({len(order)} points)", file=log)
     print(f"# stream: thread CPU time: ours p50 {c50:.1f} us p99 {c99:.1f} us; baseline p50 {d50:.1f} us "
           f"p99 {d99:.1f} us", file=log)
-    lines = [line("stream_p50_us", p50, "us", BASELINE, p50 / b50), line("stream_p99_us", p99, "us", BASELINE, p99 / b99)]
+    lines = [line("stream_p50_us", p50, "us", BASELINE, p50 / b50),
+             line("stream_p99_us", p99, "us", BASELINE, p99 / b99)]
     if fusion:
         lines += run_fusion(points=fusion_points, tracks=tracks, log=log)
     return lines
