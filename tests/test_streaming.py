@@ -166,7 +166,7 @@ def test_fusion_head_caches_stay_bounded(monkeypatch):
         cell = rng.integers(-20, 30, 2)
         stream.update(track, cell)
         assert len(stream) <= 4
-        assert len(packed.windows) <= packed.vocab_windows + 5 and len(packed.geometry) <= 9
+        assert len(packed.unseen) <= 5 and len(packed.geometry) <= 9
     path = np.array([(40, 40), (41, 41), (45, 40), (7, 7)])
     for n in range(1, len(path) + 1):  # still equal after the caches were cleared
         _assert_same(stream.update("late", path[n - 1]), model.predict_next(path[:n], k=3))

@@ -146,7 +146,7 @@ class _PackedFusion:
         self.windows: dict[tuple[int, int], tuple] = {}
         for cell, row in zip(self.cells, window):
             self.windows[cell] = self._window_entry(row)
-        self.vocab_windows = len(self.windows)
+        self.unseen: dict[tuple[int, int], tuple] = {}  # windows of cells outside the vocabulary, bounded
         self._pack_prior(model.prior_, model.net_.evidence_weight.detach().numpy().astype(np.float32))
         self.geometry: dict[tuple[int, int], np.ndarray] = {}
         self.gates_now = np.empty(PRIOR_FEATURES, np.float32)
@@ -225,11 +225,14 @@ class _PackedFusion:
     def window(self, cell: tuple[int, int]) -> tuple:
         entry = self.windows.get(cell)
         if entry is None:  # outside the vocabulary: its window may still reach into it
-            ids = self.ids
-            entry = self._window_entry([ids.get((cell[0] + dx, cell[1] + dy), UNKNOWN) for dx, dy in self.move_list])
-            if len(self.windows) >= self.vocab_windows + self.UNSEEN_CACHE:
-                self.windows = {c: self.windows[c] for c in self.cells}  # bounded: forget the unseen ones
-            self.windows[cell] = entry
+            entry = self.unseen.get(cell)
+            if entry is None:
+                ids = self.ids
+                entry = self._window_entry([ids.get((cell[0] + dx, cell[1] + dy), UNKNOWN)
+                                            for dx, dy in self.move_list])
+                if len(self.unseen) >= self.UNSEEN_CACHE:
+                    self.unseen.clear()
+                self.unseen[cell] = entry
         return entry
 
     def geometry_of(self, dx: int, dy: int) -> np.ndarray:
