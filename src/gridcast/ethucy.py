@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .continuous import ObservedFuture
 from .errors import InputError
 
 SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
@@ -28,7 +29,7 @@ OBS, HORIZON = 8, 12
 
 
 @dataclass
-class Windows:
+class Windows(ObservedFuture):
     """Pedestrian-trajectories cut from windows.
 
     ``traj`` (N, obs + horizon, 2) positions in metres; ``window`` (N,) a window id unique within
@@ -43,22 +44,9 @@ class Windows:
     files: list[str] = field(default_factory=list)
     obs: int = OBS
 
-    def __len__(self) -> int:
-        return len(self.traj)
-
     @property
     def n_windows(self) -> int:
         return int(len(np.unique(self.window)))
-
-    @property
-    def observed(self) -> np.ndarray:
-        """(N, obs, 2): the only part a model may read."""
-        return self.traj[:, : self.obs]
-
-    @property
-    def future(self) -> np.ndarray:
-        """(N, horizon, 2): the targets."""
-        return self.traj[:, self.obs:]
 
     def subset(self, index: np.ndarray) -> "Windows":
         return Windows(self.traj[index], self.window[index], self.ped[index], self.file[index],

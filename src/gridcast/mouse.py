@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .continuous import ObservedFuture
 from .errors import InputError
 
 SENTINEL = 65535
@@ -29,7 +30,7 @@ COLUMNS = ("client timestamp", "state", "x", "y")
 
 
 @dataclass
-class MouseWindows:
+class MouseWindows(ObservedFuture):
     """``traj`` (N, obs + horizon, 2) pixels; ``user``, ``session`` (N,) strings; ``movement`` (N,)
     a movement id unique within this object (for plots and grouped bootstrap)."""
 
@@ -38,17 +39,6 @@ class MouseWindows:
     session: np.ndarray
     movement: np.ndarray
     obs: int = OBS
-
-    def __len__(self) -> int:
-        return len(self.traj)
-
-    @property
-    def observed(self) -> np.ndarray:
-        return self.traj[:, : self.obs]
-
-    @property
-    def future(self) -> np.ndarray:
-        return self.traj[:, self.obs:]
 
     def subset(self, index) -> "MouseWindows":
         return MouseWindows(self.traj[index], self.user[index], self.session[index], self.movement[index], self.obs)

@@ -79,13 +79,19 @@ def run(args: argparse.Namespace) -> int:
     return run_single_threaded(_run, args)
 
 
-def _run(args: argparse.Namespace) -> int:
+def checked_kinds(args: argparse.Namespace) -> list[str]:
+    """``--cells`` as a list of kinds, after checking it and ``--seeds`` (shared with bench mouse)."""
     try:
         kinds = C.parse_cells(args.cells)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if args.seeds < 1:
         raise InputError("--seeds must be >= 1")
+    return kinds
+
+
+def _run(args: argparse.Namespace) -> int:
+    kinds = checked_kinds(args)
     scenes = find_scenes(args.data)
     if args.scenes:
         wanted = [s.strip() for s in args.scenes.split(",") if s.strip()]

@@ -18,7 +18,7 @@ from .. import continuous as C
 from .. import mouse as M
 from ..errors import InputError
 from .common import run_single_threaded
-from .bench_ethucy import baseline_entry, summarise
+from .bench_ethucy import baseline_entry, checked_kinds, summarise
 
 SCENE = "test_users"
 QUICK = {"epochs": 2, "hidden": 32, "patience": 2}
@@ -46,12 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        kinds = C.parse_cells(args.cells)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if args.seeds < 1:
-        raise InputError("--seeds must be >= 1")
+    kinds = checked_kinds(args)
     start = time.perf_counter()
     data = M.load(args.data)
     train, val, test = M.split_by_user(data)
