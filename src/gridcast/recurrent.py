@@ -63,6 +63,16 @@ def _ending(batch_sizes: list[int] | None, t: int, steps: int, batch: int) -> tu
     return (batch_sizes[t + 1] if t + 1 < steps else 0), batch_sizes[t]
 
 
+def _join_ending(carried: Tensor, final_grad: Tensor, batch_sizes: list[int] | None, t: int,
+                 steps: int, rows: int) -> Tensor:
+    """The first ``rows`` rows of ``carried`` (the gradient flowing back into step t), after the
+    rows whose sequence ends at t take the final state's gradient ``final_grad`` as their start."""
+    lo, hi = _ending(batch_sizes, t, steps, carried.shape[0])
+    if hi > lo:
+        carried[lo:hi] = final_grad[lo:hi]
+    return carried[:rows]
+
+
 def _final(seq: Tensor, batch_sizes: list[int] | None) -> Tensor:
     """Each row's value at its own last step, from a time-major (T, B, H) buffer."""
     if batch_sizes is None:
@@ -234,10 +244,7 @@ class LSTMLayer(torch.autograd.Function):
             dc = c0.new_zeros(batch, H)
             for t in range(steps - 1, -1, -1):
                 n = d_t[t].shape[0]
-                lo, hi = _ending(batch_sizes, t, steps, batch)
-                if hi > lo:
-                    dc[lo:hi] = grad_c[lo:hi]                          # rows that end at t join
-                dct = dc[:n]
+                dct = _join_ending(dc, grad_c, batch_sizes, t, steps, n)     # rows ending at t join
                 dct.addcmul_(dh, k_t[t])
                 torch.mul(dh, mo_t[t], out=do_t[t])
                 torch.mul(m_t[t], dct.unsqueeze(1), out=difg_t[t])
@@ -318,11 +325,7 @@ class GRULayer(torch.autograd.Function):
         dh_t, tn_t, tz_t, tr_t, r_t, z_t, go_t = (_steps(b, batch_sizes) for b in (d_h, to_n, to_z, to_r, r, z, grad_out))
         dh = h0.new_zeros(batch, H)
         for t in range(steps - 1, -1, -1):
-            n = dh_t[t].shape[0]
-            lo, hi = _ending(batch_sizes, t, steps, batch)
-            if hi > lo:
-                dh[lo:hi] = grad_h[lo:hi]
-            dht = dh[:n]
+            dht = _join_ending(dh, grad_h, batch_sizes, t, steps, dh_t[t].shape[0])
             dht.add_(go_t[t])
             torch.mul(dht, tn_t[t], out=dxn_t[t])            # dpre_n
             torch.mul(dht, tz_t[t], out=dhz_t[t])            # dpre_z
@@ -372,11 +375,7 @@ class RNNLayer(torch.autograd.Function):
         d_t, s_t, go_t = (_steps(b, batch_sizes) for b in (d_pre, slope, grad_out))
         dh = h0.new_zeros(batch, H)
         for t in range(steps - 1, -1, -1):
-            n = d_t[t].shape[0]
-            lo, hi = _ending(batch_sizes, t, steps, batch)
-            if hi > lo:
-                dh[lo:hi] = grad_h[lo:hi]
-            dht = dh[:n]
+            dht = _join_ending(dh, grad_h, batch_sizes, t, steps, d_t[t].shape[0])
             dht.add_(go_t[t])
             torch.mul(dht, s_t[t], out=d_t[t])
             torch.mm(d_t[t], w_hh, out=dht)
