@@ -120,3 +120,50 @@ def test_evaluate_json_contract(model_dir, tmp_path, capsys):
     # every step right but the shared start, where it must guess between the two.
     assert result["model"]["acc@1"] >= (result["n"] - 2) / result["n"]
     assert result["model"]["ade_cells"] == pytest.approx(0.0)
+
+
+def test_predict_on_a_file_equals_predict_on_each_track(model_dir, tmp_path, capsys):
+    """`predict MODEL DATA`: every track of a raw file is a prefix, gridded on the model's grid;
+    each JSON line is what `--track` gives for that prefix, plus the track id."""
+    prefixes = {"p1": "14,3 13,3 12,3 11,3 10,3", "p2": "14,3 14,4 14,5", "p3": "14,3"}
+    lines = ["track,time,x,y"] + [f"{name},{t},{cell}" for name, text in prefixes.items()
+                                  for t, cell in enumerate(text.split())]
+    data = tmp_path / "prefixes.csv"
+    data.write_text("\n".join(lines) + "\n")
+    assert main(["predict", str(model_dir), str(data), "--x-col", "x", "--y-col", "y",
+                 "--horizon", "6", "--top-k", "3", "--json"]) == 0
+    out = capsys.readouterr()
+    per_track = [json.loads(line) for line in out.out.strip().splitlines()]
+    assert [r["track"] for r in per_track] == ["p1", "p2"]  # a one-point raw track is dropped, and said so
+    assert "1 short_track" in out.err and "prefixes.csv" in out.err
+    for row in per_track:
+        alone = _predict(capsys, model_dir, "--track", prefixes[row["track"]], "--horizon", "6", "--top-k", "3")
+        assert [n["cell"] for n in row["next"]] == [n["cell"] for n in alone["next"]]
+        assert [n["p"] for n in row["next"]] == pytest.approx([n["p"] for n in alone["next"]], rel=1e-6)
+        assert [r["cells"] for r in row["routes"]] == [r["cells"] for r in alone["routes"]]
+        assert [r["p"] for r in row["routes"]] == pytest.approx([r["p"] for r in alone["routes"]], rel=1e-5)
+        assert row["p_end"] == pytest.approx(alone["p_end"], rel=1e-6)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "give either --track"),
+    (["DATA", "--track", "14,3"], "not both or neither"),
+])
+def test_predict_needs_exactly_one_of_track_or_data(model_dir, tmp_path, capsys, extra, message):
+    args = [str(tmp_path / "x.csv") if a == "DATA" else a for a in extra]
+    assert main(["predict", str(model_dir), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_evaluate_on_raw_points_says_what_it_dropped(model_dir, tmp_path, capsys):
+    data = tmp_path / "with_bad_rows.csv"
+    _write_routes(data, repeats=1)
+    with data.open("a") as f:
+        f.write("a0,99,nan,3\nb0,oops,1,1\n")
+    assert main(["evaluate", str(model_dir), str(data), "--x-col", "x", "--y-col", "y", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["n"] == len(ROUTE_A) - 1 + len(ROUTE_B) - 1  # the valid rows all count
+    note = [line for line in out.err.splitlines() if "dropped" in line]
+    assert len(note) == 1 and "with_bad_rows.csv" in note[0] and "kept" in note[0]
+    assert "1 missing" in note[0] or "1 not_finite" in note[0]
+    assert "1 bad_time" in note[0]

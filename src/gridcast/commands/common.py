@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from ..errors import InputError
@@ -87,12 +88,21 @@ def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None,
                               columns=column_map(args), max_gap=getattr(args, "max_gap", None), like=grid,
                               sep=getattr(args, "sep", None))
         data_grid = gridded.grid
+        report = gridded.report
+        if report.dropped:  # nothing is dropped silently: say what and why, on stderr (stdout may be JSON)
+            reasons = ", ".join(f"{n} {reason}" for reason, n in report.dropped.items())
+            print(f"note: {source}: {report.read} rows read, {report.kept} kept; dropped: {reasons} "
+                  f"(`gridcast grid ... --strict` names each row)", file=sys.stderr)
     tracks = tracks_from_frame(gridded.frame)
     if collapse:
         tracks = [collapse_repeats(t) for t in tracks]
     kept = [t for t in tracks if len(t) >= min_len]
     if not kept:
         raise InputError(f"{source}: no track has at least {min_len} cells")
+    if len(kept) < len(tracks):
+        short = sorted(t.id for t in tracks if len(t) < min_len)
+        print(f"note: {source}: {len(tracks) - len(kept)} track(s) with fewer than {min_len} cells left out: "
+              f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}", file=sys.stderr)
     return kept, grid if grid is not None else data_grid
 
 
