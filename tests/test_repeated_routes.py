@@ -167,3 +167,12 @@ def test_evaluate_on_raw_points_says_what_it_dropped(model_dir, tmp_path, capsys
     assert len(note) == 1 and "with_bad_rows.csv" in note[0] and "kept" in note[0]
     assert "1 missing" in note[0] or "1 not_finite" in note[0]
     assert "1 bad_time" in note[0]
+
+
+def test_fit_draws_its_training_curves_and_evaluate_draws_a_route(model_dir, tmp_path, capsys):
+    assert (model_dir / "training.png").stat().st_size > 5000
+    data = tmp_path / "test.csv"
+    _write_routes(data, repeats=1)
+    png = tmp_path / "route.png"
+    assert main(["evaluate", str(model_dir), str(data), "--x-col", "x", "--y-col", "y", "--plot", str(png)]) == 0
+    assert png.stat().st_size > 5000 and str(png) in capsys.readouterr().err

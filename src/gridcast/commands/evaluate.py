@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cut", type=float, default=0.5, help="share of each track observed before the route is continued")
     p.add_argument("--json", action="store_true",
                    help='print {"model": {metric: value}, "baselines": {name: {metric: value}}, "n": int}')
+    p.add_argument("--plot", metavar="PNG", help="also draw the longest track: observed part, truth and the 3 most "
+                                                  "probable continuations")
     add_column_args(p)
     p.add_argument("--sep", help="CSV field separator (default: sniffed)")
     p.set_defaults(func=run)
@@ -36,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     tracks, grid = load_tracks(args.data, args, grid=model.grid, collapse=args.collapse)
     baselines = [b.fit(model.train_tracks_) for b in default_baselines()]
     result = evaluate(model, baselines, tracks, grid=grid, cut=args.cut)
+    if args.plot:
+        _plot_longest(model, tracks, args.cut, args.plot)
     if args.json:
         print_json(result)
         return 0
@@ -44,3 +48,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(tracks)} tracks, {result['n']} next-cell steps")
     print(metrics_table(rows, keys))
     return 0
+
+
+def _plot_longest(model, tracks, cut: float, path: str) -> None:
+    """The longest track, cut where the route metrics cut it, with the model's top-3 beams."""
+    import sys
+
+    from ..plots import plot_route_prediction
+
+    track = max(tracks, key=len)
+    n_obs = max(1, int(len(track) * cut))
+    routes = model.beam(track.cells[:n_obs], max(1, len(track) - n_obs), width=3)
+    size = f"{model.grid.cell_size:g} {'m ' if model.grid.metric else ''}cells" if model.grid is not None else "cells"
+    written = plot_route_prediction(path, track.cells[:n_obs], track.cells[n_obs:], routes,
+                                    background=model.train_tracks_,
+                                    title=f"track {track.id}: {model.config.cell.upper()} continuation ({size})")
+    print(f"plot: {written}", file=sys.stderr)

@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..forecaster import Forecaster
     from ..models import ForecasterConfig, recommended
+    from ..plots import plot_training_curves
     from ..training import TrainConfig
 
     tracks, grid = load_tracks(args.data, args, collapse=args.collapse)
@@ -67,14 +68,16 @@ def run(args: argparse.Namespace) -> int:
                                          out_dir=out, progress=not args.no_progress and not args.json,
                                          resume=args.resume, skip_nonfinite=args.skip_nonfinite)
     result = model.result_
+    plot = plot_training_curves(out / "training.png", {f"{args.cell}/{args.target}": result.history})
     summary = {"out": str(out), "tracks": len(tracks), "cells": len(model.vocab_.cells),
                "epochs": len(result.history), "best_epoch": result.best_epoch,
-               "best_val_loss": result.best_val_loss, "seconds": round(time.perf_counter() - started, 2)}
+               "best_val_loss": result.best_val_loss, "seconds": round(time.perf_counter() - started, 2),
+               "plot": str(plot)}
     if args.json:
         print_json(summary)
     else:
         print(f"trained {args.cell}/{args.target} on {len(tracks)} tracks ({summary['cells']} cells) "
               f"in {summary['seconds']} s: best epoch {result.best_epoch} of {summary['epochs']}, "
               f"validation loss {result.best_val_loss:.4f}")
-        print(f"model written to {out} (training log: {log})")
+        print(f"model written to {out} (training log: {log}; loss and gradient-norm curves: {plot})")
     return 0
