@@ -225,7 +225,7 @@ def test_resampling_refuses_to_explode_memory():
 
 
 def test_byte_ranges_merge_tracks_split_across_them(tmp_path, monkeypatch):
-    from gridcast import ingest
+    from gridcast import sources
 
     rng = np.random.default_rng(3)
     n = 3000
@@ -237,8 +237,8 @@ def test_byte_ranges_merge_tracks_split_across_them(tmp_path, monkeypatch):
     })
     df.to_csv(tmp_path / "p.csv", index=False)
     one = grid_tracks(tmp_path / "p.csv", cell_size=5, step=7, columns=XY, max_gap=30)
-    monkeypatch.setattr(ingest, "_RANGE_MIN", 1000)
-    monkeypatch.setattr(ingest, "_RANGES", 4)
+    monkeypatch.setattr(sources, "_RANGE_MIN", 1000)
+    monkeypatch.setattr(sources, "_RANGES", 4)
     four = grid_tracks(tmp_path / "p.csv", cell_size=5, step=7, columns=XY, max_gap=30)
     pd.testing.assert_frame_equal(one.frame, four.frame)
     assert one.report.to_json() | {"seconds": 0, "points_per_s": 0} == four.report.to_json() | {"seconds": 0, "points_per_s": 0}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gridcast import ingest
+from gridcast import sources
 from gridcast.cli import main
 from gridcast.errors import InputError
 from gridcast.ingest import ColumnMap, grid_tracks
@@ -151,8 +151,8 @@ def test_real_subprocess_has_no_traceback(tmp_path):
 @pytest.mark.parametrize("name", sorted(n for n in CASES if not n.endswith(".parquet")))  # ranges are for CSV
 def test_parallel_byte_ranges_give_the_same_counts_and_messages(name, ranges, tmp_path, monkeypatch, capsys):
     """Big plain CSVs are parsed as one byte range per core; force that on the small corpus files."""
-    monkeypatch.setattr(ingest, "_RANGE_MIN", 16)
-    monkeypatch.setattr(ingest, "_RANGES", ranges)
+    monkeypatch.setattr(sources, "_RANGE_MIN", 16)
+    monkeypatch.setattr(sources, "_RANGES", ranges)
     dropped, kept, tracks, message = CASES[name]
     assert main(_argv(name, tmp_path / "o.parquet", "--json")) == 0
     report = json.loads(capsys.readouterr().out)

@@ -128,7 +128,7 @@ def test_resampled_points_lie_on_the_segment_between_neighbours(times, step):
 @given(rows=st.lists(row.filter(lambda r: '"' not in "".join(r)), max_size=30), strict=st.booleans())
 def test_byte_ranges_agree_with_one_reader_on_random_csv(tmp_path_factory, rows, strict):
     """(Like pyarrow's own block splitting, ranges assume no line breaks inside quoted values.)"""
-    from gridcast import ingest
+    from gridcast import sources
 
     path = tmp_path_factory.mktemp("r") / "r.csv"
     path.write_bytes(("track,time,x,y\n" + "\n".join(",".join(r) for r in rows) + "\n").encode("utf-8", "surrogateescape"))
@@ -141,9 +141,9 @@ def test_byte_ranges_agree_with_one_reader_on_random_csv(tmp_path_factory, rows,
         return gt.report.to_json() | {"seconds": 0, "points_per_s": 0}, gt.frame.to_dict("list")
 
     one = outcome()
-    saved = ingest._RANGE_MIN, ingest._RANGES
-    ingest._RANGE_MIN, ingest._RANGES = 8, 3
+    saved = sources._RANGE_MIN, sources._RANGES
+    sources._RANGE_MIN, sources._RANGES = 8, 3
     try:
         assert outcome() == one
     finally:
-        ingest._RANGE_MIN, ingest._RANGES = saved
+        sources._RANGE_MIN, sources._RANGES = saved

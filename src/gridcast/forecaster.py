@@ -577,7 +577,7 @@ class Ensemble:
 
     def rollout(self, prefix: np.ndarray, horizon: int, times: np.ndarray | None = None) -> list[tuple[int, int]]:
         """Greedy continuation under the averaged distribution (stops where ending is most probable).
-        Steps ahead repeat the last known time, as `Forecaster.beam` does."""
+        Steps ahead are timed at the pace of the prefix's last step (models with time inputs)."""
         cells = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)
         times = None if times is None else np.asarray(times, dtype=np.float64).reshape(-1)
         out: list[tuple[int, int]] = []
