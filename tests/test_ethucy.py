@@ -100,6 +100,18 @@ def test_bench_quick_json_contract(capsys):
     assert cvm["ade"] == pytest.approx(C.errors_of(C.constant_velocity(w.observed, 12), w.future)["ade"].mean())
 
 
+def test_bench_keeps_each_finished_run_on_disk(tmp_path, capsys):
+    """runs.jsonl gets a line the moment each (scene, kind, seed) finishes: a crash keeps them."""
+    out = tmp_path / "out"
+    assert main(["bench", "ethucy", "--data", str(TINY), "--quick", "--cells", "rnn", "--seeds", "2",
+                 "--epochs", "1", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [(r["scene"], r["seed"]) for r in runs] == [("alpha", 0), ("alpha", 1), ("beta", 0), ("beta", 1)]
+    alpha = result["models"]["rnn"]["scenes"]["alpha"]["ade"]
+    assert np.mean([r["det"]["ade"] for r in runs if r["scene"] == "alpha"]) == pytest.approx(alpha)
+
+
 def test_bench_errors_exit_2(tmp_path, capsys):
     assert main(["bench", "ethucy", "--data", str(tmp_path)]) == 2
     assert "no <scene>" in capsys.readouterr().err

@@ -92,4 +92,6 @@ def test_bench_mouse_quick_on_synthetic_users(tmp_path, capsys):
     assert set(result["baselines"]) == {"constant_position", "cvm", "linear"}
     assert set(result["models"]["rnn"]["avg"]) >= {"ade", "fde"}
     assert (out / "mouse_paths.png").stat().st_size > 1000
+    (run,) = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert run["kind"] == "rnn" and run["det"]["ade"] == pytest.approx(result["models"]["rnn"]["avg"]["ade"])
     assert main(["bench", "mouse", "--data", str(tmp_path / "nope")]) == 2

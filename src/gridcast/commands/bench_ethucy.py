@@ -79,6 +79,23 @@ def run(args: argparse.Namespace) -> int:
     return run_single_threaded(_run, args)
 
 
+class RunLog:
+    """Each finished training run as one JSON line in ``OUT/runs.jsonl``, written and flushed at
+    once: a crash or Ctrl-C an hour into a benchmark keeps every run that had finished."""
+
+    def __init__(self, out: str | None) -> None:
+        self.path = None
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            self.path = Path(out) / "runs.jsonl"
+            self.path.write_text("")
+
+    def add(self, **fields) -> None:
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(fields) + "\n")
+
+
 def checked_kinds(args: argparse.Namespace) -> list[str]:
     """``--cells`` as a list of kinds, after checking it and ``--seeds`` (shared with bench mouse)."""
     try:
@@ -105,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     # res[kind][variant][scene] = list of {ade, fde}, one per seed (one for the seed ensemble)
     res: dict = {k: {} for k in kinds}
     counts, timing = {}, {k: 0.0 for k in kinds}
+    runs = RunLog(args.out)
     for scene in scenes:
         fold = load_scene(args.data, scene)
         if len(fold.test) == 0 or len(fold.train) == 0 or len(fold.val) == 0:
@@ -130,6 +148,8 @@ def _run(args: argparse.Namespace) -> int:
                 got = evaluate([model], test_obs, test_fut, fold.test.window, args.samples, seed)
                 for variant, value in got.items():
                     res[kind].setdefault(variant, {}).setdefault(scene, []).append(value)
+                runs.add(scene=scene, kind=kind, seed=seed, epochs=info["epochs_run"], **got,
+                         cvm=base["cvm"][scene], seconds=round(time.perf_counter() - t0, 1))
                 log(f"{scene:6s} {kind:4s} seed {seed}: ade {got['det']['ade']:.3f} fde {got['det']['fde']:.3f} "
                     f"(cvm {base['cvm'][scene]['ade']:.3f}/{base['cvm'][scene]['fde']:.3f}; "
                     f"{info['epochs_run']} epochs, {time.perf_counter() - t0:.0f} s)")

@@ -18,7 +18,7 @@ from .. import continuous as C
 from .. import mouse as M
 from ..errors import InputError
 from .common import run_single_threaded
-from .bench_ethucy import baseline_entry, checked_kinds, summarise
+from .bench_ethucy import RunLog, baseline_entry, checked_kinds, summarise
 
 SCENE = "test_users"
 QUICK = {"epochs": 2, "hidden": 32, "patience": 2}
@@ -63,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         base[name] = {SCENE: {m: float(v.mean()) for m, v in C.errors_of(preds[name], fut).items()}}
     scale = C.typical_step(train.observed)
     result: dict = {"models": {}}
+    runs = RunLog(args.out)
     for kind in kinds:
         t0 = time.perf_counter()
         det, bo = [], []
@@ -81,6 +82,8 @@ def _run(args: argparse.Namespace) -> int:
             det.append({m: float(v.mean()) for m, v in C.errors_of(pred, fut).items()})
             if args.samples > 1:
                 bo.append(C.best_of(C.sample(model, te, args.samples), fut))
+            runs.add(kind=kind, seed=seed, epochs=info["epochs_run"], det=det[-1],
+                     **({f"best_of_{args.samples}": bo[-1]} if bo else {}))
             print(f"mouse {kind:4s} seed {seed}: ade {det[-1]['ade']:.1f} fde {det[-1]['fde']:.1f} px "
                   f"({info['epochs_run']} epochs, {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
         entry = summarise({SCENE: det})
