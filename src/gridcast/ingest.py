@@ -30,6 +30,7 @@ points that resampled points are interpolated from are projected.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time as _time
@@ -277,17 +278,20 @@ def _check_batch(
     track_missing = codes < 0
     reason = validate.row_reasons(track_missing, tn, an, bn, geographic)
     explain = None
-    if strict:
+    if strict:  # the message for a bad row is only worth building when it will be raised
         names = {"track": "track", **want}
         numbers = {"time": tn, "a": an, "b": bn}
-
-        def explain(i: int) -> str:
-            return validate.explain_row(i, int(reason[i]), names, cols, track_missing, numbers, kind)
+        explain = functools.partial(_explain, reason=reason, names=names, cols=cols,
+                                    track_missing=track_missing, numbers=numbers, kind=kind)
 
     if not reason.any():
         return _Batch(n, reason, codes, tn.values, an.values, bn.values, explain)
     ok = reason == 0
     return _Batch(n, reason, codes[ok], tn.values[ok], an.values[ok], bn.values[ok], explain)
+
+
+def _explain(i: int, reason, names, cols, track_missing, numbers, kind) -> str:
+    return validate.explain_row(i, int(reason[i]), names, cols, track_missing, numbers, kind)
 
 
 def _consume(

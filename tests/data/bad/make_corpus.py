@@ -47,7 +47,7 @@ write("nan_inf.csv", GEO + "".join([
 write("missing_values.csv", GEO + "".join([
     f"A,{t(0)},53.4000,-2.9000\n",
     f",{t(10)},53.4005,-2.9000\n",           # no track id
-    f"A,,53.4010,-2.9000\n",                 # no time
+    "A,,53.4010,-2.9000\n",                   # no time
     f"A,{t(30)},,-2.9000\n",                 # no lat
     f'A,{t(40)},53.4020,""\n',               # empty quoted lon
     f"A,{t(50)},53.4025,-2.9000\n",
