@@ -47,7 +47,9 @@ CASES = {
     "wrong_types.parquet": ({"not_numeric": 1}, 4, 2, "row 3: lat 'north' is not a number"),
 }
 ERRORS = {
-    "wrong_columns.csv": "missing column 'track' (columns found: 'id', 'timestamp', 'latitude', 'longitude')",
+    "wrong_columns.csv": "missing columns 'track', 'time', 'lat', 'lon' (columns found: 'id', 'timestamp', "
+                         "'latitude', 'longitude'); for this file: --track-col id --time-col timestamp "
+                         "--lat-col latitude --lon-col longitude",
     "empty.csv": "the file is empty",
     "header_only.csv": "no data rows (only a header)",
     "bool_lat.parquet": "column 'lat' holds bool values; expected numbers",

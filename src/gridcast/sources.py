@@ -102,16 +102,33 @@ class Source:
         return f"{self.name} row {(good_index or 0) + 1}", None
 
 
+# Common names of the default columns, for the hint when a file does not use the defaults.
+_ALIASES = {"lat": ("latitude",), "lon": ("longitude", "lng", "long"),
+            "time": ("timestamp", "datetime", "date_time", "date", "t"),
+            "track": ("track_id", "trip_id", "trajectory_id", "traj_id", "id", "user_id")}
+_FLAGS = {"lat": "--lat-col", "lon": "--lon-col", "time": "--time-col", "track": "--track-col"}
+
+
 def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
-    for role in ("track", "time", "a", "b"):
-        col = want.get(role)
-        if col is not None and col not in have:
-            hint = difflib.get_close_matches(col, have, n=1)
-            extra = f"; did you mean '{validate.printable(hint[0])}'?" if hint else ""
-            shown = ", ".join(f"'{validate.printable(h)}'" for h in have[:30]) + (" ..." if len(have) > 30 else "")
-            if have and all(validate.looks_numeric(h) for h in have):
-                extra += "; the first line looks like data: the file needs a header row naming its columns"
-            raise InputError(f"{name}: missing column '{validate.printable(col)}' (columns found: {shown}){extra}")
+    """One error naming every wanted column the file lacks, with the flags that would fit it."""
+    missing = [want[r] for r in ("track", "time", "a", "b") if want.get(r) is not None and want[r] not in have]
+    if not missing:
+        return
+    lower = {h.lower(): h for h in have}
+    fixes, guesses = [], []
+    for col in missing:
+        alias = next((lower[a] for a in _ALIASES.get(col, ()) if a in lower), None)
+        if alias is not None:
+            fixes.append(f"{_FLAGS[col]} {validate.printable(alias)}")
+        elif hint := difflib.get_close_matches(col, have, n=1):
+            guesses.append(f"'{validate.printable(hint[0])}' for '{validate.printable(col)}'")
+    extra = f"; for this file: {' '.join(fixes)}" if fixes else ""
+    extra += f"; did you mean {', '.join(guesses)}?" if guesses else ""
+    if have and all(validate.looks_numeric(h) for h in have):
+        extra += "; the first line looks like data: the file needs a header row naming its columns"
+    shown = ", ".join(f"'{validate.printable(h)}'" for h in have[:30]) + (" ..." if len(have) > 30 else "")
+    names = ", ".join(f"'{validate.printable(c)}'" for c in missing)
+    raise InputError(f"{name}: missing column{'s' if len(missing) > 1 else ''} {names} (columns found: {shown}){extra}")
 
 
 class CsvSource(Source):
