@@ -29,11 +29,16 @@ def plot_route_prediction(path: str | Path, observed: np.ndarray, truth: np.ndar
     follows a known road or wanders.
     """
     fig, ax = plt.subplots(figsize=(7, 6))
-    if len(background):
-        seen = np.unique(np.concatenate([t.cells for t in background]), axis=0)
-        ax.scatter(seen[:, 0], seen[:, 1], s=60, marker="s", color="0.9", label="cells of training trips", zorder=0)
     observed = np.asarray(observed).reshape(-1, 2)
     truth = np.asarray(truth).reshape(-1, 2)
+    shown = np.concatenate([observed, truth] + [np.asarray(r.cells).reshape(-1, 2) for r in routes])
+    low, high = shown.min(axis=0), shown.max(axis=0)
+    margin = np.maximum(3, 0.15 * (high - low))
+    low, high = low - margin, high + margin  # the view: this trip, not every training cell far away
+    if len(background):
+        seen = np.unique(np.concatenate([t.cells for t in background]), axis=0)
+        seen = seen[((seen >= low) & (seen <= high)).all(axis=1)]
+        ax.scatter(seen[:, 0], seen[:, 1], s=60, marker="s", color="0.9", label="cells of training trips", zorder=0)
     ax.plot(observed[:, 0], observed[:, 1], "o-", color="tab:blue", label="observed", zorder=3)
     if len(truth):
         joined = np.concatenate([observed[-1:], truth])
