@@ -75,3 +75,16 @@ def test_paired_difference_is_zero_for_identical_predictors_and_signed():
     assert d["diff"] == pytest.approx(2 / 5) and d["lo"] >= 0 and d["hi"] > 0
     with pytest.raises(ValueError):
         paired_difference(ours, [np.array([1])], "mrr")
+
+
+def test_rollouts_do_not_depend_on_the_order_of_training_tracks():
+    """From (1, 0), A goes on to (2, 0) and B to (1, 1), once each: a tie. It goes to the smaller
+    cell whichever track came first, so the same data always gives the same route error."""
+    from gridcast.baselines import default_baselines
+
+    for forward, backward in zip(default_baselines(), default_baselines()):
+        forward.fit([A, B])
+        backward.fit([B, A])
+        prefix = np.array([[9, 9], [1, 0]])
+        assert forward.rollout(prefix, 3) == backward.rollout(prefix, 3), forward.name
+    assert Markov(1).fit([B, A]).rollout(np.array([[1, 0]]), 1) == [(1, 1)]

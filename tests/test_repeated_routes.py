@@ -175,3 +175,24 @@ def test_fit_draws_its_training_curves_and_evaluate_draws_a_route(model_dir, tmp
     png = tmp_path / "route.png"
     assert main(["evaluate", str(model_dir), str(data), "--x-col", "x", "--y-col", "y", "--plot", str(png)]) == 0
     assert png.stat().st_size > 5000 and str(png) in capsys.readouterr().err
+
+
+def test_a_model_prepares_new_input_as_its_training_input_was(tmp_path, capsys):
+    """fit --collapse --max-gap is remembered in config.json; evaluate/predict on raw points then
+    collapse and split the same way without being told (and say so)."""
+    lines = ["track,time,x,y"]
+    for r in range(4):
+        for t, (x, y) in enumerate(ROUTE_A):
+            lines += [f"a{r},{2 * t},{x},{y}", f"a{r},{2 * t + 1},{x},{y}"]  # every cell held for two steps
+    data = tmp_path / "slow.csv"
+    data.write_text("\n".join(lines) + "\n")
+    model = tmp_path / "m"
+    assert main(["fit", str(data), "--x-col", "x", "--y-col", "y", "--cell-size", "1", "--step", "1",
+                 "--max-gap", "100", "--collapse", "--epochs", "2", "--out", str(model), "--no-progress"]) == 0
+    config = json.loads((model / "config.json").read_text())
+    assert config["preprocessing"] == {"max_gap": 100.0, "collapse": True}
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(data), "--x-col", "x", "--y-col", "y", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["n"] == 4 * (len(ROUTE_A) - 1)  # collapsed: one step per cell change
+    assert "collapsing consecutive repeats" in out.err

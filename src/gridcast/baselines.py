@@ -30,14 +30,15 @@ class CellBaseline:
         raise NotImplementedError
 
     def rollout(self, prefix: np.ndarray, horizon: int) -> list[Cell]:
-        """Greedy continuation: append the best-scored cell, repeat."""
+        """Greedy continuation: append the best-scored cell, repeat. Ties go to the smallest
+        (col, row), so the result never depends on the order the training tracks came in."""
         cells = [_cell(c) for c in np.asarray(prefix).reshape(-1, 2)]
         out: list[Cell] = []
         for _ in range(horizon):
             scores = self.scores(np.asarray(cells))
             if not scores:
                 break
-            best = max(scores.items(), key=lambda kv: kv[1])[0]
+            best = min(scores.items(), key=lambda kv: (-kv[1], kv[0]))[0]
             cells.append(best)
             out.append(best)
         return out

@@ -84,6 +84,7 @@ def run_demo(out_dir: str | Path, cells: tuple[str, ...] = ("lstm", "gru", "rnn"
              "n": results[cells[0]]["n"], "test_tracks": len(test), "train_tracks": len(train)}
     best_kind = max(cells, key=lambda k: table["models"][k]["acc@1"])
     best = models[best_kind]
+    best.preprocessing = {"max_gap": MAX_GAP, "collapse": True}
     best.save(out / "model")
     longest = max(test, key=len)
     n_obs = max(1, len(longest) // 2)

@@ -82,6 +82,9 @@ class Forecaster:
         if config is not None and settings:
             raise InputError("pass either a ForecasterConfig or keyword settings, not both")
         self.grid = grid
+        #: how the training tracks were prepared ({"max_gap", "collapse"}); saved, and reused by
+        #: `gridcast evaluate`/`predict` on raw input
+        self.preprocessing: dict = {}
 
     # ------------------------------------------------------------------------------ encoding
     @property
@@ -504,6 +507,7 @@ class Forecaster:
             "vocab": self.vocab_.to_list(),
             "normalisation": self.norm_.to_dict(),
             "output_size": self._output_size(),
+            "preprocessing": self.preprocessing,
         }
         tensors = dict(self.net_.state_dict())
         tensors.update(_pack_tracks(self.train_tracks_))
@@ -521,6 +525,7 @@ class Forecaster:
             self.train_config_ = TrainConfig(**config.get("train", {}))
             self.net_ = ForecasterNet(model_config, len(self.vocab_), int(config["output_size"]))
             self.train_tracks_ = _unpack_tracks(tensors)
+            self.preprocessing = dict(config.get("preprocessing") or {})
             if self.fusion:
                 self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
             self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DATA_PREFIX)})

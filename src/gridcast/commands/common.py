@@ -61,12 +61,15 @@ def is_gridded(path: Path) -> bool:
     return b"gridcast.grid" in meta
 
 
-def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None,
-                collapse: bool = False, min_len: int = 2) -> tuple[list[Track], Grid]:
+def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None, collapse: bool = False,
+                min_len: int = 2, max_gap: float | None = None) -> tuple[list[Track], Grid, dict]:
     """Tracks from DATA: a gridded Parquet as is, or raw points gridded on the spot.
 
     With `grid` (a model's own grid), raw points land on exactly that grid, and a gridded file must
-    carry the same grid, so that cell ids mean what the model learned.
+    carry the same grid, so that cell ids mean what the model learned. `max_gap` (a model's own)
+    splits raw tracks where ``--max-gap`` is not given. Returns the tracks, the grid and how they
+    were prepared (``{"max_gap", "collapse"}``), which a model keeps so that later input is
+    prepared the same way.
     """
     from ..ingest import grid_tracks, read_gridded
 
@@ -79,13 +82,17 @@ def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None,
             raise InputError(f"{source} was gridded on {gridded.grid.to_dict()}, the model on {grid.to_dict()}; "
                              f"regrid it with `gridcast grid ... --like MODEL_DIR`")
         data_grid = gridded.grid
+        gap = gridded.meta.get("max_gap")
+        collapse = collapse or bool(gridded.meta.get("collapse"))
     else:
         cell_size = getattr(args, "cell_size", None)
         if grid is None and cell_size is None:
             raise InputError(f"{source} is raw points: give --cell-size (and --step) or grid it first with `gridcast grid`")
+        gap = getattr(args, "max_gap", None)
+        gap = max_gap if gap is None else gap
         gridded = grid_tracks(source, cell_size=cell_size if grid is None else grid.cell_size,
                               step=getattr(args, "step", None) if grid is None else grid.step,
-                              columns=column_map(args), max_gap=getattr(args, "max_gap", None), like=grid,
+                              columns=column_map(args), max_gap=gap, like=grid,
                               sep=getattr(args, "sep", None))
         data_grid = gridded.grid
         report = gridded.report
@@ -103,7 +110,18 @@ def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None,
         short = sorted(t.id for t in tracks if len(t) < min_len)
         print(f"note: {source}: {len(tracks) - len(kept)} track(s) with fewer than {min_len} cells left out: "
               f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}", file=sys.stderr)
-    return kept, grid if grid is not None else data_grid
+    return kept, grid if grid is not None else data_grid, {"max_gap": gap, "collapse": bool(collapse)}
+
+
+def prepared_like_model(model, args: argparse.Namespace) -> tuple[bool, float | None]:
+    """The collapse and max-gap a model was trained with (config.json "preprocessing"), so that
+    evaluate/predict prepare new input the same way; ``--collapse`` still forces collapsing.
+    Says on stderr when the model's choice is applied, so nothing changes silently."""
+    prep = model.preprocessing or {}
+    collapse = bool(args.collapse or prep.get("collapse"))
+    if collapse and not args.collapse:
+        print("note: collapsing consecutive repeats, as the model's training tracks were", file=sys.stderr)
+    return collapse, prep.get("max_gap")
 
 
 def _grid_key(grid: Grid) -> tuple:

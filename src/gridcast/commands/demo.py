@@ -46,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
         print(verdict(table, metric))
     print(f"\nwrote {args.out}/model, {args.out}/prediction.png, {args.out}/training.png, {args.out}/metrics.json "
           f"[{table['seconds']} s]")
-    print(f"try: gridcast evaluate {args.out}/model {args.out}/test.parquet --collapse")
+    print(f"try: gridcast evaluate {args.out}/model {args.out}/test.parquet")
     print(f"     gridcast predict {args.out}/model --track \"{table['example_track']}\" --horizon 10")
     return 0

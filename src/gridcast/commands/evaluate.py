@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_column_args, load_tracks, metrics_table, print_json
+from .common import add_column_args, load_tracks, metrics_table, prepared_like_model, print_json
 
 KEYS = ["acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "ade", "fde"]
 
@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "on the model's grid.")
     p.add_argument("model", metavar="MODEL_DIR")
     p.add_argument("data", metavar="DATA", help="gridded Parquet or raw points (with column flags)")
-    p.add_argument("--collapse", action="store_true", help="drop consecutive repeats before scoring")
+    p.add_argument("--collapse", action="store_true",
+                   help="drop consecutive repeats before scoring (default: as the model's training tracks)")
     p.add_argument("--cut", type=float, default=0.5, help="share of each track observed before the route is continued")
     p.add_argument("--json", action="store_true",
                    help='print {"model": {metric: value}, "baselines": {name: {metric: value}}, "n": int}')
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.cut < 1.0:
         raise InputError(f"--cut must be in (0, 1), got {args.cut}")
     model = Forecaster.load(args.model)
-    tracks, grid = load_tracks(args.data, args, grid=model.grid, collapse=args.collapse)
+    collapse, max_gap = prepared_like_model(model, args)
+    tracks, grid, _ = load_tracks(args.data, args, grid=model.grid, collapse=collapse, max_gap=max_gap)
     baselines = [b.fit(model.train_tracks_) for b in default_baselines()]
     result = evaluate(model, baselines, tracks, grid=grid, cut=args.cut)
     if args.plot:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..plots import plot_training_curves
     from ..training import TrainConfig
 
-    tracks, grid = load_tracks(args.data, args, collapse=args.collapse)
+    tracks, grid, prep = load_tracks(args.data, args, collapse=args.collapse)
     config = ForecasterConfig(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
                               embed=args.embed, dropout=args.dropout, init_state=args.init_state,
                               max_move=args.max_move, offset_loss=args.offset_loss,
@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "train_log.jsonl"
     started = time.perf_counter()
-    model = Forecaster(config, grid).fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log,
+    model = Forecaster(config, grid)
+    model.preprocessing = prep  # evaluate/predict prepare raw input the same way
+    model = model.fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log,
                                          out_dir=out, progress=not args.no_progress and not args.json,
                                          resume=args.resume, skip_nonfinite=args.skip_nonfinite)
     result = model.result_

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_column_args, load_tracks, print_json
+from .common import add_column_args, load_tracks, prepared_like_model, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help='print {"next": [{"cell": [x, y], "p": p}, ...], "routes": [{"cells": [[x, y], ...], "p": p}, ...]} '
                         '(with DATA: one such object per track and line, plus "track")')
-    p.add_argument("--collapse", action="store_true", help="with DATA: drop consecutive repeats (as the model was fitted)")
+    p.add_argument("--collapse", action="store_true", help="with DATA: drop consecutive repeats (default: as the model's training tracks)")
     add_column_args(p)
     p.add_argument("--sep", help="CSV field separator (default: sniffed)")
     p.set_defaults(func=run)
@@ -69,7 +69,8 @@ def _predict_file(args: argparse.Namespace) -> int:
     if model.grid is None and not is_gridded(Path(args.data)):
         raise InputError(f"{args.model} carries no grid (fitted on cells from Python): give DATA as a "
                          f"gridded Parquet or use --track")
-    tracks, _ = load_tracks(args.data, args, grid=model.grid, collapse=args.collapse, min_len=1)
+    collapse, max_gap = prepared_like_model(model, args)
+    tracks, _, _ = load_tracks(args.data, args, grid=model.grid, collapse=collapse, min_len=1, max_gap=max_gap)
     timed = model.config.time_features
     routes = beam_many(model, [t.cells for t in tracks], args.horizon, width=args.top_k,
                        times=[t.times for t in tracks] if timed else None)
