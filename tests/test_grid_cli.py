@@ -77,6 +77,28 @@ def test_like_reuses_grid_and_step_from_a_gridded_file_and_a_model_dir(tracks_cs
     assert "differs from the reused grid" in capsys.readouterr().err
 
 
+def test_like_also_prepares_like_the_source(tracks_csv, tmp_path, capsys):
+    """--like FILE_OR_MODEL takes the source's --max-gap and --collapse too (unless given), and says so."""
+    first = tmp_path / "first.parquet"
+    assert main(["grid", str(tracks_csv), "--out", str(first), "--cell-size", "50", "--step", "10",
+                 "--max-gap", "600", "--collapse", *cols(), "--json"]) == 0
+    capsys.readouterr()
+    again = tmp_path / "again.parquet"
+    assert main(["grid", str(tracks_csv), "--out", str(again), "--like", str(first), *cols(), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "gaps > 600 s" in err and "collapsing" in err
+    meta = read_gridded(again).meta
+    assert meta["max_gap"] == 600 and meta["collapse"] is True
+    pd.testing.assert_frame_equal(read_gridded(again).frame, read_gridded(first).frame)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"grid": load_grid(first).to_dict(),
+                                                   "preprocessing": {"max_gap": 300.0, "collapse": False}}))
+    third = tmp_path / "third.parquet"
+    assert main(["grid", str(tracks_csv), "--out", str(third), "--like", str(model), "--max-gap", "0", *cols()]) == 0
+    assert read_gridded(third).meta["max_gap"] is None and "gaps >" not in capsys.readouterr().err  # given: kept
+
+
 @pytest.mark.parametrize(
     "extra,needle",
     [

@@ -695,6 +695,16 @@ def read_gridded(path: str | os.PathLike) -> GriddedTracks:
 
 def load_grid(path: str | os.PathLike) -> Grid:
     """The grid of a gridded Parquet file, or of a model directory (its config.json's "grid")."""
+    return _like(path)[0]
+
+
+def load_preparation(path: str | os.PathLike) -> dict:
+    """How the tracks of a gridded file or a model were prepared beyond the grid:
+    ``{"max_gap": seconds or None, "collapse": bool}`` ({} where it was not recorded)."""
+    return _like(path)[1]
+
+
+def _like(path: str | os.PathLike) -> tuple[Grid, dict]:
     path = os.fspath(path)
     if os.path.isdir(path):
         cfg = os.path.join(path, "config.json")
@@ -707,15 +717,22 @@ def load_grid(path: str | os.PathLike) -> Grid:
             raise InputError(f"{cfg}: not valid JSON ({exc})") from None
         if not isinstance(d, dict) or not isinstance(d.get("grid"), dict):
             raise InputError(f"{cfg}: has no \"grid\" entry")
-        return Grid.from_dict(d["grid"])
+        prep = d.get("preprocessing") if isinstance(d.get("preprocessing"), dict) else {}
+        return Grid.from_dict(d["grid"]), prep
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file or model directory")
     meta = _parquet_meta(path)
     if GRID_KEY not in meta:
         raise InputError(f"{path}: not a gridded file (no grid in its metadata)")
-    return Grid.from_json(meta[GRID_KEY].decode())
+    try:
+        ingest = json.loads(meta.get(INGEST_KEY, b"{}"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        ingest = {}
+    prep = {k: ingest[k] for k in ("max_gap", "collapse") if k in ingest}
+    return Grid.from_json(meta[GRID_KEY].decode()), prep
 
 
 __all__ = [
     "ColumnMap", "IngestReport", "GriddedTracks", "grid_tracks", "read_gridded", "write_gridded", "load_grid",
+    "load_preparation",
 ]

@@ -12,7 +12,7 @@ import sys
 import time
 
 from ..errors import InputError
-from ..ingest import IngestReport, grid_tracks, load_grid, write_gridded
+from ..ingest import IngestReport, grid_tracks, load_grid, load_preparation, write_gridded
 from .common import add_column_args, column_map
 
 
@@ -50,8 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=_seconds, default=argparse.SUPPRESS,
                    help="resampling step in seconds (0 = keep points as they are); defaults to the --like grid's step")
     add_column_args(p)
-    p.add_argument("--max-gap", type=_seconds, help="split a track where points are more than this many seconds apart")
-    p.add_argument("--like", help="reuse the grid of a gridded Parquet file or a model directory exactly")
+    p.add_argument("--max-gap", type=_seconds, default=argparse.SUPPRESS,
+                   help="split a track where points are more than this many seconds apart (0 = never); "
+                        "defaults to the --like source's")
+    p.add_argument("--like", help="reuse the grid of a gridded Parquet file or a model directory exactly, and its "
+                                  "--max-gap and --collapse unless given")
     p.add_argument("--strict", action="store_true", help="stop (exit 2) at the first bad row instead of dropping it")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--crs", help="projected CRS for lat/lon (default: UTM zone of the median position), or the CRS of x/y")
@@ -72,9 +75,18 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--step is required (seconds between resampled points; 0 keeps the points as they are)")
     if args.min_points < 1:
         raise InputError(f"--min-points must be at least 1, got {args.min_points}")
+    max_gap, collapse = getattr(args, "max_gap", None), args.collapse
+    if args.like:  # prepared like the source, not only gridded like it
+        prep = load_preparation(args.like)
+        if not hasattr(args, "max_gap") and prep.get("max_gap") is not None:
+            max_gap = float(prep["max_gap"])
+            print(f"note: splitting at gaps > {max_gap:g} s, as {args.like} was", file=sys.stderr)
+        if not collapse and prep.get("collapse"):
+            collapse = True
+            print(f"note: collapsing consecutive repeats, as {args.like} was", file=sys.stderr)
     gt = grid_tracks(
-        args.input, cell_size=args.cell_size, step=step, columns=column_map(args), max_gap=args.max_gap,
-        like=like, crs=args.crs, strict=args.strict, collapse=args.collapse, min_points=args.min_points,
+        args.input, cell_size=args.cell_size, step=step, columns=column_map(args), max_gap=max_gap,
+        like=like, crs=args.crs, strict=args.strict, collapse=collapse, min_points=args.min_points,
         sep=args.sep, progress=(not args.json) and sys.stderr.isatty(),
     )
     write_gridded(gt, args.out)
