@@ -58,18 +58,20 @@ def test_untrained_model_is_constant_velocity(kind):
 
 @pytest.mark.parametrize("absolute", [0.0, 10.0])
 def test_no_future_leakage(absolute):
-    """Perturbing the future positions changes the targets but never the inputs or predictions."""
+    """Perturbing the future positions (everyone's) changes the targets but never the inputs,
+    the neighbour context or the predictions."""
     w = load_split(TINY, "alpha", "test")
-    cfg = C.ForecasterConfig(kind="lstm", hidden=16, modes=4, scale=0.4, absolute=absolute)
+    cfg = C.ForecasterConfig(kind="lstm", hidden=16, modes=4, scale=0.4, absolute=absolute, neighbours=3)
     torch.manual_seed(0)
     model = C.ContinuousForecaster(cfg)
     for p in model.parameters():  # non-zero heads, so predictions depend on the inputs
         torch.nn.init.normal_(p, std=0.1)
     perturbed = w.traj.copy()
     perturbed[:, w.obs:] += np.random.default_rng(0).normal(scale=5.0, size=perturbed[:, w.obs:].shape)
-    a = C.prepare(w.traj[:, :w.obs], w.traj[:, w.obs:], cfg)
-    b = C.prepare(perturbed[:, :w.obs], perturbed[:, w.obs:], cfg)
-    assert torch.equal(a.feats, b.feats) and torch.equal(a.cv, b.cv)
+    a = C.prepare(w.traj[:, :w.obs], w.traj[:, w.obs:], cfg, w.window)
+    b = C.prepare(perturbed[:, :w.obs], perturbed[:, w.obs:], cfg, w.window)
+    assert torch.equal(a.feats, b.feats) and torch.equal(a.cv, b.cv) and torch.equal(a.nb, b.nb)
+    assert a.nb[:, :, -1].gt(0).any()  # the windows do have neighbours
     assert (a.ctx is None) == (absolute == 0) and (a.ctx is None or torch.equal(a.ctx, b.ctx))
     assert not torch.equal(a.target, b.target)
     np.testing.assert_array_equal(C.predict(model, a), C.predict(model, b))
@@ -77,7 +79,7 @@ def test_no_future_leakage(absolute):
     # and the observed part does matter: the check above is not vacuous
     moved = w.traj.copy()
     moved[:, 3] += 0.5
-    assert not np.allclose(C.predict(model, C.prepare(moved[:, :w.obs], None, cfg)), C.predict(model, a))
+    assert not np.allclose(C.predict(model, C.prepare(moved[:, :w.obs], None, cfg, w.window)), C.predict(model, a))
 
 
 def test_fit_learns_a_turn_and_samples(kind="gru"):
@@ -105,6 +107,47 @@ def test_fit_learns_a_turn_and_samples(kind="gru"):
         assert s.shape == (3, 100, 12, 2) and np.isfinite(s).all()
     with pytest.raises(ValueError):
         C.sample(model, va, 4, method="modes")  # only 3 components
+
+
+def test_neighbour_features_in_the_pedestrians_own_frame():
+    """Two walkers side by side, heading +y: for each, the other is 1 m to its side (x in the
+    canonical frame is the heading), 0 m ahead; a third window's lone walker has none."""
+    t = np.arange(8)[:, None] * np.array([0.0, 0.4])
+    obs = np.stack([t, t + [1.0, 0.0], t + [50.0, 0.0]])           # walkers 0, 1 share window 7
+    groups = np.array([7, 7, 9])
+    cfg = C.ForecasterConfig(scale=0.4, neighbours=2)
+    p = C.prepare(obs, None, cfg, groups)
+    nb = p.nb.numpy()
+    assert nb.shape == (3, 2, C.NEIGHBOUR_FEATURES)
+    last0 = nb[0, 0, 2 * 7: 2 * 7 + 2] * 0.4                          # walker 1's last position, seen by 0
+    np.testing.assert_allclose(last0, [0.0, -1.0], atol=1e-6)          # heading +y -> +x; +x world -> -y local
+    np.testing.assert_allclose(nb[1, 0, 14:16] * 0.4, [0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(nb[0, 0, 16:18], [1.0, 0.0], atol=1e-6)  # its last step: 0.4 m ahead / scale
+    assert nb[0, 0, -1] == pytest.approx(1 / (1 + 1.0 / 0.4)) and not nb[0, 1].any() and not nb[2].any()
+
+
+def test_mirror_augmentation_mirrors_the_neighbours_too():
+    cfg = C.ForecasterConfig(scale=0.4, neighbours=2, flip=True)
+    nb = torch.randn(64, 2, C.NEIGHBOUR_FEATURES)
+    nb[..., -1] = 0.5
+    feats, cv, target = torch.randn(64, 7, 4), torch.randn(64, 2), torch.randn(64, 12, 2)
+    f2, cv2, t2, nb2 = C._augment(feats, cv, target, cfg, torch.Generator().manual_seed(0), nb)
+    flipped = cv2[:, 1] != cv[:, 1]
+    assert flipped.any() and (~flipped).any()
+    ys = torch.arange(C.NEIGHBOUR_FEATURES - 1) % 2 == 1
+    assert torch.equal(nb2[flipped][..., :-1][..., ys], -nb[flipped][..., :-1][..., ys])
+    assert torch.equal(nb2[..., :-1][..., ~ys], nb[..., :-1][..., ~ys]) and torch.equal(nb2[..., -1], nb[..., -1])
+    assert torch.equal(nb2[~flipped], nb[~flipped])
+
+
+def test_neighbour_model_trains_and_needs_its_groups():
+    w = load_split(TINY, "alpha", "test")
+    cfg = C.ForecasterConfig(kind="gru", hidden=16, modes=4, scale=0.4, neighbours=3, epochs=2)
+    data = C.prepare(w.observed, w.future, cfg, w.window)
+    model, info = C.fit(data, data, cfg)
+    assert info["epochs_run"] == 2 and np.isfinite(C.predict(model, data)).all()
+    with pytest.raises(ValueError, match="groups"):
+        C.prepare(w.observed, None, cfg)
 
 
 def test_best_of_per_pedestrian_and_per_window():

@@ -154,6 +154,8 @@ class ForecasterConfig:
     obs_noise: float = 0.0      # max std (data units) of jitter added to observed positions in training
     absolute: float = 0.0       # > 0: also feed the last absolute position / this and the heading
                                 # (screens have edges and fixed menus; scenes differ, so 0 there)
+    neighbours: int = 0         # > 0: attend over this many nearest others' observed tracks in the
+                                # same window (pedestrians avoid each other); 0 = single agent
     lr: float = 3e-3
     weight_decay: float = 1e-4
     batch: int = 256
@@ -162,6 +164,34 @@ class ForecasterConfig:
     clip: float = 1.0
     mode_weight: float = 1.0    # weight of the mixture loss beside the deterministic one
     seed: int = 0
+
+
+SOCIAL = 32  # width of the pooled neighbour summary fed to the heads
+
+
+class SocialAttention(nn.Module):
+    """What the others in the scene are doing, as one vector per pedestrian.
+
+    Each of the ``n`` nearest others is described by its whole observed track, relative to the
+    pedestrian's last position in the pedestrian's own (canonical) frame, its last step and
+    1 / (1 + distance) (`neighbour_features`). Each neighbour is embedded by a small MLP; the
+    pedestrian's recurrent state asks which of them matter (dot-product attention) and receives
+    their weighted sum. No neighbour (a lone pedestrian, or padding) gives a zero vector.
+    """
+
+    def __init__(self, hidden: int, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.encode = nn.Sequential(nn.Linear(NEIGHBOUR_FEATURES, 64), nn.ReLU(), nn.Linear(64, SOCIAL))
+        self.query = nn.Linear(hidden, SOCIAL)
+        self.value = nn.Linear(SOCIAL, SOCIAL)
+
+    def forward(self, state: Tensor, nb: Tensor) -> Tensor:
+        present = nb[:, :, -1] > 0                                  # closeness > 0 <=> a real neighbour
+        keys = self.encode(nb)                                      # (B, n, SOCIAL)
+        score = (keys * self.query(state)[:, None]).sum(-1) / SOCIAL ** 0.5
+        weight = torch.softmax(score.masked_fill(~present, -1e9), dim=1) * present.any(1, keepdim=True)
+        return (weight[:, :, None] * self.value(keys)).sum(1)
 
 
 class ContinuousForecaster(nn.Module):
@@ -179,7 +209,9 @@ class ContinuousForecaster(nn.Module):
         self.encoder = Recurrent(cfg.kind, cfg.embed, cfg.hidden, num_layers=cfg.layers)
         h, out = cfg.hidden, cfg.horizon * 2
 
-        extra = 4 + (CONTEXT if cfg.absolute > 0 else 0)
+        extra = 4 + (CONTEXT if cfg.absolute > 0 else 0) + (SOCIAL if cfg.neighbours > 0 else 0)
+        if cfg.neighbours > 0:
+            self.social = SocialAttention(h, cfg.neighbours)
 
         def head(n_out: int) -> nn.Sequential:
             return nn.Sequential(nn.Linear(h + extra, h), nn.ReLU(), nn.Linear(h, n_out))
@@ -201,11 +233,14 @@ class ContinuousForecaster(nn.Module):
             base = base.unsqueeze(1)
         return base + residual_steps.cumsum(dim=-2)
 
-    def forward(self, feats: Tensor, cv: Tensor, ctx: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, feats: Tensor, cv: Tensor, ctx: Tensor | None = None,
+                nb: Tensor | None = None) -> dict[str, Tensor]:
         out = self.encoder(self.embed(feats)).output[:, -1]
         parts = [out, feats[:, -1]]  # the last step is the strongest cue
         if self.cfg.absolute > 0:
             parts.append(ctx)
+        if self.cfg.neighbours > 0:
+            parts.append(self.social(out, nb))
         z = torch.cat(parts, dim=1)
         batch, horizon = feats.shape[0], self.cfg.horizon
         result = {"mean": self._trajectory(self.mean_head(z).view(batch, horizon, 2), cv),
@@ -255,13 +290,48 @@ class Prepared:
     obs: np.ndarray
     future: np.ndarray | None
     ctx: Tensor | None = None
+    nb: Tensor | None = None           # (N, neighbours, NEIGHBOUR_FEATURES)
+    groups: np.ndarray | None = None   # window id of each example: who is whose neighbour
 
 
 CONTEXT = 4  # absolute context features: last x, y / absolute, heading cos, sin
+OBS_STEPS = 8  # observed positions per neighbour track (the ETH/UCY protocol's 8)
+NEIGHBOUR_FEATURES = 2 * OBS_STEPS + 3  # relative track (x, y per step), last step (x, y), closeness
 
 
-def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig) -> Prepared:
-    """Inputs from ``obs`` alone; ``future`` (if given) only becomes the target."""
+def neighbour_features(obs: np.ndarray, origin: np.ndarray, rot: np.ndarray, scale: float,
+                       groups: np.ndarray, n: int) -> np.ndarray:
+    """(N, n, NEIGHBOUR_FEATURES): for each example the ``n`` nearest others of its window (by
+    distance at the last observed step), each as its observed track relative to this example's
+    last position, in this example's frame, / ``scale``; then its last step and 1 / (1 + distance).
+    Observed positions only (a test perturbs the futures). Rows beyond a window's size stay zero."""
+    obs = np.asarray(obs, np.float64)
+    if obs.shape[1] != OBS_STEPS:
+        raise ValueError(f"neighbour features expect {OBS_STEPS} observed steps, got {obs.shape[1]}")
+    out = np.zeros((len(obs), n, NEIGHBOUR_FEATURES), np.float32)
+    order = np.argsort(groups, kind="stable")
+    bounds = np.r_[0, np.nonzero(np.diff(groups[order]))[0] + 1, len(order)]
+    last = obs[:, -1]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        members = order[a:b]
+        k = min(n, len(members) - 1)
+        if k <= 0:
+            continue
+        d = np.linalg.norm(last[members][None] - last[members][:, None], axis=-1)
+        np.fill_diagonal(d, np.inf)
+        nearest = np.argsort(d, axis=1)[:, :k]                              # (m, k) indices into members
+        others = obs[members][nearest]                                      # (m, k, T, 2)
+        rel = np.einsum("mktc,mcd->mktd", others - origin[members][:, None, None], rot[members]) / scale
+        step = rel[:, :, -1] - rel[:, :, -2]
+        close = 1.0 / (1.0 + np.take_along_axis(d, nearest, axis=1) / scale)
+        out[members, :k] = np.concatenate([rel.reshape(len(members), k, -1), step, close[..., None]], axis=-1)
+    return out
+
+
+def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig,
+            groups: np.ndarray | None = None) -> Prepared:
+    """Inputs from ``obs`` alone; ``future`` (if given) only becomes the target. ``groups``: the
+    window id of each example, needed when ``cfg.neighbours`` > 0."""
     feats, origin, rot = make_inputs(obs, cfg.scale, cfg.canonical)
     cv = torch.from_numpy(feats[:, -1, :2].copy())
     target = None
@@ -271,7 +341,12 @@ def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig) -
     if cfg.absolute > 0:
         last = np.asarray(obs, np.float64)[:, -1] / cfg.absolute
         ctx = torch.from_numpy(np.column_stack([last, rot[:, 0, 0], rot[:, 1, 0]]).astype(np.float32))
-    return Prepared(torch.from_numpy(feats), cv, target, origin, rot, obs, future, ctx)
+    nb = None
+    if cfg.neighbours > 0:
+        if groups is None:
+            raise ValueError("cfg.neighbours > 0 needs the window id of every example (groups)")
+        nb = torch.from_numpy(neighbour_features(obs, origin, rot, cfg.scale, np.asarray(groups), cfg.neighbours))
+    return Prepared(torch.from_numpy(feats), cv, target, origin, rot, obs, future, ctx, nb, groups)
 
 
 def jittered(data: Prepared, cfg: ForecasterConfig, rng: np.random.Generator) -> Prepared:
@@ -283,13 +358,18 @@ def jittered(data: Prepared, cfg: ForecasterConfig, rng: np.random.Generator) ->
     """
     level = rng.uniform(0, cfg.obs_noise, size=(len(data.obs), 1, 1))
     noisy = data.obs + rng.normal(size=data.obs.shape) * level
-    return prepare(noisy, data.future, cfg)
+    return prepare(noisy, data.future, cfg, data.groups)
 
 
-def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig,
-             gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+_NEIGHBOUR_Y = torch.arange(NEIGHBOUR_FEATURES) % 2 == 1  # the y of every relative position and of the step
+_NEIGHBOUR_Y[-1] = False                                     # closeness is no coordinate
+
+
+def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig, gen: torch.Generator,
+             nb: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """Random mirror across the heading axis (canonical) or random rotation (relative frame),
-    and optional speed scaling: all are symmetries of the data, applied to inputs and targets alike."""
+    and optional speed scaling: all are symmetries of the data, applied to inputs and targets alike
+    (a mirrored pedestrian sees mirrored neighbours)."""
     b = feats.shape[0]
     if cfg.canonical:
         sign = torch.ones(b, 1, 2)
@@ -297,6 +377,8 @@ def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig,
             sign[:, :, 1] = torch.where(torch.rand(b, 1, generator=gen) < 0.5, -1.0, 1.0)
         feats = feats * sign.repeat(1, 1, 2)
         cv, target = cv * sign[:, 0], target * sign
+        if nb is not None:
+            nb = nb * torch.where(_NEIGHBOUR_Y, sign[:, :, 1:], 1.0)
     else:
         theta = torch.rand(b, generator=gen) * 2 * math.pi
         c, s = torch.cos(theta), torch.sin(theta)
@@ -310,7 +392,7 @@ def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig,
     if cfg.speed_aug > 0:
         k = 1 + cfg.speed_aug * (2 * torch.rand(b, 1, generator=gen) - 1)
         feats, cv, target = feats * k[:, :, None], cv * k, target * k[:, :, None]
-    return feats, cv, target
+    return feats, cv, target, nb
 
 
 def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
@@ -318,6 +400,8 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
     """AdamW with gradient-norm clipping and a cosine learning rate; keeps the weights with the
     best validation ADE of the deterministic head and stops after ``patience`` epochs without
     improvement (or after ``max_seconds``). Returns the model and a small history."""
+    if cfg.neighbours > 0 and (not cfg.canonical or cfg.speed_aug > 0):
+        raise ValueError("neighbour context needs the canonical frame and no speed augmentation")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = ContinuousForecaster(cfg)
@@ -334,9 +418,10 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
         data = jittered(train, cfg, rng) if cfg.obs_noise > 0 else train
         for i in range(0, n, cfg.batch):
             idx = order[i: i + cfg.batch]
-            feats, cv, target = _augment(data.feats[idx], data.cv[idx], data.target[idx], cfg, gen)
+            feats, cv, target, nb = _augment(data.feats[idx], data.cv[idx], data.target[idx], cfg, gen,
+                                             None if data.nb is None else data.nb[idx])
             ctx = data.ctx[idx] if data.ctx is not None else None
-            parts = losses(model(feats, cv, ctx), target, cfg.mode_weight)
+            parts = losses(model(feats, cv, ctx, nb), target, cfg.mode_weight)
             opt.zero_grad(set_to_none=True)
             parts["total"].backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -367,7 +452,8 @@ def _run(models: list[ContinuousForecaster], data: Prepared, batch: int = 4096) 
     for model in models:
         model.eval()
         parts = [model(data.feats[i: i + batch], data.cv[i: i + batch],
-                       None if data.ctx is None else data.ctx[i: i + batch])
+                       None if data.ctx is None else data.ctx[i: i + batch],
+                       None if data.nb is None else data.nb[i: i + batch])
                  for i in range(0, len(data.feats), batch)]
         outs.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
     return {k: torch.stack([o[k] for o in outs]) for k in outs[0]}

@@ -23,7 +23,7 @@ from .common import run_single_threaded
 
 # tuned on eth/hotel/zara1 (docs/benchmarks-ethucy.md): 5 cm of observation jitter in training
 # makes BIWI's jerky hand annotations far less harmful; 10 cosine epochs reach the val plateau
-ETHUCY = {"epochs": 10, "patience": 4, "obs_noise": 0.05}
+ETHUCY = {"epochs": 10, "patience": 4, "obs_noise": 0.05, "neighbours": 8}
 QUICK = {"epochs": 2, "hidden": 32, "modes": 20, "patience": 2}
 QUICK_TRAIN = 1500  # windows per fold in --quick: enough to run every code path, not to learn
 
@@ -37,6 +37,8 @@ def register(targets: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="models per kind and scene; mean and std over them")
     p.add_argument("--scenes", default=None, help="comma list of held-out scenes (default: all found)")
     p.add_argument("--epochs", type=int, default=None, help="override the epoch budget")
+    p.add_argument("--neighbours", type=int, default=None,
+                   help="others attended per pedestrian (default 8; 0 = the single-agent model)")
     p.add_argument("--quick", action="store_true",
                    help="protocol check in about a minute: full windows and baselines, tiny models")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -51,6 +53,10 @@ def config_for(kind: str, args: argparse.Namespace, scale: float, seed: int) -> 
         setattr(cfg, key, value)
     if args.epochs:
         cfg.epochs = args.epochs
+    if args.neighbours is not None:
+        if args.neighbours < 0:
+            raise InputError(f"--neighbours must be >= 0, got {args.neighbours}")
+        cfg.neighbours = args.neighbours
     return cfg
 
 
@@ -142,8 +148,8 @@ def _run(args: argparse.Namespace) -> int:
             models = []
             for seed in range(args.seeds):
                 cfg = config_for(kind, args, scale, seed)
-                model, info = C.fit(C.prepare(train.observed, train.future, cfg),
-                                    C.prepare(fold.val.observed, fold.val.future, cfg), cfg)
+                model, info = C.fit(C.prepare(train.observed, train.future, cfg, train.window),
+                                    C.prepare(fold.val.observed, fold.val.future, cfg, fold.val.window), cfg)
                 models.append(model)
                 got = evaluate([model], test_obs, test_fut, fold.test.window, args.samples, seed)
                 for variant, value in got.items():
@@ -176,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         entry["seconds"] = round(timing[kind], 1)
         result["models"][kind] = entry
     result["protocol"] = {"obs": 8, "horizon": 12, "skip": 1, "min_peds": 2, "unit": "m",
+                          "neighbours": config_for(kinds[0], args, 1.0, 0).neighbours,
                           "scenes": scenes, "seeds": args.seeds,
                           "quick": bool(args.quick), "test_counts": counts,
                           "samples_note": "best-of-K: 'per_pedestrian' = each pedestrian's own best of the "
@@ -198,7 +205,7 @@ def evaluate(models: list, obs: np.ndarray, fut: np.ndarray, windows: np.ndarray
              seed: int) -> dict[str, dict[str, float]]:
     """Deterministic ADE/FDE of (the average of) ``models``; with ``samples`` > 1 also best-of-K
     from the mixture (per pedestrian and per window) and from Gaussian draws (per pedestrian)."""
-    data = C.prepare(obs, None, models[0].cfg)
+    data = C.prepare(obs, None, models[0].cfg, windows)
     got = {"det": {m: float(v.mean()) for m, v in C.errors_of(C.predict(models, data), fut).items()}}
     if samples > 1:
         modes = C.sample(models, data, samples, method="modes")
