@@ -695,16 +695,12 @@ def read_gridded(path: str | os.PathLike) -> GriddedTracks:
 
 def load_grid(path: str | os.PathLike) -> Grid:
     """The grid of a gridded Parquet file, or of a model directory (its config.json's "grid")."""
-    return _like(path)[0]
+    return load_like(path)[0]
 
 
-def load_preparation(path: str | os.PathLike) -> dict:
-    """How the tracks of a gridded file or a model were prepared beyond the grid:
-    ``{"max_gap": seconds or None, "collapse": bool}`` ({} where it was not recorded)."""
-    return _like(path)[1]
-
-
-def _like(path: str | os.PathLike) -> tuple[Grid, dict]:
+def load_like(path: str | os.PathLike) -> tuple[Grid, dict]:
+    """The grid of a gridded file or a model directory, and how its tracks were prepared beyond
+    the grid: ``{"max_gap": seconds or None, "collapse": bool}`` ({} where it was not recorded)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         cfg = os.path.join(path, "config.json")
@@ -734,5 +730,5 @@ def _like(path: str | os.PathLike) -> tuple[Grid, dict]:
 
 __all__ = [
     "ColumnMap", "IngestReport", "GriddedTracks", "grid_tracks", "read_gridded", "write_gridded", "load_grid",
-    "load_preparation",
+    "load_like",
 ]

@@ -62,14 +62,14 @@ def is_gridded(path: Path) -> bool:
 
 
 def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None, collapse: bool = False,
-                min_len: int = 2, max_gap: float | None = None) -> tuple[list[Track], Grid, dict]:
+                min_len: int = 2, like: dict | None = None, like_name: str = "") -> tuple[list[Track], Grid, dict]:
     """Tracks from DATA: a gridded Parquet as is, or raw points gridded on the spot.
 
     With `grid` (a model's own grid), raw points land on exactly that grid, and a gridded file must
-    carry the same grid, so that cell ids mean what the model learned. `max_gap` (a model's own)
-    splits raw tracks where ``--max-gap`` is not given. Returns the tracks, the grid and how they
-    were prepared (``{"max_gap", "collapse"}``), which a model keeps so that later input is
-    prepared the same way.
+    carry the same grid, so that cell ids mean what the model learned. `like` (a model's
+    "preprocessing", named `like_name`) is followed where the flags say nothing (`follow_preparation`).
+    Returns the tracks, the grid and how they were prepared (``{"max_gap", "collapse"}``), which a
+    model keeps so that later input is prepared the same way.
     """
     from ..ingest import grid_tracks, read_gridded
 
@@ -84,12 +84,15 @@ def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None, c
         data_grid = gridded.grid
         gap = gridded.meta.get("max_gap")
         collapse = collapse or bool(gridded.meta.get("collapse"))
+        if like:  # the file's own gaps are fixed; only collapsing can still follow the model
+            collapse, _ = follow_preparation(like, like_name, collapse, gap, gap_given=True)
     else:
         cell_size = getattr(args, "cell_size", None)
         if grid is None and cell_size is None:
             raise InputError(f"{source} is raw points: give --cell-size (and --step) or grid it first with `gridcast grid`")
         gap = getattr(args, "max_gap", None)
-        gap = max_gap if gap is None else gap
+        if like:
+            collapse, gap = follow_preparation(like, like_name, collapse, gap, gap_given=gap is not None)
         gridded = grid_tracks(source, cell_size=cell_size if grid is None else grid.cell_size,
                               step=getattr(args, "step", None) if grid is None else grid.step,
                               columns=column_map(args), max_gap=gap, like=grid,
@@ -113,15 +116,18 @@ def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None, c
     return kept, grid if grid is not None else data_grid, {"max_gap": gap, "collapse": bool(collapse)}
 
 
-def prepared_like_model(model, args: argparse.Namespace) -> tuple[bool, float | None]:
-    """The collapse and max-gap a model was trained with (config.json "preprocessing"), so that
-    evaluate/predict prepare new input the same way; ``--collapse`` still forces collapsing.
-    Says on stderr when the model's choice is applied, so nothing changes silently."""
-    prep = model.preprocessing or {}
-    collapse = bool(args.collapse or prep.get("collapse"))
-    if collapse and not args.collapse:
-        print("note: collapsing consecutive repeats, as the model's training tracks were", file=sys.stderr)
-    return collapse, prep.get("max_gap")
+def follow_preparation(prep: dict, source: str, collapse: bool, max_gap: float | None,
+                       gap_given: bool) -> tuple[bool, float | None]:
+    """Collapse and max gap for new input prepared like `source` (a model's config.json
+    "preprocessing", or a gridded file's metadata): flags the user gave win, and a choice taken
+    from the source is said on stderr, so nothing changes silently (evaluate, predict, grid --like)."""
+    if not gap_given and prep.get("max_gap") is not None:
+        max_gap = float(prep["max_gap"])
+        print(f"note: splitting tracks at gaps > {max_gap:g} s, as {source} was", file=sys.stderr)
+    if not collapse and prep.get("collapse"):
+        collapse = True
+        print(f"note: collapsing consecutive repeats, as {source} was", file=sys.stderr)
+    return collapse, max_gap
 
 
 def _grid_key(grid: Grid) -> tuple:

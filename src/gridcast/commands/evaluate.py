@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_column_args, load_tracks, metrics_table, prepared_like_model, print_json
+from .common import add_column_args, load_tracks, metrics_table, print_json
 
 KEYS = ["acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "ade", "fde"]
 
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.cut < 1.0:
         raise InputError(f"--cut must be in (0, 1), got {args.cut}")
     model = Forecaster.load(args.model)
-    collapse, max_gap = prepared_like_model(model, args)
-    tracks, grid, _ = load_tracks(args.data, args, grid=model.grid, collapse=collapse, max_gap=max_gap)
+    tracks, grid, _ = load_tracks(args.data, args, grid=model.grid, collapse=args.collapse,
+                                  like=model.preprocessing, like_name=args.model)
     baselines = [b.fit(model.train_tracks_) for b in default_baselines()]
     result = evaluate(model, baselines, tracks, grid=grid, cut=args.cut)
     if args.plot:

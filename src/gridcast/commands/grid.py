@@ -12,8 +12,8 @@ import sys
 import time
 
 from ..errors import InputError
-from ..ingest import IngestReport, grid_tracks, load_grid, load_preparation, write_gridded
-from .common import add_column_args, column_map
+from ..ingest import IngestReport, grid_tracks, load_like, write_gridded
+from .common import add_column_args, column_map, follow_preparation
 
 
 def _seconds(text: str) -> float | None:
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    like = load_grid(args.like) if args.like else None
+    like, like_prep = load_like(args.like) if args.like else (None, {})
     if hasattr(args, "step"):
         step = args.step
     elif like is not None:
@@ -75,15 +75,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--step is required (seconds between resampled points; 0 keeps the points as they are)")
     if args.min_points < 1:
         raise InputError(f"--min-points must be at least 1, got {args.min_points}")
-    max_gap, collapse = getattr(args, "max_gap", None), args.collapse
+    collapse, max_gap = args.collapse, getattr(args, "max_gap", None)
     if args.like:  # prepared like the source, not only gridded like it
-        prep = load_preparation(args.like)
-        if not hasattr(args, "max_gap") and prep.get("max_gap") is not None:
-            max_gap = float(prep["max_gap"])
-            print(f"note: splitting at gaps > {max_gap:g} s, as {args.like} was", file=sys.stderr)
-        if not collapse and prep.get("collapse"):
-            collapse = True
-            print(f"note: collapsing consecutive repeats, as {args.like} was", file=sys.stderr)
+        collapse, max_gap = follow_preparation(like_prep, args.like, collapse, max_gap,
+                                               gap_given=hasattr(args, "max_gap"))
     gt = grid_tracks(
         args.input, cell_size=args.cell_size, step=step, columns=column_map(args), max_gap=max_gap,
         like=like, crs=args.crs, strict=args.strict, collapse=collapse, min_points=args.min_points,

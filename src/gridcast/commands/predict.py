@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_column_args, load_tracks, prepared_like_model, print_json
+from .common import add_column_args, load_tracks, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,8 +69,8 @@ def _predict_file(args: argparse.Namespace) -> int:
     if model.grid is None and not is_gridded(Path(args.data)):
         raise InputError(f"{args.model} carries no grid (fitted on cells from Python): give DATA as a "
                          f"gridded Parquet or use --track")
-    collapse, max_gap = prepared_like_model(model, args)
-    tracks, _, _ = load_tracks(args.data, args, grid=model.grid, collapse=collapse, min_len=1, max_gap=max_gap)
+    tracks, _, _ = load_tracks(args.data, args, grid=model.grid, collapse=args.collapse, min_len=1,
+                               like=model.preprocessing, like_name=args.model)
     timed = model.config.time_features
     routes = beam_many(model, [t.cells for t in tracks], args.horizon, width=args.top_k,
                        times=[t.times for t in tracks] if timed else None)
