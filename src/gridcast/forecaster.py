@@ -369,15 +369,21 @@ class Forecaster:
         return cands, mass.log().float(), torch.full((batch,), -math.inf)
 
     @torch.no_grad()
-    def _encode_prefix(self, prefix: np.ndarray, times: np.ndarray | None = None):
-        prefix = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)
-        if len(prefix) == 0:
-            raise InputError("the track prefix is empty: give at least one cell")
-        times = _check_times(times, len(prefix))
-        ids = torch.from_numpy(self.vocab_.ids(prefix))[None]
-        features = torch.from_numpy(self._features(prefix, times))[None]
+    def _run_cells(self, cells: np.ndarray, times: np.ndarray | None, what: str):
+        """One causal pass over a track's cells: head outputs (1, n, O), the final recurrent state,
+        the cells as an (n, 2) array and the inputs (1, n, F). `what` names the track in errors."""
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        if len(cells) == 0:
+            raise InputError(f"the {what} is empty: give at least one cell")
+        times = _check_times(times, len(cells))
+        ids = torch.from_numpy(self.vocab_.ids(cells))[None]
+        features = torch.from_numpy(self._features(cells, times))[None]
         self.net_.eval()
         outputs, state, _ = self.net_(ids, features)
+        return outputs, state, cells, features
+
+    def _encode_prefix(self, prefix: np.ndarray, times: np.ndarray | None = None):
+        outputs, state, prefix, features = self._run_cells(prefix, times, "track prefix")
         return outputs[:, -1], state, prefix, features[0, -1]
 
     @staticmethod
@@ -414,14 +420,7 @@ class Forecaster:
         """After every cell of a track (one causal pass): candidate cells (n, C, 2), their log p
         (n, C, float64; -inf for duplicate or impossible slots) and log p of ending (n,)."""
         self._check_fitted()
-        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
-        if len(cells) == 0:
-            raise InputError("the track is empty: give at least one cell")
-        times = _check_times(times, len(cells))
-        ids = torch.from_numpy(self.vocab_.ids(cells))[None]
-        features = torch.from_numpy(self._features(cells, times))[None]
-        self.net_.eval()
-        outputs, _, _ = self.net_(ids, features)
+        outputs, _, cells, _ = self._run_cells(cells, times, "track")
         before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
         cands, logp, end = self._distribution(outputs[0], cells, before)
         return np.asarray(cands), logp.double().numpy(), end.double().numpy()
