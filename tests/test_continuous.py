@@ -166,3 +166,29 @@ def test_parse_cells():
     assert C.parse_cells("GRU, lstm,gru") == ["gru", "lstm"]
     with pytest.raises(ValueError):
         C.parse_cells("lstm,transformer")
+
+
+def _turning_walkers(n: int = 120, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    turn = np.where(np.arange(20) >= 8, 0.12, 0.0).cumsum()
+    ang = rng.uniform(0, 2 * np.pi, size=n)[:, None] + turn[None]
+    vel = rng.uniform(0.2, 0.6, size=n)[:, None, None] * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
+    return np.cumsum(vel, axis=1)
+
+
+def test_weight_average_follows_its_decay():
+    """Decay ~0: the average is the last step's weights, so training is unchanged. Decay ~1: the
+    average never leaves the first step's weights, one small step from constant velocity."""
+    traj = _turning_walkers(320)
+    kw = dict(kind="lstm", hidden=12, modes=0, scale=0.4, epochs=6, patience=6, lr=1e-2, batch=64)
+    data = C.prepare(traj[:, :8], traj[:, 8:], C.ForecasterConfig(**kw))
+    plain, _ = C.fit(data, data, C.ForecasterConfig(**kw, ema=0.0))
+    instant, _ = C.fit(data, data, C.ForecasterConfig(**kw, ema=1e-12))
+    for name, value in plain.state_dict().items():
+        torch.testing.assert_close(instant.state_dict()[name], value)
+    frozen, _ = C.fit(data, data, C.ForecasterConfig(**kw, ema=1 - 1e-12))
+    cvm = C.constant_velocity(traj[:, :8], 12)
+    moved = {name: np.abs(C.predict(m, data) - cvm).mean() for name, m in (("plain", plain), ("frozen", frozen))}
+    assert moved["frozen"] < 0.2 * moved["plain"], moved
+    with pytest.raises(ValueError, match="ema"):
+        C.fit(data, data, C.ForecasterConfig(**kw, ema=1.0))
