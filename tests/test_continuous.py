@@ -102,6 +102,12 @@ def test_fit_learns_a_turn_and_samples(kind="gru"):
     cvm = C.errors_of(C.constant_velocity(traj[300:, :8], 12), traj[300:, 8:])["ade"].mean()
     assert ours < 0.5 * cvm, (ours, cvm)
     assert info["epochs_run"] >= 1 and info["best_val_ade"] < np.inf
+    # each output is kept from its own best validation epoch
+    sampler = info["sampler"]
+    det, mix = C.validation_scores(model, va), C.validation_scores(sampler, va)
+    assert det["ade"] == pytest.approx(min(h["val_ade"] for h in info["history"]), abs=1e-5)
+    assert mix["best_of_modes"] == pytest.approx(min(h["val_best_of_modes"] for h in info["history"]), abs=1e-5)
+    assert det["ade"] <= mix["ade"] + 1e-6 and mix["best_of_modes"] <= det["best_of_modes"] + 1e-6
     for method in ("modes", "gaussian"):
         s = C.sample(model, va, 3, method=method)
         assert s.shape == (3, 100, 12, 2) and np.isfinite(s).all()

@@ -410,10 +410,14 @@ def _moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.Ave
 
 def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
         max_seconds: float | None = None) -> tuple[ContinuousForecaster, dict]:
-    """AdamW with gradient-norm clipping and a cosine learning rate; keeps the weights (their
-    moving average if ``cfg.ema`` > 0) with the best validation ADE of the deterministic head and
-    stops after ``patience`` epochs without improvement (or after ``max_seconds``).
-    Returns the model and a small history."""
+    """AdamW with gradient-norm clipping and a cosine learning rate.
+
+    Keeps the weights (their moving average if ``cfg.ema`` > 0) of the epoch with the best
+    validation ADE of the deterministic head, and separately those with the best validation
+    best-of-K ADE of the mixture, ``info["sampler"]``: the two outputs peak at different epochs
+    (a held-out scene may want the near-CVM average of the first epoch for its one trajectory while
+    the mixture is still learning its spread). Stops after ``patience`` epochs in which neither
+    improved (or after ``max_seconds``). Returns the deterministic model and a small history."""
     if cfg.neighbours > 0 and (not cfg.canonical or cfg.speed_aug > 0):
         raise ValueError("neighbour context needs the canonical frame and no speed augmentation")
     torch.manual_seed(cfg.seed)
@@ -423,7 +427,9 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr * 0.05)
     n = len(train.feats)
-    best, best_state, stale, history = math.inf, None, 0, []
+    best = {"ade": math.inf, "best_of_modes": math.inf}
+    kept: dict[str, dict] = {}
+    stale, history = 0, []
     start = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     for epoch in range(cfg.epochs):
@@ -446,21 +452,28 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
             total += float(parts["total"].detach()) * len(idx)
         sched.step()
         judged = averaged.module if averaged is not None else model
-        val_ade = evaluate_local(judged, val)
-        history.append({"epoch": epoch, "train_loss": total / n, "val_ade": val_ade})
+        scores = validation_scores(judged, val)
+        history.append({"epoch": epoch, "train_loss": total / n, "val_ade": scores["ade"],
+                        **({"val_best_of_modes": scores["best_of_modes"]} if "best_of_modes" in scores else {})})
         if log:
-            log(f"epoch {epoch:3d} loss {total / n:.4f} val ade {val_ade:.4f}")
-        if val_ade < best - 1e-5:
-            best, best_state, stale = val_ade, copy.deepcopy(judged.state_dict()), 0
-        else:
-            stale += 1
+            log(f"epoch {epoch:3d} loss {total / n:.4f} val ade {scores['ade']:.4f}")
+        improved = [key for key, value in scores.items() if value < best[key] - 1e-5]
+        for key in improved:
+            best[key], kept[key] = scores[key], copy.deepcopy(judged.state_dict())
+        stale = 0 if improved else stale + 1
         if stale >= cfg.patience or (max_seconds and time.perf_counter() - start > max_seconds):
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    sampler = None
+    if "best_of_modes" in kept:
+        sampler = ContinuousForecaster(cfg)
+        sampler.load_state_dict(kept["best_of_modes"])
+        sampler.eval()
+    if "ade" in kept:
+        model.load_state_dict(kept["ade"])
     model.eval()
-    return model, {"history": history, "best_val_ade": best, "epochs_run": len(history),
-                   "seconds": time.perf_counter() - start, "config": asdict(cfg)}
+    return model, {"history": history, "best_val_ade": best["ade"], "epochs_run": len(history),
+                   "seconds": time.perf_counter() - start, "config": asdict(cfg),
+                   "sampler": sampler if sampler is not None else model}
 
 
 @torch.no_grad()
@@ -477,10 +490,15 @@ def _run(models: list[ContinuousForecaster], data: Prepared, batch: int = 4096) 
     return {k: torch.stack([o[k] for o in outs]) for k in outs[0]}
 
 
-def evaluate_local(model: ContinuousForecaster, data: Prepared) -> float:
-    """Deterministic ADE in the model's scaled local frame (rotation keeps distances)."""
-    mean = _run([model], data)["mean"][0]
-    return float(euclid(mean, data.target).mean())
+def validation_scores(model: ContinuousForecaster, data: Prepared) -> dict[str, float]:
+    """Deterministic ADE and (with a mixture) the best-of-K ADE over its components, in the
+    model's scaled local frame (rotation keeps distances)."""
+    out = _run([model], data)
+    scores = {"ade": float(euclid(out["mean"][0], data.target).mean())}
+    if "modes" in out:
+        per_mode = euclid(out["modes"][0], data.target.unsqueeze(1)).mean(-1)  # (N, K)
+        scores["best_of_modes"] = float(per_mode.min(dim=1).values.mean())
+    return scores
 
 
 def predict(models: ContinuousForecaster | list[ContinuousForecaster], data: Prepared) -> np.ndarray:

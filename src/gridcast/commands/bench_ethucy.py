@@ -146,13 +146,14 @@ def _run(args: argparse.Namespace) -> int:
         scale = C.typical_step(train.observed)
         for kind in kinds:
             t0 = time.perf_counter()
-            models = []
+            models, samplers = [], []
             for seed in range(args.seeds):
                 cfg = config_for(kind, args, scale, seed)
                 model, info = C.fit(C.prepare(train.observed, train.future, cfg, train.window),
                                     C.prepare(fold.val.observed, fold.val.future, cfg, fold.val.window), cfg)
                 models.append(model)
-                got = evaluate([model], test_obs, test_fut, fold.test.window, args.samples, seed)
+                samplers.append(info["sampler"])
+                got = evaluate([model], [info["sampler"]], test_obs, test_fut, fold.test.window, args.samples, seed)
                 for variant, value in got.items():
                     res[kind].setdefault(variant, {}).setdefault(scene, []).append(value)
                 runs.add(scene=scene, kind=kind, seed=seed, epochs=info["epochs_run"], **got,
@@ -161,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
                     f"(cvm {base['cvm'][scene]['ade']:.3f}/{base['cvm'][scene]['fde']:.3f}; "
                     f"{info['epochs_run']} epochs, {time.perf_counter() - t0:.0f} s)")
             if args.seeds > 1:  # the seeds' models together: averaged means, pooled mixtures
-                got = evaluate(models, test_obs, test_fut, fold.test.window, args.samples, 0)
+                got = evaluate(models, samplers, test_obs, test_fut, fold.test.window, args.samples, 0)
                 for variant, value in got.items():
                     res[kind].setdefault(f"ens_{variant}", {})[scene] = [value]
             timing[kind] += time.perf_counter() - t0
@@ -202,14 +203,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(models: list, obs: np.ndarray, fut: np.ndarray, windows: np.ndarray, samples: int,
-             seed: int) -> dict[str, dict[str, float]]:
+def evaluate(models: list, samplers: list, obs: np.ndarray, fut: np.ndarray, windows: np.ndarray,
+             samples: int, seed: int) -> dict[str, dict[str, float]]:
     """Deterministic ADE/FDE of (the average of) ``models``; with ``samples`` > 1 also best-of-K
-    from the mixture (per pedestrian and per window) and from Gaussian draws (per pedestrian)."""
+    from the ``samplers``' mixtures (per pedestrian and per window) and from Gaussian draws around
+    the deterministic models' paths (per pedestrian)."""
     data = C.prepare(obs, None, models[0].cfg, windows)
     got = {"det": {m: float(v.mean()) for m, v in C.errors_of(C.predict(models, data), fut).items()}}
     if samples > 1:
-        modes = C.sample(models, data, samples, method="modes")
+        modes = C.sample(samplers, data, samples, method="modes")
         got["ped"] = C.best_of(modes, fut)
         got["win"] = C.best_of(modes, fut, windows)
         got["gauss"] = C.best_of(C.sample(models, data, samples, method="gaussian", seed=seed), fut)

@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
                 preds[kind] = pred
             det.append({m: float(v.mean()) for m, v in C.errors_of(pred, fut).items()})
             if args.samples > 1:
-                bo.append(C.best_of(C.sample(model, te, args.samples), fut))
+                bo.append(C.best_of(C.sample(info["sampler"], te, args.samples), fut))
             runs.add(kind=kind, seed=seed, epochs=info["epochs_run"], det=det[-1],
                      **({f"best_of_{args.samples}": bo[-1]} if bo else {}))
             print(f"mouse {kind:4s} seed {seed}: ade {det[-1]['ade']:.1f} fde {det[-1]['fde']:.1f} px "
