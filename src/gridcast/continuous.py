@@ -416,8 +416,9 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
     validation ADE of the deterministic head, and separately those with the best validation
     best-of-K ADE of the mixture, ``info["sampler"]``: the two outputs peak at different epochs
     (a held-out scene may want the near-CVM average of the first epoch for its one trajectory while
-    the mixture is still learning its spread). Stops after ``patience`` epochs in which neither
-    improved (or after ``max_seconds``). Returns the deterministic model and a small history."""
+    the mixture is still learning its spread). Stops after ``patience`` epochs without improvement
+    of the deterministic head (or after ``max_seconds``); the mixture is the best of the epochs run.
+    Returns the deterministic model and a small history."""
     if cfg.neighbours > 0 and (not cfg.canonical or cfg.speed_aug > 0):
         raise ValueError("neighbour context needs the canonical frame and no speed augmentation")
     torch.manual_seed(cfg.seed)
@@ -460,7 +461,7 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
         improved = [key for key, value in scores.items() if value < best[key] - 1e-5]
         for key in improved:
             best[key], kept[key] = scores[key], copy.deepcopy(judged.state_dict())
-        stale = 0 if improved else stale + 1
+        stale = 0 if "ade" in improved else stale + 1
         if stale >= cfg.patience or (max_seconds and time.perf_counter() - start > max_seconds):
             break
     sampler = None
