@@ -198,3 +198,21 @@ def test_weight_average_follows_its_decay():
     assert moved["frozen"] < 0.2 * moved["plain"], moved
     with pytest.raises(ValueError, match="ema"):
         C.fit(data, data, C.ForecasterConfig(**kw, ema=1.0))
+
+
+def test_ensemble_samples_take_turns():
+    """Two members, two samples: each member's own most probable path, not two near-copies."""
+    traj = _turning_walkers(10)
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = C.ContinuousForecaster(C.ForecasterConfig(kind="gru", hidden=8, modes=4, scale=0.4))
+        for p in model.mode_head[-1].parameters():
+            torch.nn.init.normal_(p, std=0.5)  # the untrained head is all zeros: give it modes
+        members.append(model)
+    data = C.prepare(traj[:, :8], None, members[0].cfg)
+    both = C.sample(members, data, 2)
+    for i, model in enumerate(members):
+        np.testing.assert_allclose(both[i], C.sample(model, data, 1)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="components"):
+        C.sample(members, data, 9)

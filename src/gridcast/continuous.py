@@ -513,8 +513,10 @@ def sample(models: ContinuousForecaster | list[ContinuousForecaster], data: Prep
            method: str = "modes", seed: int = 0) -> np.ndarray:
     """K predictions per example (K, N, H, 2) in world units.
 
-    ``modes``: the mixture's K most probable component trajectories (pooled over an ensemble and
-    re-ranked by weight), no randomness; ``gaussian``: K draws from the per-step Gaussian around
+    ``modes``: the mixture's K most probable component trajectories, no randomness; an ensemble
+    takes its members' components in turns (every member's most probable, then every member's
+    second, ...), since members agree on their likeliest paths and a pool ranked by weight alone
+    would spend its K on near-copies of them; ``gaussian``: K draws from the per-step Gaussian around
     the deterministic trajectory, with noise correlated along the path (a random walk) so a draw is
     a plausible path rather than jitter.
     """
@@ -525,12 +527,11 @@ def sample(models: ContinuousForecaster | list[ContinuousForecaster], data: Prep
         if "modes" not in out:
             raise ValueError("this model has no mixture head (modes=0)")
         m, n, kk, h, _ = out["modes"].shape
-        trajs = out["modes"].permute(1, 0, 2, 3, 4).reshape(n, m * kk, h, 2)
-        probs = torch.softmax(out["logits"], dim=-1).permute(1, 0, 2).reshape(n, m * kk) / m
         if k > m * kk:
             raise ValueError(f"asked for {k} samples but the mixture has {m * kk} components")
-        top = probs.topk(k, dim=1).indices  # (N, k)
-        chosen = trajs.gather(1, top[:, :, None, None].expand(n, k, h, 2)).permute(1, 0, 2, 3)
+        ranked = out["logits"].argsort(dim=-1, descending=True)                      # (M, N, K)
+        trajs = out["modes"].gather(2, ranked[..., None, None].expand(m, n, kk, h, 2))
+        chosen = trajs.permute(2, 0, 1, 3, 4).reshape(kk * m, n, h, 2)[:k]           # rank-major turns
         local = chosen.numpy() * scale
     elif method == "gaussian":
         mean = out["mean"].mean(0)
