@@ -454,27 +454,27 @@ def fit(train: Prepared, val: Prepared, cfg: ForecasterConfig, log=None,
         sched.step()
         judged = averaged.module if averaged is not None else model
         scores = validation_scores(judged, val)
-        history.append({"epoch": epoch, "train_loss": total / n, "val_ade": scores["ade"],
-                        **({"val_best_of_modes": scores["best_of_modes"]} if "best_of_modes" in scores else {})})
+        history.append({"epoch": epoch, "train_loss": total / n, **{f"val_{k}": v for k, v in scores.items()}})
         if log:
             log(f"epoch {epoch:3d} loss {total / n:.4f} val ade {scores['ade']:.4f}")
         improved = [key for key, value in scores.items() if value < best[key] - 1e-5]
-        for key in improved:
-            best[key], kept[key] = scores[key], copy.deepcopy(judged.state_dict())
+        if improved:  # one copy serves both heads when they improve in the same epoch
+            state = copy.deepcopy(judged.state_dict())
+            for key in improved:
+                best[key], kept[key] = scores[key], state
         stale = 0 if "ade" in improved else stale + 1
         if stale >= cfg.patience or (max_seconds and time.perf_counter() - start > max_seconds):
             break
-    sampler = None
-    if "best_of_modes" in kept:
-        sampler = ContinuousForecaster(cfg)
-        sampler.load_state_dict(kept["best_of_modes"])
-        sampler.eval()
     if "ade" in kept:
         model.load_state_dict(kept["ade"])
     model.eval()
+    sampler = model
+    if kept.get("best_of_modes", kept.get("ade")) is not kept.get("ade"):  # the mixture peaked in another epoch
+        sampler = ContinuousForecaster(cfg)
+        sampler.load_state_dict(kept["best_of_modes"])
+        sampler.eval()
     return model, {"history": history, "best_val_ade": best["ade"], "epochs_run": len(history),
-                   "seconds": time.perf_counter() - start, "config": asdict(cfg),
-                   "sampler": sampler if sampler is not None else model}
+                   "seconds": time.perf_counter() - start, "config": asdict(cfg), "sampler": sampler}
 
 
 @torch.no_grad()
