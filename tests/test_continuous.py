@@ -146,6 +146,44 @@ def test_mirror_augmentation_mirrors_the_neighbours_too():
     assert torch.equal(nb2[~flipped], nb[~flipped])
 
 
+def test_look_ahead_of_two_walkers_meeting_head_on():
+    """A walks +x, B walks towards it 4.8 m ahead at the same speed: under constant velocity they
+    meet after 6 steps, and B is 1.6 m ahead after 4, 1.6 m behind after 8, 4.8 m behind after 12."""
+    t = np.arange(8)[:, None] * np.array([0.4, 0.0])
+    obs = np.stack([t, [2 * 7 * 0.4 + 4.8, 0.0] - t])  # at the last step A is at 2.8 m, B at 7.6 m
+    cfg = C.ForecasterConfig(scale=0.4, neighbours=1, nb_future=True)
+    nb = C.prepare(obs, None, cfg, np.array([0, 0])).nb.numpy()
+    assert nb.shape == (2, 1, C.NEIGHBOUR_FEATURES + C.FUTURE_FEATURES)
+    look = nb[0, 0, C.NEIGHBOUR_FEATURES - 1: -1] * np.r_[[0.4] * 6, 1, 1]
+    np.testing.assert_allclose(look, [1.6, 0, -1.6, 0, -4.8, 0, 0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(nb[1], nb[0], atol=1e-6)  # the same encounter seen from B
+
+
+@pytest.mark.parametrize("nb_future", [False, True])
+def test_mirrored_world_mirrors_every_feature_and_the_symmetrised_prediction(nb_future):
+    """Reflecting the scene (world y -> -y) negates exactly the local y features (the mask used by
+    augmentation and by mirrored prediction), and `predict(mirror=True)` is then exactly mirror
+    symmetric while a plain prediction is not."""
+    w = load_split(TINY, "alpha", "test")
+    cfg = C.ForecasterConfig(kind="gru", hidden=16, modes=3, scale=0.4, neighbours=3, nb_future=nb_future)
+    flip = np.array([1.0, -1.0])
+    a = C.prepare(w.observed, None, cfg, w.window)
+    b = C.prepare(w.observed * flip, None, cfg, w.window)
+    assert a.nb[:, :, -1].gt(0).any()
+    mask = C.neighbour_y_mask(a.nb.shape[-1])
+    torch.testing.assert_close(b.nb, a.nb * torch.where(mask, -1.0, 1.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(C.mirrored(a).feats, b.feats, atol=1e-5, rtol=0)
+    torch.manual_seed(0)
+    model = C.ContinuousForecaster(cfg)
+    for p in model.parameters():  # non-zero heads: an untrained model would be symmetric anyway
+        torch.nn.init.normal_(p, std=0.1)
+    np.testing.assert_allclose(C.predict(model, b, mirror=True), C.predict(model, a, mirror=True) * flip, atol=1e-4)
+    assert not np.allclose(C.predict(model, b), C.predict(model, a) * flip, atol=1e-3)
+    with pytest.raises(ValueError, match="mirror"):
+        screen = C.ForecasterConfig(scale=0.4, absolute=10.0)
+        C.predict(C.ContinuousForecaster(screen), C.prepare(w.observed, None, screen), mirror=True)
+
+
 def test_neighbour_model_trains_and_needs_its_groups():
     w = load_split(TINY, "alpha", "test")
     cfg = C.ForecasterConfig(kind="gru", hidden=16, modes=4, scale=0.4, neighbours=3, epochs=2)

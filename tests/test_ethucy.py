@@ -100,6 +100,23 @@ def test_bench_quick_json_contract(capsys):
     assert cvm["ade"] == pytest.approx(C.errors_of(C.constant_velocity(w.observed, 12), w.future)["ade"].mean())
 
 
+def test_bench_mirror_view_changes_only_the_deterministic_prediction(capsys):
+    """Same seed, same trained model: ``--no-mirror`` gives the prediction from the inputs as seen,
+    the default averages it with the mirror view; baselines and sampling do not change."""
+    args = ["bench", "ethucy", "--data", str(TINY), "--quick", "--json", "--cells", "lstm", "--epochs", "1",
+            "--scenes", "alpha", "--samples", "20"]
+    runs = []
+    for extra in ([], ["--no-mirror"]):
+        assert main(args + extra) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    mirrored, plain = runs
+    assert mirrored["protocol"]["mirror"] is True and plain["protocol"]["mirror"] is False
+    assert mirrored["baselines"] == plain["baselines"]
+    sampled = "best_of_20_per_pedestrian"
+    assert mirrored["models"]["lstm"][sampled] == plain["models"]["lstm"][sampled]
+    assert mirrored["models"]["lstm"]["avg"]["ade"] != plain["models"]["lstm"]["avg"]["ade"]
+
+
 def test_bench_keeps_each_finished_run_on_disk(tmp_path, capsys):
     """runs.jsonl gets a line the moment each (scene, kind, seed) finishes: a crash keeps them."""
     out = tmp_path / "out"

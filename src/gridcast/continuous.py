@@ -156,6 +156,8 @@ class ForecasterConfig:
                                 # (screens have edges and fixed menus; scenes differ, so 0 there)
     neighbours: int = 0         # > 0: attend over this many nearest others' observed tracks in the
                                 # same window (pedestrians avoid each other); 0 = single agent
+    nb_future: bool = False     # also describe each neighbour by where both of you will be under
+                                # constant velocity (relative positions 4, 8, 12 steps ahead, closest approach)
     lr: float = 3e-3
     weight_decay: float = 1e-4
     batch: int = 256
@@ -180,10 +182,10 @@ class SocialAttention(nn.Module):
     their weighted sum. No neighbour (a lone pedestrian, or padding) gives a zero vector.
     """
 
-    def __init__(self, hidden: int, n: int) -> None:
+    def __init__(self, hidden: int, n: int, features: int = None) -> None:
         super().__init__()
         self.n = n
-        self.encode = nn.Sequential(nn.Linear(NEIGHBOUR_FEATURES, 64), nn.ReLU(), nn.Linear(64, SOCIAL))
+        self.encode = nn.Sequential(nn.Linear(features or NEIGHBOUR_FEATURES, 64), nn.ReLU(), nn.Linear(64, SOCIAL))
         self.query = nn.Linear(hidden, SOCIAL)
         self.value = nn.Linear(SOCIAL, SOCIAL)
 
@@ -212,7 +214,7 @@ class ContinuousForecaster(nn.Module):
 
         extra = 4 + (CONTEXT if cfg.absolute > 0 else 0) + (SOCIAL if cfg.neighbours > 0 else 0)
         if cfg.neighbours > 0:
-            self.social = SocialAttention(h, cfg.neighbours)
+            self.social = SocialAttention(h, cfg.neighbours, neighbour_width(cfg))
 
         def head(n_out: int) -> nn.Sequential:
             return nn.Sequential(nn.Linear(h + extra, h), nn.ReLU(), nn.Linear(h, n_out))
@@ -298,18 +300,40 @@ class Prepared:
 CONTEXT = 4  # absolute context features: last x, y / absolute, heading cos, sin
 OBS_STEPS = 8  # observed positions per neighbour track (the ETH/UCY protocol's 8)
 NEIGHBOUR_FEATURES = 2 * OBS_STEPS + 3  # relative track (x, y per step), last step (x, y), closeness
+FUTURE_AHEAD = (4, 8, 12)               # steps ahead of the constant-velocity look (nb_future)
+FUTURE_FEATURES = 2 * len(FUTURE_AHEAD) + 2  # relative positions then, time and closeness of closest approach
+
+
+def neighbour_width(cfg: ForecasterConfig) -> int:
+    return NEIGHBOUR_FEATURES + (FUTURE_FEATURES if cfg.nb_future else 0)
+
+
+def neighbour_y_mask(width: int) -> Tensor:
+    """Which neighbour features are local y coordinates (mirroring negates them)."""
+    mask = torch.zeros(width, dtype=torch.bool)
+    mask[1:2 * OBS_STEPS + 2:2] = True                      # the track and the last step
+    if width > NEIGHBOUR_FEATURES:
+        start = 2 * OBS_STEPS + 2
+        mask[start + 1:start + 2 * len(FUTURE_AHEAD):2] = True  # the constant-velocity look ahead
+    return mask
 
 
 def neighbour_features(obs: np.ndarray, origin: np.ndarray, rot: np.ndarray, scale: float,
-                       groups: np.ndarray, n: int) -> np.ndarray:
+                       groups: np.ndarray, n: int, future: bool = False) -> np.ndarray:
     """(N, n, NEIGHBOUR_FEATURES): for each example the ``n`` nearest others of its window (by
     distance at the last observed step), each as its observed track relative to this example's
     last position, in this example's frame, / ``scale``; then its last step and 1 / (1 + distance).
-    Observed positions only (a test perturbs the futures). Rows beyond a window's size stay zero."""
+    Observed positions only (a test perturbs the futures). Rows beyond a window's size stay zero.
+
+    ``future``: before the closeness, also where the neighbour will be relative to this example if
+    both keep their last observed step (``FUTURE_AHEAD`` steps ahead), and when (/ horizon) and how
+    close (1 / (1 + distance)) they pass. Why: the embedding sees each neighbour alone, without
+    this example's own velocity, so it cannot work out an approaching collision by itself."""
     obs = np.asarray(obs, np.float64)
     if obs.shape[1] != OBS_STEPS:
         raise ValueError(f"neighbour features expect {OBS_STEPS} observed steps, got {obs.shape[1]}")
-    out = np.zeros((len(obs), n, NEIGHBOUR_FEATURES), np.float32)
+    width = NEIGHBOUR_FEATURES + (FUTURE_FEATURES if future else 0)
+    out = np.zeros((len(obs), n, width), np.float32)
     order = np.argsort(groups, kind="stable")
     bounds = np.r_[0, np.nonzero(np.diff(groups[order]))[0] + 1, len(order)]
     last = obs[:, -1]
@@ -325,8 +349,26 @@ def neighbour_features(obs: np.ndarray, origin: np.ndarray, rot: np.ndarray, sca
         rel = np.einsum("mktc,mcd->mktd", others - origin[members][:, None, None], rot[members]) / scale
         step = rel[:, :, -1] - rel[:, :, -2]
         close = 1.0 / (1.0 + np.take_along_axis(d, nearest, axis=1) / scale)
-        out[members, :k] = np.concatenate([rel.reshape(len(members), k, -1), step, close[..., None]], axis=-1)
+        parts = [rel.reshape(len(members), k, -1), step]
+        if future:
+            parts += _look_ahead(rel[:, :, -1], step, obs[members], rot[members], scale)
+        out[members, :k] = np.concatenate(parts + [close[..., None]], axis=-1)
     return out
+
+
+def _look_ahead(rel_last: np.ndarray, rel_step: np.ndarray, own: np.ndarray, rot: np.ndarray,
+                scale: float) -> list[np.ndarray]:
+    """Constant-velocity look ahead for `neighbour_features`: (m, k, 2) relative last positions
+    and steps of the neighbours (local, / scale), the examples' own tracks (m, T, 2) and frames."""
+    own_step = np.einsum("mc,mcd->md", own[:, -1] - own[:, -2], rot) / scale       # (m, 2)
+    closing = rel_step - own_step[:, None]                                          # relative velocity
+    horizon = max(FUTURE_AHEAD)
+    t = np.arange(1, horizon + 1, dtype=np.float64)
+    gap = rel_last[:, :, None] + t[None, None, :, None] * closing[:, :, None]      # (m, k, H, 2)
+    dist = np.linalg.norm(gap, axis=-1)
+    when = dist.argmin(axis=-1)
+    ahead = [gap[:, :, a - 1] for a in FUTURE_AHEAD]
+    return ahead + [((when + 1) / horizon)[..., None], (1.0 / (1.0 + dist.min(axis=-1)))[..., None]]
 
 
 def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig,
@@ -346,7 +388,8 @@ def prepare(obs: np.ndarray, future: np.ndarray | None, cfg: ForecasterConfig,
     if cfg.neighbours > 0:
         if groups is None:
             raise ValueError("cfg.neighbours > 0 needs the window id of every example (groups)")
-        nb = torch.from_numpy(neighbour_features(obs, origin, rot, cfg.scale, np.asarray(groups), cfg.neighbours))
+        nb = torch.from_numpy(neighbour_features(obs, origin, rot, cfg.scale, np.asarray(groups), cfg.neighbours,
+                                                 cfg.nb_future))
     return Prepared(torch.from_numpy(feats), cv, target, origin, rot, obs, future, ctx, nb, groups)
 
 
@@ -362,8 +405,6 @@ def jittered(data: Prepared, cfg: ForecasterConfig, rng: np.random.Generator) ->
     return prepare(noisy, data.future, cfg, data.groups)
 
 
-_NEIGHBOUR_Y = torch.arange(NEIGHBOUR_FEATURES) % 2 == 1  # the y of every relative position and of the step
-_NEIGHBOUR_Y[-1] = False                                     # closeness is no coordinate
 
 
 def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig, gen: torch.Generator,
@@ -379,7 +420,7 @@ def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig, g
         feats = feats * sign.repeat(1, 1, 2)
         cv, target = cv * sign[:, 0], target * sign
         if nb is not None:
-            nb = nb * torch.where(_NEIGHBOUR_Y, sign[:, :, 1:], 1.0)
+            nb = nb * torch.where(neighbour_y_mask(nb.shape[-1]), sign[:, :, 1:], 1.0)
     else:
         theta = torch.rand(b, generator=gen) * 2 * math.pi
         c, s = torch.cos(theta), torch.sin(theta)
@@ -502,11 +543,32 @@ def validation_scores(model: ContinuousForecaster, data: Prepared) -> dict[str, 
     return scores
 
 
-def predict(models: ContinuousForecaster | list[ContinuousForecaster], data: Prepared) -> np.ndarray:
-    """Deterministic prediction (N, H, 2) in world units; an ensemble averages its members."""
+def mirrored(data: Prepared) -> Prepared:
+    """The same examples mirrored across their heading axis (every local y negated, neighbours
+    too); the target, if any, is mirrored with them."""
+    sign = torch.tensor([1.0, -1.0])
+    nb = None if data.nb is None else data.nb * torch.where(neighbour_y_mask(data.nb.shape[-1]), -1.0, 1.0)
+    return Prepared(data.feats * sign.repeat(2), data.cv * sign, None if data.target is None else data.target * sign,
+                    data.origin, data.rot, data.obs, data.future, data.ctx, nb, data.groups)
+
+
+def predict(models: ContinuousForecaster | list[ContinuousForecaster], data: Prepared,
+            mirror: bool = False) -> np.ndarray:
+    """Deterministic prediction (N, H, 2) in world units; an ensemble averages its members.
+
+    ``mirror``: also predict from the mirrored inputs and average with that prediction mirrored
+    back. Walking has no handedness and the models were trained with mirrored copies, yet each
+    learns the symmetry only approximately; averaging the two views removes the asymmetric part of
+    the error, like a free two-member ensemble. Not for models that see the screen (``absolute``),
+    which has no such symmetry."""
     models = models if isinstance(models, list) else [models]
-    mean = _run(models, data)["mean"].mean(0).numpy() * models[0].cfg.scale
-    return to_world(mean, data.origin, data.rot)
+    cfg = models[0].cfg
+    mean = _run(models, data)["mean"].mean(0)
+    if mirror:
+        if cfg.absolute > 0:
+            raise ValueError("mirrored prediction needs a model without absolute context (a screen has no mirror symmetry)")
+        mean = (mean + _run(models, mirrored(data))["mean"].mean(0) * torch.tensor([1.0, -1.0])) / 2
+    return to_world(mean.numpy() * cfg.scale, data.origin, data.rot)
 
 
 def sample(models: ContinuousForecaster | list[ContinuousForecaster], data: Prepared, k: int,

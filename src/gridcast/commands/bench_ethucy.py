@@ -40,6 +40,9 @@ def register(targets: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the epoch budget")
     p.add_argument("--neighbours", type=int, default=None,
                    help="others attended per pedestrian (default 8; 0 = the single-agent model)")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="deterministic prediction from the inputs as seen only (default: averaged with the "
+                        "prediction from their mirror image, mirrored back)")
     p.add_argument("--quick", action="store_true",
                    help="protocol check in about a minute: full windows and baselines, tiny models")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -153,7 +156,8 @@ def _run(args: argparse.Namespace) -> int:
                                     C.prepare(fold.val.observed, fold.val.future, cfg, fold.val.window), cfg)
                 models.append(model)
                 samplers.append(info["sampler"])
-                got = evaluate([model], [info["sampler"]], test_obs, test_fut, fold.test.window, args.samples, seed)
+                got = evaluate([model], [info["sampler"]], test_obs, test_fut, fold.test.window, args.samples, seed,
+                               args.mirror)
                 for variant, value in got.items():
                     res[kind].setdefault(variant, {}).setdefault(scene, []).append(value)
                 runs.add(scene=scene, kind=kind, seed=seed, epochs=info["epochs_run"], **got,
@@ -162,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
                     f"(cvm {base['cvm'][scene]['ade']:.3f}/{base['cvm'][scene]['fde']:.3f}; "
                     f"{info['epochs_run']} epochs, {time.perf_counter() - t0:.0f} s)")
             if args.seeds > 1:  # the seeds' models together: averaged means, pooled mixtures
-                got = evaluate(models, samplers, test_obs, test_fut, fold.test.window, args.samples, 0)
+                got = evaluate(models, samplers, test_obs, test_fut, fold.test.window, args.samples, 0, args.mirror)
                 for variant, value in got.items():
                     res[kind].setdefault(f"ens_{variant}", {})[scene] = [value]
             timing[kind] += time.perf_counter() - t0
@@ -185,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         result["models"][kind] = entry
     result["protocol"] = {"obs": 8, "horizon": 12, "skip": 1, "min_peds": 2, "unit": "m",
                           "neighbours": config_for(kinds[0], args, 1.0, 0).neighbours,
-                          "scenes": scenes, "seeds": args.seeds,
+                          "scenes": scenes, "seeds": args.seeds, "mirror": bool(args.mirror),
                           "quick": bool(args.quick), "test_counts": counts,
                           "samples_note": "best-of-K: 'per_pedestrian' = each pedestrian's own best of the "
                                           "mixture's K most probable trajectories; 'per_window' = one index "
@@ -204,12 +208,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def evaluate(models: list, samplers: list, obs: np.ndarray, fut: np.ndarray, windows: np.ndarray,
-             samples: int, seed: int) -> dict[str, dict[str, float]]:
-    """Deterministic ADE/FDE of (the average of) ``models``; with ``samples`` > 1 also best-of-K
+             samples: int, seed: int, mirror: bool = True) -> dict[str, dict[str, float]]:
+    """Deterministic ADE/FDE of (the average of) ``models``, each with its mirror view if
+    ``mirror`` (`continuous.predict`); with ``samples`` > 1 also best-of-K
     from the ``samplers``' mixtures (per pedestrian and per window) and from Gaussian draws around
     the deterministic models' paths (per pedestrian)."""
     data = C.prepare(obs, None, models[0].cfg, windows)
-    got = {"det": {m: float(v.mean()) for m, v in C.errors_of(C.predict(models, data), fut).items()}}
+    got = {"det": {m: float(v.mean()) for m, v in C.errors_of(C.predict(models, data, mirror), fut).items()}}
     if samples > 1:
         modes = C.sample(samplers, data, samples, method="modes")
         got["ped"] = C.best_of(modes, fut)
