@@ -157,6 +157,10 @@ def test_look_ahead_of_two_walkers_meeting_head_on():
     look = nb[0, 0, C.NEIGHBOUR_FEATURES - 1: -1] * np.r_[[0.4] * 6, 1, 1]
     np.testing.assert_allclose(look, [1.6, 0, -1.6, 0, -4.8, 0, 0.5, 1.0], atol=1e-6)
     np.testing.assert_allclose(nb[1], nb[0], atol=1e-6)  # the same encounter seen from B
+    jerk = obs.copy()
+    jerk[1, -1, 1] += 0.2   # B's last click 0.2 m off: velocities come from the last 2 steps, so
+    moved = C.prepare(jerk, None, cfg, np.array([0, 0])).nb.numpy()[0, 0, C.NEIGHBOUR_FEATURES - 1:]
+    assert moved[1] * 0.4 == pytest.approx(0.2 + 4 * 0.1)  # 4 steps on, B is 0.6 m (not 1.0) off
 
 
 @pytest.mark.parametrize("nb_future", [False, True])

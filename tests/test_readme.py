@@ -73,10 +73,10 @@ def test_repeated_route_example_does_what_the_readme_says(checkout):
     assert all(abs(r["p"] - 0.5) < 0.15 for r in two), two
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_python_api_examples_run(checkout, monkeypatch, index):
     blocks = code_blocks("## Python API", "python")
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     monkeypatch.chdir(checkout)
     namespace: dict = {}
     exec(compile(blocks[index], f"README.md python block {index}", "exec"), namespace)
@@ -85,3 +85,7 @@ def test_python_api_examples_run(checkout, monkeypatch, index):
         assert (checkout / "my-model" / "config.json").exists()
     if index == 2:
         assert (checkout / "trips.parquet").exists() and namespace["gt"].report.to_json()["kept"] > 0
+    if index == 3:  # one epoch on ZARA1: near constant velocity (0.431 m); best of 20 far below
+        ade = namespace["C"].errors_of(namespace["paths"], namespace["fold"].test.future)["ade"].mean()
+        assert 0.3 < ade < 0.5 and namespace["twenty"].shape[0] == 20
+        assert namespace["C"].best_of(namespace["twenty"], namespace["fold"].test.future)["ade"] < 0.7 * ade

@@ -156,8 +156,8 @@ class ForecasterConfig:
                                 # (screens have edges and fixed menus; scenes differ, so 0 there)
     neighbours: int = 0         # > 0: attend over this many nearest others' observed tracks in the
                                 # same window (pedestrians avoid each other); 0 = single agent
-    nb_future: bool = False     # also describe each neighbour by where both of you will be under
-                                # constant velocity (relative positions 4, 8, 12 steps ahead, closest approach)
+    nb_future: bool = False     # also describe each neighbour by where both of you will be if you keep
+                                # your recent velocities (relative positions 4, 8, 12 steps ahead, closest approach)
     lr: float = 3e-3
     weight_decay: float = 1e-4
     batch: int = 256
@@ -302,6 +302,7 @@ OBS_STEPS = 8  # observed positions per neighbour track (the ETH/UCY protocol's 
 NEIGHBOUR_FEATURES = 2 * OBS_STEPS + 3  # relative track (x, y per step), last step (x, y), closeness
 FUTURE_AHEAD = (4, 8, 12)               # steps ahead of the constant-velocity look (nb_future)
 FUTURE_FEATURES = 2 * len(FUTURE_AHEAD) + 2  # relative positions then, time and closeness of closest approach
+LOOK_AHEAD_STEPS = 2                    # velocity of the look ahead: mean of this many last steps
 
 
 def neighbour_width(cfg: ForecasterConfig) -> int:
@@ -326,7 +327,7 @@ def neighbour_features(obs: np.ndarray, origin: np.ndarray, rot: np.ndarray, sca
     Observed positions only (a test perturbs the futures). Rows beyond a window's size stay zero.
 
     ``future``: before the closeness, also where the neighbour will be relative to this example if
-    both keep their last observed step (``FUTURE_AHEAD`` steps ahead), and when (/ horizon) and how
+    both keep their recent velocity (``FUTURE_AHEAD`` steps ahead), and when (/ horizon) and how
     close (1 / (1 + distance)) they pass. Why: the embedding sees each neighbour alone, without
     this example's own velocity, so it cannot work out an approaching collision by itself."""
     obs = np.asarray(obs, np.float64)
@@ -351,22 +352,24 @@ def neighbour_features(obs: np.ndarray, origin: np.ndarray, rot: np.ndarray, sca
         close = 1.0 / (1.0 + np.take_along_axis(d, nearest, axis=1) / scale)
         parts = [rel.reshape(len(members), k, -1), step]
         if future:
-            parts += _look_ahead(rel[:, :, -1], step, obs[members], rot[members], scale)
+            parts += _look_ahead(rel, obs[members], rot[members], scale)
         out[members, :k] = np.concatenate(parts + [close[..., None]], axis=-1)
     return out
 
 
-def _look_ahead(rel_last: np.ndarray, rel_step: np.ndarray, own: np.ndarray, rot: np.ndarray,
-                scale: float) -> list[np.ndarray]:
-    """Constant-velocity look ahead for `neighbour_features`: (m, k, 2) relative last positions
-    and steps of the neighbours (local, / scale), the examples' own tracks (m, T, 2) and frames."""
-    own_step = np.einsum("mc,mcd->md", own[:, -1] - own[:, -2], rot) / scale       # (m, 2)
-    closing = rel_step - own_step[:, None]                                          # relative velocity
+def _look_ahead(rel: np.ndarray, own: np.ndarray, rot: np.ndarray, scale: float) -> list[np.ndarray]:
+    """Constant-velocity look ahead for `neighbour_features`: ``rel`` (m, k, T, 2) the neighbours'
+    tracks relative to each example (local, / scale), ``own`` (m, T, 2) the examples' own tracks
+    and ``rot`` their frames. Velocities are the mean of the last ``LOOK_AHEAD_STEPS`` steps: one
+    step's annotation noise, multiplied by 12 steps ahead, would swamp the look."""
+    k = LOOK_AHEAD_STEPS
+    own_velocity = np.einsum("mc,mcd->md", (own[:, -1] - own[:, -1 - k]) / k, rot) / scale   # (m, 2)
+    closing = (rel[:, :, -1] - rel[:, :, -1 - k]) / k - own_velocity[:, None]                # relative velocity
     horizon = max(FUTURE_AHEAD)
     t = np.arange(1, horizon + 1, dtype=np.float64)
-    gap = rel_last[:, :, None] + t[None, None, :, None] * closing[:, :, None]      # (m, k, H, 2)
+    gap = rel[:, :, -1, None] + t[None, None, :, None] * closing[:, :, None]                  # (m, k, H, 2)
     dist = np.linalg.norm(gap, axis=-1)
-    when = dist.argmin(axis=-1)
+    when = np.round(dist, 6).argmin(axis=-1)        # a constant distance passes closest at once, not at random
     ahead = [gap[:, :, a - 1] for a in FUTURE_AHEAD]
     return ahead + [((when + 1) / horizon)[..., None], (1.0 / (1.0 + dist.min(axis=-1)))[..., None]]
 

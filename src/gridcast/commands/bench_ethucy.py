@@ -23,8 +23,9 @@ from .common import run_single_threaded
 
 # tuned on eth/hotel/zara1 (docs/benchmarks-ethucy.md): 5 cm of observation jitter in training
 # makes BIWI's jerky hand annotations far less harmful; 10 cosine epochs reach the val plateau;
-# judging and keeping a moving average of the weights (decay 0.995 per step) is worth 0.005 m ADE
-ETHUCY = {"epochs": 10, "patience": 4, "obs_noise": 0.05, "neighbours": 8, "ema": 0.995}
+# judging and keeping a moving average of the weights (decay 0.995 per step) is worth 0.005 m ADE;
+# the neighbours' look ahead (velocity over 2 steps) 0.002 m, most on ZARA2 and UNIV (fourth session)
+ETHUCY = {"epochs": 10, "patience": 4, "obs_noise": 0.05, "neighbours": 8, "nb_future": True, "ema": 0.995}
 QUICK = {"epochs": 2, "hidden": 32, "modes": 20, "patience": 2, "ema": 0.0}  # too few steps to average
 QUICK_TRAIN = 1500  # windows per fold in --quick: enough to run every code path, not to learn
 
