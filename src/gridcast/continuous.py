@@ -182,7 +182,7 @@ class SocialAttention(nn.Module):
     their weighted sum. No neighbour (a lone pedestrian, or padding) gives a zero vector.
     """
 
-    def __init__(self, hidden: int, n: int, features: int = None) -> None:
+    def __init__(self, hidden: int, n: int, features: int | None = None) -> None:
         super().__init__()
         self.n = n
         self.encode = nn.Sequential(nn.Linear(features or NEIGHBOUR_FEATURES, 64), nn.ReLU(), nn.Linear(64, SOCIAL))
@@ -306,6 +306,7 @@ LOOK_AHEAD_STEPS = 2                    # velocity of the look ahead: mean of th
 
 
 def neighbour_width(cfg: ForecasterConfig) -> int:
+    """Features per neighbour under ``cfg`` (the look ahead adds ``FUTURE_FEATURES``)."""
     return NEIGHBOUR_FEATURES + (FUTURE_FEATURES if cfg.nb_future else 0)
 
 
@@ -321,7 +322,7 @@ def neighbour_y_mask(width: int) -> Tensor:
 
 def neighbour_features(obs: np.ndarray, origin: np.ndarray, rot: np.ndarray, scale: float,
                        groups: np.ndarray, n: int, future: bool = False) -> np.ndarray:
-    """(N, n, NEIGHBOUR_FEATURES): for each example the ``n`` nearest others of its window (by
+    """(N, n, NEIGHBOUR_FEATURES [+ FUTURE_FEATURES]): for each example the ``n`` nearest others of its window (by
     distance at the last observed step), each as its observed track relative to this example's
     last position, in this example's frame, / ``scale``; then its last step and 1 / (1 + distance).
     Observed positions only (a test perturbs the futures). Rows beyond a window's size stay zero.
