@@ -214,7 +214,7 @@ class ContinuousForecaster(nn.Module):
 
         extra = 4 + (CONTEXT if cfg.absolute > 0 else 0) + (SOCIAL if cfg.neighbours > 0 else 0)
         if cfg.neighbours > 0:
-            self.social = SocialAttention(h, cfg.neighbours, neighbour_width(cfg))
+            self.social = SocialAttention(h, cfg.neighbours, neighbour_width(cfg.nb_future))
 
         def head(n_out: int) -> nn.Sequential:
             return nn.Sequential(nn.Linear(h + extra, h), nn.ReLU(), nn.Linear(h, n_out))
@@ -305,9 +305,9 @@ FUTURE_FEATURES = 2 * len(FUTURE_AHEAD) + 2  # relative positions then, time and
 LOOK_AHEAD_STEPS = 2                    # velocity of the look ahead: mean of this many last steps
 
 
-def neighbour_width(cfg: ForecasterConfig) -> int:
-    """Features per neighbour under ``cfg`` (the look ahead adds ``FUTURE_FEATURES``)."""
-    return NEIGHBOUR_FEATURES + (FUTURE_FEATURES if cfg.nb_future else 0)
+def neighbour_width(future: bool) -> int:
+    """Features per neighbour (the look ahead, ``ForecasterConfig.nb_future``, adds ``FUTURE_FEATURES``)."""
+    return NEIGHBOUR_FEATURES + (FUTURE_FEATURES if future else 0)
 
 
 def neighbour_y_mask(width: int) -> Tensor:
@@ -334,8 +334,7 @@ def neighbour_features(obs: np.ndarray, origin: np.ndarray, rot: np.ndarray, sca
     obs = np.asarray(obs, np.float64)
     if obs.shape[1] != OBS_STEPS:
         raise ValueError(f"neighbour features expect {OBS_STEPS} observed steps, got {obs.shape[1]}")
-    width = NEIGHBOUR_FEATURES + (FUTURE_FEATURES if future else 0)
-    out = np.zeros((len(obs), n, width), np.float32)
+    out = np.zeros((len(obs), n, neighbour_width(future)), np.float32)
     order = np.argsort(groups, kind="stable")
     bounds = np.r_[0, np.nonzero(np.diff(groups[order]))[0] + 1, len(order)]
     last = obs[:, -1]
@@ -409,6 +408,17 @@ def jittered(data: Prepared, cfg: ForecasterConfig, rng: np.random.Generator) ->
     return prepare(noisy, data.future, cfg, data.groups)
 
 
+def _mirror_y(feats: Tensor, cv: Tensor, target: Tensor | None, nb: Tensor | None,
+              sign: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Multiply every local y by ``sign[..., 1]`` (sign (B or 1, 1, 2), x entries 1): the one
+    definition of mirroring across the heading axis, for training augmentation and for the mirror
+    view at prediction alike (a mirrored pedestrian sees mirrored neighbours)."""
+    feats, cv = feats * sign.repeat(1, 1, 2), cv * sign[:, 0]
+    if target is not None:
+        target = target * sign
+    if nb is not None:
+        nb = nb * torch.where(neighbour_y_mask(nb.shape[-1]), sign[:, :, 1:], 1.0)
+    return feats, cv, target, nb
 
 
 def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig, gen: torch.Generator,
@@ -421,10 +431,7 @@ def _augment(feats: Tensor, cv: Tensor, target: Tensor, cfg: ForecasterConfig, g
         sign = torch.ones(b, 1, 2)
         if cfg.flip and cfg.absolute <= 0:  # a mirror is no symmetry of a screen with edges
             sign[:, :, 1] = torch.where(torch.rand(b, 1, generator=gen) < 0.5, -1.0, 1.0)
-        feats = feats * sign.repeat(1, 1, 2)
-        cv, target = cv * sign[:, 0], target * sign
-        if nb is not None:
-            nb = nb * torch.where(neighbour_y_mask(nb.shape[-1]), sign[:, :, 1:], 1.0)
+        feats, cv, target, nb = _mirror_y(feats, cv, target, nb, sign)
     else:
         theta = torch.rand(b, generator=gen) * 2 * math.pi
         c, s = torch.cos(theta), torch.sin(theta)
@@ -547,13 +554,14 @@ def validation_scores(model: ContinuousForecaster, data: Prepared) -> dict[str, 
     return scores
 
 
+MIRROR = torch.tensor([1.0, -1.0])  # local x stays, local y flips
+
+
 def mirrored(data: Prepared) -> Prepared:
     """The same examples mirrored across their heading axis (every local y negated, neighbours
     too); the target, if any, is mirrored with them."""
-    sign = torch.tensor([1.0, -1.0])
-    nb = None if data.nb is None else data.nb * torch.where(neighbour_y_mask(data.nb.shape[-1]), -1.0, 1.0)
-    return Prepared(data.feats * sign.repeat(2), data.cv * sign, None if data.target is None else data.target * sign,
-                    data.origin, data.rot, data.obs, data.future, data.ctx, nb, data.groups)
+    feats, cv, target, nb = _mirror_y(data.feats, data.cv, data.target, data.nb, MIRROR.view(1, 1, 2))
+    return Prepared(feats, cv, target, data.origin, data.rot, data.obs, data.future, data.ctx, nb, data.groups)
 
 
 def predict(models: ContinuousForecaster | list[ContinuousForecaster], data: Prepared,
@@ -571,7 +579,7 @@ def predict(models: ContinuousForecaster | list[ContinuousForecaster], data: Pre
     if mirror:
         if cfg.absolute > 0:
             raise ValueError("mirrored prediction needs a model without absolute context (a screen has no mirror symmetry)")
-        mean = (mean + _run(models, mirrored(data))["mean"].mean(0) * torch.tensor([1.0, -1.0])) / 2
+        mean = (mean + _run(models, mirrored(data))["mean"].mean(0) * MIRROR) / 2
     return to_world(mean.numpy() * cfg.scale, data.origin, data.rot)
 
 
