@@ -2,7 +2,7 @@
 
 Generates a GeoLife-like CSV (`lat,lng,datetime,uid`, ~5 s fixes, 40 users, gaps of minutes to
 hours) of `n_points` rows in a temporary directory (never committed), then times
-`gridcast.ingest.grid_tracks` + `write_gridded` beside a plain pandas + numpy + pyproj implementation
+`gridcast.ingest.pipeline.grid_tracks` + `write_gridded` beside a plain pandas + numpy + pyproj implementation
 of the same steps (the baseline of ../shared/data/BASELINES.md), alternating runs, median of
 `repeats`. Prints one JSON line (the `gridcast bench speed` shape):
 
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyproj
 
-from gridcast.ingest import ColumnMap, grid_tracks, write_gridded
+from gridcast.ingest.pipeline import ColumnMap, grid_tracks, write_gridded
 
 CELL, STEP, MAX_GAP = 250.0, 60.0, 600.0
 

@@ -2,7 +2,7 @@
 
 The child loads one leave-one-scene-out fold the way `gridcast bench ethucy` does (scene ``eth``
 held out: the largest training set, the other four scenes' train splits), builds the inputs and
-trains `gridcast.continuous`'s default model (LSTM, hidden 96, 20 modes) for a few epochs, then
+trains `gridcast.continuous.model`'s default model (LSTM, hidden 96, 20 modes) for a few epochs, then
 reports its own peak resident set size (VmHWM: everything the process ever held at once, Python
 and torch included). Memory use of this trainer does not grow after the first epoch
 (same batches, same buffers), so a short run measures the peak of a full one.
@@ -32,8 +32,8 @@ def child(data: Path, epochs: int, scene: str = "eth") -> dict:
     """Train in this process and report its peak RSS."""
     import torch
 
-    from gridcast import continuous as C
-    from gridcast.ethucy import load_scene
+    import gridcast.continuous.model as C
+    from gridcast.datasets.ethucy import load_scene
 
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Batch route prediction: beam search of width 5, 12 steps ahead, for 10,000 tracks at once.
 
-`gridcast.batch_predict.beam_many` (the full `Forecaster.beam` rules: end-of-route candidates,
+`gridcast.nextcell.batch.beam_many` (the full `Forecaster.beam` rules: end-of-route candidates,
 finished routes and their floor, float64 scores, `Route` objects out) against a hand-written loop
 over PyTorch's fused modules doing the same search: `nn.LSTM` over the packed prefixes, then per
 step `nn.LSTMCell` + `nn.Linear` + `log_softmax` over all tracks x beams and one `topk` over each
@@ -26,9 +26,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speedkit import interleaved, line, median, paired_ratio, random_forecaster, random_walks  # noqa: E402
 
-from gridcast.batch_predict import ROWS_PER_CHUNK, beam_many  # noqa: E402
-from gridcast.forecaster import Forecaster  # noqa: E402
-from gridcast.models import PAD, RESERVED, UNKNOWN, step_features  # noqa: E402
+from gridcast.nextcell.batch import ROWS_PER_CHUNK, beam_many  # noqa: E402
+from gridcast.nextcell.forecaster import Forecaster  # noqa: E402
+from gridcast.nextcell.network import PAD, RESERVED, UNKNOWN, step_features  # noqa: E402
 
 BASELINE = "hand-written fused torch loop"
 

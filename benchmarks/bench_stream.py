@@ -1,6 +1,6 @@
 """Streaming latency: one new point of one track -> its top-5 next cells, per point.
 
-`gridcast.streaming.StreamingPredictor` (hidden 64, one LSTM layer, 1,027 outputs: a 32 x 32 block
+`gridcast.nextcell.streaming.StreamingPredictor` (hidden 64, one LSTM layer, 1,027 outputs: a 32 x 32 block
 of cells) against the eager PyTorch loop one would write first: an `nn.Embedding` lookup, an
 `nn.LSTMCell` step and an `nn.Linear` head under `torch.no_grad()`, softmax and `topk`, with the
 same weights, the same features and the same per-track state dictionary. Both see the same points
@@ -37,11 +37,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speedkit import line, random_forecaster, random_walks  # noqa: E402
 
-from gridcast.forecaster import Forecaster, NextCell  # noqa: E402
-from gridcast.models import (PAD, RESERVED, UNKNOWN, CellVocab, ForecasterConfig, ForecasterNet,  # noqa: E402
+from gridcast.nextcell.forecaster import Forecaster, NextCell  # noqa: E402
+from gridcast.nextcell.network import (PAD, RESERVED, UNKNOWN, CellVocab, ForecasterConfig, ForecasterNet,  # noqa: E402
                              MarkovPrior, Normalisation)
-from gridcast.streaming import StreamingPredictor  # noqa: E402
-from gridcast.training import TrainConfig  # noqa: E402
+from gridcast.nextcell.streaming import StreamingPredictor  # noqa: E402
+from gridcast.nextcell.training import TrainConfig  # noqa: E402
 
 BASELINE = "eager nn.LSTMCell+Linear"
 FUSION_BASELINE = "fusion head via the model's _distribution per point"

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speedkit import interleaved, line, median, paired_ratio  # noqa: E402
 
-from gridcast.recurrent import Recurrent  # noqa: E402
+from gridcast.nn.recurrent import Recurrent  # noqa: E402
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
 BATCH, STEPS, INPUT = 64, 20, 2

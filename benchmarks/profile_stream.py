@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stream import EagerStream, ModelCodeStream, fusion_forecaster  # noqa: E402
 from speedkit import random_forecaster  # noqa: E402
 
-from gridcast.streaming import StreamingPredictor  # noqa: E402
+from gridcast.nextcell.streaming import StreamingPredictor  # noqa: E402
 
 
 def best_us(stmt, namespace: dict, number: int = 2000) -> float:

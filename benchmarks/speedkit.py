@@ -13,9 +13,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from gridcast.forecaster import Forecaster
-from gridcast.models import CellVocab, ForecasterConfig, ForecasterNet, Normalisation
-from gridcast.training import TrainConfig
+from gridcast.nextcell.forecaster import Forecaster
+from gridcast.nextcell.network import CellVocab, ForecasterConfig, ForecasterNet, Normalisation
+from gridcast.nextcell.training import TrainConfig
 
 
 def line(name: str, value: float, unit: str, baseline: str, ratio: float, **extra) -> dict:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from gridcast.baselines import ConstantVelocity, Markov, Stay
-from gridcast.evaluation import baseline_ranks, route_errors
+from gridcast.nextcell.baselines import ConstantVelocity, Markov, Stay
+from gridcast.nextcell.evaluation import baseline_ranks, route_errors
 from gridcast.metrics import MISS_RANK, ranking_metrics
 from gridcast.tracks import Track
 
@@ -46,7 +46,7 @@ def test_route_errors_pad_an_early_end():
 
 
 def test_most_frequent_next_never_backs_off():
-    from gridcast.baselines import MostFrequentNext
+    from gridcast.nextcell.baselines import MostFrequentNext
 
     m = MostFrequentNext().fit([A, B, A])
     assert m.scores(np.array([[1, 0]])) == {(2, 0): 2 / 3, (1, 1): 1 / 3}
@@ -55,7 +55,7 @@ def test_most_frequent_next_never_backs_off():
 
 
 def test_neighbour_back_off_names_unseen_cells_along_the_heading():
-    from gridcast.baselines import MarkovNeighbours
+    from gridcast.nextcell.baselines import MarkovNeighbours
 
     m = MarkovNeighbours(2).fit([A])
     ranked = sorted(m.scores(np.array([[20, 20], [21, 20]])).items(), key=lambda kv: -kv[1])
@@ -65,7 +65,7 @@ def test_neighbour_back_off_names_unseen_cells_along_the_heading():
 
 
 def test_paired_difference_is_zero_for_identical_predictors_and_signed():
-    from gridcast.evaluation import paired_difference
+    from gridcast.nextcell.evaluation import paired_difference
 
     ours = [np.array([1, 1, 3]), np.array([2, MISS_RANK])]
     same = paired_difference(ours, ours, "acc@1")
@@ -80,7 +80,7 @@ def test_paired_difference_is_zero_for_identical_predictors_and_signed():
 def test_rollouts_do_not_depend_on_the_order_of_training_tracks():
     """From (1, 0), A goes on to (2, 0) and B to (1, 1), once each: a tie. It goes to the smaller
     cell whichever track came first, so the same data always gives the same route error."""
-    from gridcast.baselines import default_baselines
+    from gridcast.nextcell.baselines import default_baselines
 
     for forward, backward in zip(default_baselines(), default_baselines()):
         forward.fit([A, B])

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.batch_predict import _CellLookup, beam_many, rollout_many
+from gridcast.nextcell.batch import _CellLookup, beam_many, rollout_many
 from gridcast.errors import InputError
-from gridcast.models import END
+from gridcast.nextcell.network import END
 
 from test_streaming import random_model, walk
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gridcast.cli import main
-from gridcast.commands import bench_speed
+from gridcast.cli.commands import bench_speed
 
 KEYS = {"name", "value", "unit", "baseline", "ratio"}
 CONTRACT = ({f"train_fused_{k}_h{h}" for k in ("lstm", "gru", "rnn") for h in (64, 256)}

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from gridcast.cells import GRUCell, LSTMCell, RNNCell
-from gridcast.recurrent import Recurrent
+from gridcast.nn.cells import GRUCell, LSTMCell, RNNCell
+from gridcast.nn.recurrent import Recurrent
 
 PAIRS = {"rnn": (RNNCell, torch.nn.RNNCell), "lstm": (LSTMCell, torch.nn.LSTMCell), "gru": (GRUCell, torch.nn.GRUCell)}
 MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.checkpoint import load_checkpoint, save_checkpoint
+from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.errors import CheckpointError
-from gridcast.forecaster import Forecaster
+from gridcast.nextcell.forecaster import Forecaster
 from gridcast.grid import Grid
 from gridcast.tracks import Track
 
@@ -104,7 +104,7 @@ def test_save_replaces_weights_and_leaves_one_file(tmp_path):
 
 SAVER = """
 import sys, torch
-from gridcast.checkpoint import save_checkpoint
+from gridcast.nextcell.checkpoint import save_checkpoint
 i = 0
 while True:
     i += 1

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast import continuous as C
-from gridcast.ethucy import load_split
+import gridcast.continuous.model as C
+from gridcast.datasets.ethucy import load_split
 
 TINY = Path(__file__).resolve().parent / "data" / "ethucy_tiny"
 

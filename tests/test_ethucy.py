@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridcast import continuous as C
+import gridcast.continuous.model as C
 from gridcast.cli import main
 from gridcast.errors import InputError
-from gridcast.ethucy import SCENES, build_windows, load_split, read_file
+from gridcast.datasets.ethucy import SCENES, build_windows, load_split, read_file
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ethucy"
 TINY = Path(__file__).resolve().parent / "data" / "ethucy_tiny"

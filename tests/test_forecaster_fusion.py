@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.forecaster import Forecaster
-from gridcast.models import NO_CELL, ForecasterConfig, MarkovPrior, time_features, window_geometry
+from gridcast.nextcell.forecaster import Forecaster
+from gridcast.nextcell.network import NO_CELL, ForecasterConfig, MarkovPrior, time_features, window_geometry
 from gridcast.tracks import Track
 
 ROUTE = np.array([[x, 3] for x in range(14, 0, -1)])
@@ -102,7 +102,7 @@ def test_window_geometry_prefers_the_heading():
 
 
 def test_ensemble_of_one_is_the_model_and_rollouts_agree(fusion):
-    from gridcast.forecaster import Ensemble
+    from gridcast.nextcell.forecaster import Ensemble
 
     one = Ensemble([fusion])
     assert np.array_equal(one.ranks_along(ROUTE)[0], fusion.ranks_along(ROUTE)[0])
@@ -114,7 +114,7 @@ def test_ensemble_of_one_is_the_model_and_rollouts_agree(fusion):
 
 def test_ensemble_refuses_models_of_other_data(fusion):
     from gridcast.errors import InputError
-    from gridcast.forecaster import Ensemble
+    from gridcast.nextcell.forecaster import Ensemble
 
     other = Forecaster(cell="gru", hidden=8, embed=4, head="fusion").fit([Track("x", ROUTE + 50)] * 3, epochs=1)
     with pytest.raises(InputError, match="same tracks"):

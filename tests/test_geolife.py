@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from gridcast.baselines import Markov, MarkovNeighbours, default_baselines
+from gridcast.nextcell.baselines import Markov, MarkovNeighbours, default_baselines
 from gridcast.cli import main
-from gridcast.evaluation import baseline_ranks
-from gridcast.geolife import check_no_leakage, load_geolife, split_per_user, user_map
+from gridcast.nextcell.evaluation import baseline_ranks
+from gridcast.datasets.geolife import check_no_leakage, load_geolife, split_per_user, user_map
 from gridcast.metrics import ranking_metrics
 from gridcast.tracks import Track
 

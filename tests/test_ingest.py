@@ -12,7 +12,7 @@ import pytest
 
 from gridcast.errors import InputError
 from gridcast.grid import Grid
-from gridcast.ingest import (
+from gridcast.ingest.pipeline import (
     ColumnMap, GriddedTracks, IngestReport, grid_tracks, load_grid, read_gridded, write_gridded,
 )
 
@@ -225,7 +225,7 @@ def test_resampling_refuses_to_explode_memory():
 
 
 def test_byte_ranges_merge_tracks_split_across_them(tmp_path, monkeypatch):
-    from gridcast import sources
+    from gridcast.ingest import sources
 
     rng = np.random.default_rng(3)
     n = 3000

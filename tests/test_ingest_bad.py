@@ -1,6 +1,6 @@
 """The bad-input corpus (issue 7): exact drop counts by reason, no valid row lost, strict one-liners.
 
-Every case runs through the real CLI entry point (`gridcast.cli.main`) so the exit status and the
+Every case runs through the real CLI entry point (`gridcast.cli.main.main`) so the exit status and the
 one line on stderr are what a user sees; two cases also run as real subprocesses.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gridcast import sources
+from gridcast.ingest import sources
 from gridcast.cli import main
 from gridcast.errors import InputError
-from gridcast.ingest import ColumnMap, grid_tracks
+from gridcast.ingest.pipeline import ColumnMap, grid_tracks
 
 BAD = Path(__file__).parent / "data" / "bad"
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
@@ -140,7 +140,7 @@ def test_api_strict_raises_input_error():
 
 def test_real_subprocess_has_no_traceback(tmp_path):
     """The user's view: a separate process, undecodable bytes (lenient re-read) and --strict."""
-    argv = [sys.executable, "-m", "gridcast.cli", *_argv("non_utf8.csv", tmp_path / "o.parquet", "--strict")]
+    argv = [sys.executable, "-m", "gridcast", *_argv("non_utf8.csv", tmp_path / "o.parquet", "--strict")]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert proc.returncode == 2

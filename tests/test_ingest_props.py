@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gridcast.errors import InputError
 from gridcast.grid import Grid
-from gridcast.ingest import ColumnMap, grid_tracks
+from gridcast.ingest.pipeline import ColumnMap, grid_tracks
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 XY = ColumnMap(track="track", time="time", x="x", y="y")
@@ -128,7 +128,7 @@ def test_resampled_points_lie_on_the_segment_between_neighbours(times, step):
 @given(rows=st.lists(row.filter(lambda r: '"' not in "".join(r)), max_size=30), strict=st.booleans())
 def test_byte_ranges_agree_with_one_reader_on_random_csv(tmp_path_factory, rows, strict):
     """(Like pyarrow's own block splitting, ranges assume no line breaks inside quoted values.)"""
-    from gridcast import sources
+    from gridcast.ingest import sources
 
     path = tmp_path_factory.mktemp("r") / "r.csv"
     path.write_bytes(("track,time,x,y\n" + "\n".join(",".join(r) for r in rows) + "\n").encode("utf-8", "surrogateescape"))

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.forecaster import Forecaster
-from gridcast.insight import fit_forecaster, gate_summary, gate_traces, set_forget_bias, unroll, FitSettings
-from gridcast.insight_gradients import check_hidden_gradient, decay, geometric_mean, hidden_gradient_norms, windows
-from gridcast.insight_memory import MemoryBudget, RecallTask, accuracy, max_delay, train_recall
-from gridcast.models import ForecasterConfig, ForecasterNet
-from gridcast.recurrent import Recurrent
+from gridcast.nextcell.forecaster import Forecaster
+from gridcast.insight.core import fit_forecaster, gate_summary, gate_traces, set_forget_bias, unroll, FitSettings
+from gridcast.insight.gradients import check_hidden_gradient, decay, geometric_mean, hidden_gradient_norms, windows
+from gridcast.insight.memory import MemoryBudget, RecallTask, accuracy, max_delay, train_recall
+from gridcast.nextcell.network import ForecasterConfig, ForecasterNet
+from gridcast.nn.recurrent import Recurrent
 from gridcast.tracks import Track
 
 

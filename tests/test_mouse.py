@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridcast import continuous as C
-from gridcast import mouse as M
+import gridcast.continuous.model as C
+import gridcast.datasets.mouse as M
 from gridcast.cli import main
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "balabit_mouse"

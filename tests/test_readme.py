@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gridcast.ingest import load_grid
+from gridcast.ingest.pipeline import load_grid
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

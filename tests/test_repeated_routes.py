@@ -74,7 +74,7 @@ def test_planar_unit_grid_keeps_coordinates(model_dir):
 
 
 def test_predict_cli_in_a_subprocess_has_no_traceback_on_bad_track(model_dir):
-    proc = subprocess.run([sys.executable, "-m", "gridcast.cli", "predict", str(model_dir), "--track", "14,3 x"],
+    proc = subprocess.run([sys.executable, "-m", "gridcast", "predict", str(model_dir), "--track", "14,3 x"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 
 from gridcast.cli import main
 from gridcast.errors import GridcastError
-from gridcast.forecaster import Forecaster
+from gridcast.nextcell.forecaster import Forecaster
 from gridcast.tracks import Track
-from gridcast.training import TrainingError
+from gridcast.nextcell.training import TrainingError
 
 
 def _write_data(path, n_tracks=24, length=30, seed=0):
@@ -34,7 +34,7 @@ FIT = ["fit", "--x-col", "x", "--y-col", "y", "--cell-size", "1", "--cell", "lst
 
 
 def _fit_cmd(data, out, *extra):
-    return [sys.executable, "-m", "gridcast.cli", FIT[0], str(data), *FIT[1:], "--out", str(out), *extra]
+    return [sys.executable, "-m", "gridcast", FIT[0], str(data), *FIT[1:], "--out", str(out), *extra]
 
 
 def _weights(directory):

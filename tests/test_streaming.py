@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from gridcast.errors import InputError
-from gridcast.forecaster import Forecaster
-from gridcast.models import CellVocab, ForecasterConfig, ForecasterNet, MarkovPrior, Normalisation
-from gridcast.streaming import StreamingPredictor, _PackedFusion
+from gridcast.nextcell.forecaster import Forecaster
+from gridcast.nextcell.network import CellVocab, ForecasterConfig, ForecasterNet, MarkovPrior, Normalisation
+from gridcast.nextcell.streaming import StreamingPredictor, _PackedFusion
 from gridcast.tracks import Track
-from gridcast.training import TrainConfig
+from gridcast.nextcell.training import TrainConfig
 
 
 def random_model(cell="lstm", target="cell", layers=1, init_state="zeros", side=8, seed=0, head="plain",

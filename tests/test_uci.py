@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from gridcast.cli import main
-from gridcast.geolife import check_no_leakage
-from gridcast.uci import load_uci
+from gridcast.datasets.geolife import check_no_leakage
+from gridcast.datasets.uci import load_uci
 
 
 @pytest.fixture(scope="module")

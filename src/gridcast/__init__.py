@@ -4,8 +4,8 @@ The recurrent cells are written gate by gate (`gridcast.cells`) and proven equal
 modules; `gridcast.recurrent.Recurrent` runs them over variable-length batches, with a fused path on
 the very same parameters for speed.
 """
-from .errors import CheckpointError, GridcastError, InputError
-from .grid import Grid
+from gridcast.errors import CheckpointError, GridcastError, InputError
+from gridcast.grid import Grid
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from gridcast.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""The bundled demo: Liverpool bus route 14, from raw GPS to a model judged beside its baselines.
+
+Protocol (the one in shared/data/BASELINES.md, so the numbers can be compared): lat/lon -> local UTM
+metres -> resample every trip at 30 s (split at gaps > 10 min) -> 100 m cells -> collapse consecutive
+repeats ("which cell next"). The 11 earliest trips train (two of them held out for early stopping),
+the 5 latest are the test set. Next cell: Acc@1, Acc@5, MRR over every step of the test trips;
+route: from the first half of each test trip, continue for as many cells as the trip really had.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gridcast.nextcell.baselines import default_baselines
+from gridcast.datasets.liverpool import LIVERPOOL_COLUMNS, liverpool_route14
+from gridcast.nextcell.evaluation import best_baseline, evaluate
+from gridcast.nextcell.forecaster import Forecaster
+from gridcast.nextcell.network import recommended
+from gridcast.tracks import collapse_repeats, split_by_time, tracks_from_frame
+
+CELL_SIZE, STEP, MAX_GAP = 100.0, 30.0, 600.0
+N_TRAIN = 11
+
+
+def load_liverpool():
+    """(train, test, grid, ingest report) of the bundled route-14 trips."""
+    train, test, gridded = load_liverpool_gridded()
+    return train, test, gridded.grid, gridded.report
+
+
+def load_liverpool_gridded():
+    """(train, test, gridded): the cell tracks and the gridded table they came from."""
+    from gridcast.ingest.pipeline import ColumnMap, grid_tracks
+
+    gridded = grid_tracks(liverpool_route14(), cell_size=CELL_SIZE, step=STEP, columns=ColumnMap(**LIVERPOOL_COLUMNS),
+                          max_gap=MAX_GAP)
+    tracks = [collapse_repeats(t) for t in tracks_from_frame(gridded.frame)]
+    tracks = [t for t in tracks if len(t) >= 2]
+    share = N_TRAIN / len(tracks)
+    train, test = split_by_time(tracks, (share, 1.0 - share))
+    return train, test, gridded
+
+
+def _write_test_file(gridded, test: list, path: Path) -> None:
+    """The held-out trips as a gridded Parquet, so `gridcast evaluate` can be tried on them."""
+    from gridcast.ingest.pipeline import GriddedTracks, write_gridded
+
+    ids = {t.id for t in test}
+    frame = gridded.frame[gridded.frame["track"].astype(str).isin(ids)].reset_index(drop=True)
+    write_gridded(GriddedTracks(frame, gridded.grid, gridded.report), path)
+
+
+def run_demo(out_dir: str | Path, cells: tuple[str, ...] = ("lstm", "gru", "rnn"), seed: int = 0,
+             epochs: int = 60, progress: bool = True, log=print) -> dict:
+    """Train one model per cell kind, evaluate beside baselines, write the model, plots and metrics."""
+    from gridcast.nextcell.plots import plot_route_prediction, plot_training_curves
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train, test, gridded = load_liverpool_gridded()
+    grid, report = gridded.grid, gridded.report
+    _write_test_file(gridded, test, out / "test.parquet")
+    log(f"Liverpool bus route 14 (bundled, Open Government Licence v3.0): {report.read} GPS points read, "
+        f"{report.kept} kept, {len(train)} training trips, {len(test)} test trips on a {grid.cell_size:.0f} m grid "
+        f"at {STEP:.0f} s steps")
+    if report.dropped:
+        log("  dropped: " + ", ".join(f"{n} {reason}" for reason, n in report.dropped.items()))
+    baselines = [b.fit(train) for b in default_baselines()]
+    results, models = {}, {}
+    for index, kind in enumerate(cells):
+        torch.manual_seed(seed)
+        model = Forecaster(cell=kind, target="cell", hidden=64, embed=16, dropout=0.1, grid=grid,
+                           **recommended("cell"))  # what `gridcast fit --target cell` uses
+        model.fit(train, val_fraction=0.2, epochs=epochs, lr=5e-3, patience=10, seed=seed, progress=progress,
+                  log_path=out / f"train_log_{kind}.jsonl")
+        models[kind] = model
+        results[kind] = evaluate(model, baselines if index == 0 else [], test, grid=grid, intervals=True)
+    table = {"models": {k: r["model"] for k, r in results.items()}, "baselines": results[cells[0]]["baselines"],
+             "n": results[cells[0]]["n"], "test_tracks": len(test), "train_tracks": len(train)}
+    best_kind = max(cells, key=lambda k: table["models"][k]["acc@1"])
+    best = models[best_kind]
+    best.preprocessing = {"max_gap": MAX_GAP, "collapse": True}
+    best.save(out / "model")
+    longest = max(test, key=len)
+    n_obs = max(1, len(longest) // 2)
+    routes = best.beam(longest.cells[:n_obs], len(longest) - n_obs, width=3)
+    plot_route_prediction(out / "prediction.png", longest.cells[:n_obs], longest.cells[n_obs:], routes,
+                          background=train, title=f"held-out trip {longest.id}: {best_kind.upper()} continuation "
+                          f"({grid.cell_size:.0f} m cells)")
+    plot_training_curves(out / "training.png", {k: m.result_.history for k, m in models.items()})
+    table["example_track"] = " ".join(f"{c},{r}" for c, r in longest.cells[:n_obs])
+    table["seconds"] = round(time.perf_counter() - started, 1)
+    table["best_model"] = best_kind
+    (out / "metrics.json").write_text(json.dumps(table, indent=2))
+    return table
+
+
+def verdict(table: dict, metric: str) -> str:
+    """One honest line: does the best model beat the strongest baseline on `metric`?"""
+    name, value = best_baseline({"baselines": table["baselines"]}, metric)
+    lower = metric.startswith(("ade", "fde"))
+    kind = (min if lower else max)(table["models"], key=lambda k: table["models"][k][metric])
+    ours = table["models"][kind][metric]
+    wins = ours < value if lower else ours > value
+    word = "beats" if wins else ("ties" if np.isclose(ours, value) else "does NOT beat")
+    return f"{metric}: best model {kind} {ours:.3f} {word} the strongest baseline {name} {value:.3f}"

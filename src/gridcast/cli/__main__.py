@@ -1,0 +1,5 @@
+import sys
+
+from gridcast.cli.main import main
+
+sys.exit(main())

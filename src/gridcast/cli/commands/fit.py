@@ -1,0 +1,85 @@
+"""`gridcast fit DATA --cell {lstm,gru,rnn} --target {cell,move,offset} --out MODEL_DIR`."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from gridcast.cli.common import add_column_args, add_gridding_args, load_tracks, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="train a forecaster on gridded (or raw) tracks",
+                       description="Train an RNN/LSTM/GRU forecaster. The model directory gets safetensors weights, "
+                                   "a JSON config with the grid and vocabulary, and train_log.jsonl (one line per epoch).")
+    p.add_argument("data", metavar="DATA", help="gridded Parquet from `gridcast grid`, or raw points with column flags")
+    p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
+    p.add_argument("--target", choices=("cell", "move", "offset"), default="cell",
+                   help="cell: next cell id; move: displacement class; offset: continuous displacement")
+    p.add_argument("--out", required=True, help="model directory to write")
+    model = p.add_argument_group("model")
+    model.add_argument("--hidden", type=int, default=128)
+    model.add_argument("--layers", type=int, default=1)
+    model.add_argument("--embed", type=int, default=32)
+    model.add_argument("--dropout", type=float, default=0.1)
+    model.add_argument("--init-state", choices=("zeros", "learned", "noise"), default="zeros")
+    model.add_argument("--max-move", type=int, default=2, help="move target: classes cover [-R, R]^2 cells")
+    model.add_argument("--offset-loss", choices=("gaussian", "mse"), default="gaussian")
+    model.add_argument("--head", choices=("fusion", "plain"), default=None,
+                       help="cell target: fusion (default: cell ids + moves + Markov prior, the GeoLife/UCI winner) "
+                            "or plain (cell-id softmax only)")
+    train = p.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
+    train.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-fraction", type=float, default=0.15, help="share of tracks held out for early stopping")
+    train.add_argument("--collapse", action="store_true", help="drop consecutive repeats: 'which cell next' sequences")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --out (same DATA and settings): ends with the same weights")
+    train.add_argument("--skip-nonfinite", action="store_true", help="skip batches whose loss is NaN/inf instead of stopping")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_column_args(p)
+    add_gridding_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gridcast.nextcell.forecaster import Forecaster
+    from gridcast.nextcell.network import ForecasterConfig, recommended
+    from gridcast.nextcell.plots import plot_training_curves
+    from gridcast.nextcell.training import TrainConfig
+
+    tracks, grid, prep = load_tracks(args.data, args, collapse=args.collapse)
+    config = ForecasterConfig(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
+                              embed=args.embed, dropout=args.dropout, init_state=args.init_state,
+                              max_move=args.max_move, offset_loss=args.offset_loss,
+                              **(recommended(args.target) if args.head != "plain" else {}))
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip,
+                        patience=args.patience, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "train_log.jsonl"
+    started = time.perf_counter()
+    model = Forecaster(config, grid)
+    model.preprocessing = prep  # evaluate/predict prepare raw input the same way
+    model = model.fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log,
+                                         out_dir=out, progress=not args.no_progress and not args.json,
+                                         resume=args.resume, skip_nonfinite=args.skip_nonfinite)
+    result = model.result_
+    plot = plot_training_curves(out / "training.png", {f"{args.cell}/{args.target}": result.history})
+    summary = {"out": str(out), "tracks": len(tracks), "cells": len(model.vocab_.cells),
+               "epochs": len(result.history), "best_epoch": result.best_epoch,
+               "best_val_loss": result.best_val_loss, "seconds": round(time.perf_counter() - started, 2),
+               "plot": str(plot)}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"trained {args.cell}/{args.target} on {len(tracks)} tracks ({summary['cells']} cells) "
+              f"in {summary['seconds']} s: best epoch {result.best_epoch} of {summary['epochs']}, "
+              f"validation loss {result.best_val_loss:.4f}")
+        print(f"model written to {out} (training log: {log}; loss and gradient-norm curves: {plot})")
+    return 0

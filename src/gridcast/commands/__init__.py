@@ -1,1 +1,0 @@
-"""One module per `gridcast` subcommand; each exposes `register(subparsers)`."""

@@ -1,0 +1,420 @@
+"""Where raw points come from: CSV (plain, gzip, byte ranges per core), Parquet and DataFrames,
+each read in record batches of the wanted columns only.
+
+`gridcast.ingest` drives these readers and validates every batch; this module only knows how to
+get batches out of a source (and how to re-read it raw or with lenient UTF-8 when a typed read
+fails), so the pipeline does not care which kind of file it was given.
+"""
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import difflib
+import functools
+import gzip
+import io
+import os
+import sys
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from gridcast.ingest import validate
+from gridcast.errors import InputError
+
+_BLOCK = 1 << 20  # CSV block: small enough to pipeline, big enough to amortise per-batch overhead
+_RANGE_MIN = 8 << 20  # a plain CSV is split into byte ranges of at least this size, one per core
+_RANGES: int | None = None  # ranges to use (None: one per core, at most 4); tests set it
+LENIENT = "gridcast_lenient_utf8"
+
+
+def _lenient_codec(name: str) -> codecs.CodecInfo | None:
+    """UTF-8 that turns undecodable bytes into \\xNN escapes instead of failing (pyarrow transcodes with it)."""
+    if name != LENIENT:
+        return None
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(
+        name=LENIENT,
+        encode=utf8.encode,
+        decode=functools.partial(utf8.decode, errors="backslashreplace"),
+        incrementalencoder=utf8.incrementalencoder,
+        incrementaldecoder=functools.partial(utf8.incrementaldecoder, errors="backslashreplace"),
+    )
+
+
+codecs.register(_lenient_codec)
+
+
+
+@contextlib.contextmanager
+def quiet_unraisable() -> Iterator[None]:
+    """pyarrow cannot hand a malformed row with undecodable bytes to a Python row handler: it prints
+    the decode error as an "Exception ignored" traceback, then fails the read (which is retried with
+    lenient UTF-8). Keep that traceback off the user's terminal; anything else passes through."""
+    previous = sys.unraisablehook
+
+    def hook(u) -> None:
+        owner = getattr(u.object, "__self__", None)
+        if isinstance(owner, (_CsvStream, CsvSource)) and isinstance(u.exc_value, UnicodeDecodeError):
+            return
+        previous(u)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+class Stream:
+    """One sequential reader of batches (a whole source, or a byte range of a CSV)."""
+
+    malformed = 0
+
+    def __init__(self, batches: Iterator[tuple[dict[str, pa.Array], int]]):
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[tuple[dict[str, pa.Array], int]]:
+        return self._batches
+
+
+class Source:
+    """A table read as one or more streams of Arrow arrays keyed by role ('track', 'time', 'a', 'b')."""
+
+    name: str
+    time_kind: str = "number"
+    #: read attempts, in order; a later one runs only if the earlier failed with ArrowInvalid
+    modes: tuple[str, ...] = ("raw",)
+
+    def streams(self, mode: str) -> list[Stream]:  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what `streams` opened (a progress bar)."""
+
+    def where(self, good_index: int | None) -> tuple[str, str | None]:
+        """'<file> row R' of the `good_index`-th parsed row, or of an earlier malformed row (+ reason)."""
+        return f"{self.name} row {(good_index or 0) + 1}", None
+
+
+# Common names of the default columns, for the hint when a file does not use the defaults.
+_ALIASES = {"lat": ("latitude",), "lon": ("longitude", "lng", "long"),
+            "time": ("timestamp", "datetime", "date_time", "date", "t"),
+            "track": ("track_id", "trip_id", "trajectory_id", "traj_id", "id", "user_id")}
+_FLAGS = {"lat": "--lat-col", "lon": "--lon-col", "time": "--time-col", "track": "--track-col"}
+
+
+def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
+    """One error naming every wanted column the file lacks, with the flags that would fit it."""
+    missing = [want[r] for r in ("track", "time", "a", "b") if want.get(r) is not None and want[r] not in have]
+    if not missing:
+        return
+    lower = {h.lower(): h for h in have}
+    fixes, guesses = [], []
+    for col in missing:
+        alias = next((lower[a] for a in _ALIASES.get(col, ()) if a in lower), None)
+        if alias is not None:
+            fixes.append(f"{_FLAGS[col]} {validate.printable(alias)}")
+        elif hint := difflib.get_close_matches(col, have, n=1):
+            guesses.append(f"'{validate.printable(hint[0])}' for '{validate.printable(col)}'")
+    extra = f"; for this file: {' '.join(fixes)}" if fixes else ""
+    extra += f"; did you mean {', '.join(guesses)}?" if guesses else ""
+    if have and all(validate.looks_numeric(h) for h in have):
+        extra += "; the first line looks like data: the file needs a header row naming its columns"
+    shown = ", ".join(f"'{validate.printable(h)}'" for h in have[:30]) + (" ..." if len(have) > 30 else "")
+    names = ", ".join(f"'{validate.printable(c)}'" for c in missing)
+    raise InputError(f"{name}: missing column{'s' if len(missing) > 1 else ''} {names} (columns found: {shown}){extra}")
+
+
+class CsvSource(Source):
+    """CSV or gzip CSV. Plain files are cut at line boundaries into one byte range per core, each
+    parsed by its own streaming pyarrow reader in its own thread (a streaming reader parses in the
+    thread that pulls from it, so this is what puts both cores to work without reading it all).
+
+    Like pyarrow's own block splitting, this assumes no line breaks inside quoted values (GPS logs
+    have none); a record that has one may be cut at a boundary, and its pieces are then counted as
+    malformed rows.
+    """
+
+    def __init__(self, path: str | os.PathLike, want: dict[str, str], sep: str | None, progress: bool):
+        self.path = os.fspath(path)
+        self.name = str(path)
+        self.want = want
+        self.progress = progress
+        with open(self.path, "rb") as f:
+            magic = f.read(2)
+        self.gzip = magic == b"\x1f\x8b"
+        head, whole = self._head()
+        if not head.strip():
+            raise InputError(f"{self.name}: the file is empty")
+        first = head.split(b"\n", 1)[0].rstrip(b"\r")
+        text = first.decode("utf-8", "backslashreplace").lstrip("\ufeff")
+        if sep is None:
+            counts = {s: text.count(s) for s in (",", "\t", ";", "|")}
+            sep = max(counts, key=counts.get) if max(counts.values()) > 0 else ","
+        if len(sep) != 1:
+            raise InputError(f"--sep must be a single character, got {sep!r}")
+        self.sep = sep
+        names = [c.strip() for c in next(csv.reader([text], delimiter=sep))] if text else []
+        seen: dict[str, int] = {}
+        self.columns = []
+        for c in names:  # duplicate header names get .1, .2 so the first one is the one used
+            k = seen.get(c, 0)
+            seen[c] = k + 1
+            self.columns.append(c if k == 0 else f"{c}.{k}")
+        _missing_columns(self.name, want, self.columns)
+        with quiet_unraisable():
+            self.time_kind, self.typed_time = self._sniff_time(head if whole else head[: head.rfind(b"\n") + 1])
+        self.modes = ("typed", "raw", "lenient") if self.typed_time is not None else ("raw", "lenient")
+
+    def _raw(self) -> io.BufferedIOBase:
+        return gzip.open(self.path, "rb") if self.gzip else open(self.path, "rb")
+
+    def _head(self) -> tuple[bytes, bool]:
+        try:
+            with self._raw() as f:
+                head = f.read(1 << 16)
+                return head, len(f.read(1)) == 0
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{self.name}: cannot read ({exc})") from None
+
+    def _skip(self, row) -> str:
+        return "skip"
+
+    def _sniff_time(self, head: bytes) -> tuple[str, pa.DataType | None]:
+        """The time column's kind, and the Arrow type that parses every time in the first 64 KiB
+        (None: skip the typed attempt)."""
+        try:
+            sample = pcsv.read_csv(
+                io.BytesIO(head),
+                read_options=pcsv.ReadOptions(column_names=self.columns, skip_rows=1),
+                parse_options=pcsv.ParseOptions(delimiter=self.sep, invalid_row_handler=self._skip),
+                convert_options=pcsv.ConvertOptions(
+                    include_columns=[self.want["time"]], column_types={self.want["time"]: pa.binary()},
+                    null_values=[""], strings_can_be_null=True,
+                ),
+            ).column(0)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return "iso", None
+        kind = validate.detect_time_kind(sample)
+        candidates = [pa.float64()] if kind == "number" else [pa.timestamp("us"), pa.timestamp("us", tz="UTC")]
+        for ty in candidates:
+            try:
+                pc.cast(sample if kind == "number" else pc.cast(sample, pa.string()), ty)
+                return kind, ty
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        return kind, None
+
+    def _types(self, used: list[str], mode: str) -> dict[str, pa.DataType]:
+        """Column types per read attempt.
+
+        "typed": floats and timestamps parsed by pyarrow itself (fastest; any bad value fails the
+        whole read, which then falls back). "raw"/"lenient": raw bytes for coordinates, parsed per
+        batch so one bad value costs one batch; text for times (a non-UTF-8 time fails the read,
+        which the lenient attempt decodes with \\xNN escapes). Track ids are dictionary bytes always.
+        """
+        types = {c: pa.binary() for c in used}
+        if mode == "typed":
+            types[self.want["a"]] = pa.float64()
+            types[self.want["b"]] = pa.float64()
+            types[self.want["time"]] = self.typed_time
+        else:
+            types[self.want["time"]] = pa.string()
+        if "track" in self.want:
+            types[self.want["track"]] = pa.dictionary(pa.int32(), pa.binary())
+        return types
+
+    def _cuts(self, size: int) -> list[int]:
+        """Byte offsets splitting the file at line starts, one range per core (plain files only)."""
+        per_core = _RANGES or min(os.cpu_count() or 1, 4)
+        n = 1 if self.gzip else max(1, min(per_core, size // _RANGE_MIN))
+        cuts = [0]
+        with open(self.path, "rb") as f:
+            for k in range(1, n):
+                f.seek(max(cuts[-1], size * k // n))
+                f.readline()
+                if f.tell() < size:
+                    cuts.append(f.tell())
+        return cuts + [size]
+
+    def streams(self, mode: str) -> list[Stream]:
+        size = os.path.getsize(self.path)
+        self.close()
+        if self.progress and size >= (1 << 20):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(self.path), leave=False)
+        cuts = self._cuts(size)
+        return [_CsvStream(self, mode, lo, hi, k == 0, self.bar) for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
+
+    bar = None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def where(self, good_index: int | None) -> tuple[str, str | None]:
+        """Re-scan the text (error path only) to give the row and the physical line number."""
+        ncols = len(self.columns)
+        row = good = 0
+        try:
+            with io.TextIOWrapper(self._raw(), encoding="utf-8", errors="backslashreplace", newline="") as f:
+                reader = csv.reader(f, delimiter=self.sep)
+                next(reader, None)
+                for rec in reader:
+                    if not rec:
+                        continue
+                    row += 1
+                    line = reader.line_num
+                    if len(rec) != ncols:
+                        return f"{self.name} row {row} (line {line})", f"expected {ncols} fields, found {len(rec)}"
+                    if good == good_index:
+                        return f"{self.name} row {row} (line {line})", None
+                    good += 1
+        except (csv.Error, OSError, EOFError):
+            pass
+        if good_index is None:
+            return f"{self.name} row {row + 1}", "malformed row (wrong number of fields)"
+        return f"{self.name} row {good_index + 1}", None
+
+
+class _CsvStream(Stream):
+    """pyarrow's streaming CSV reader over bytes [lo, hi) of the file, counting malformed rows."""
+
+    def __init__(self, src: CsvSource, mode: str, lo: int, hi: int, header: bool, bar):
+        self.src, self.mode, self.lo, self.hi, self.header, self.bar = src, mode, lo, hi, header, bar
+        self.malformed = 0
+
+    def on_invalid(self, row) -> str:
+        self.malformed += 1
+        return "skip"
+
+    def __iter__(self) -> Iterator[tuple[dict[str, pa.Array], int]]:
+        src = self.src
+        read = pcsv.ReadOptions(
+            column_names=src.columns, skip_rows=1 if self.header else 0, block_size=_BLOCK,
+            encoding=LENIENT if self.mode == "lenient" else "utf8",
+        )
+        parse = pcsv.ParseOptions(delimiter=src.sep, invalid_row_handler=self.on_invalid)
+        used = sorted(set(src.want.values()))
+        convert = pcsv.ConvertOptions(
+            include_columns=used, column_types=src._types(used, self.mode),
+            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+        )
+        fh = _Range(src.path, self.lo, self.hi, self.bar)
+        try:
+            stream = pa.CompressedInputStream(pa.PythonFile(fh, mode="r"), "gzip") if src.gzip else fh
+            for rb in pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+                yield {role: rb.column(col) for role, col in src.want.items()}, rb.num_rows
+        finally:
+            fh.close()
+
+
+class _Range(io.RawIOBase):
+    """Bytes [lo, hi) of a file, advancing an optional progress bar as pyarrow reads them."""
+
+    def __init__(self, path: str, lo: int, hi: int, bar=None) -> None:
+        self.f = open(path, "rb")
+        self.f.seek(lo)
+        self.left = hi - lo
+        self.bar = bar
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        want = min(len(b), self.left)
+        if want <= 0:
+            return 0
+        n = self.f.readinto(memoryview(b)[:want]) or 0
+        self.left -= n
+        if self.bar is not None:
+            self.bar.update(n)
+        return n
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+
+class _ParquetSource(Source):
+    def __init__(self, path: str | os.PathLike, want: dict[str, str]):
+        self.name = str(path)
+        self.want = want
+        try:
+            self.file = pq.ParquetFile(os.fspath(path))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{self.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        _missing_columns(self.name, want, self.file.schema_arrow.names)
+        if self.file.metadata.num_rows:
+            first = next(self.file.iter_batches(batch_size=2000, columns=[want["time"]]))
+            self.time_kind = validate.detect_time_kind(first.column(0))
+
+    def streams(self, mode: str) -> list[Stream]:
+        used = sorted(set(self.want.values()))
+
+        def batches():
+            for rb in self.file.iter_batches(batch_size=1 << 16, columns=used):
+                yield {role: rb.column(col) for role, col in self.want.items()}, rb.num_rows
+
+        return [Stream(batches())]
+
+
+class _FrameSource(Source):
+    def __init__(self, df: pd.DataFrame, want: dict[str, str]):
+        self.name = "DataFrame"
+        self.want = want
+        self.df = df
+        self.cols = {str(c): c for c in df.columns}
+        _missing_columns(self.name, want, list(self.cols))
+        if len(df):
+            self.time_kind = validate.detect_time_kind(self._arrow(df[self.cols[want["time"]]].iloc[:2000]))
+
+    @staticmethod
+    def _arrow(s: pd.Series) -> pa.Array:
+        try:
+            return pa.array(s, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            # mixed Python objects: judge them as text, like a CSV would
+            return pa.array([None if _isna(v) else str(v) for v in s], pa.string())
+
+    def streams(self, mode: str) -> list[Stream]:
+        def batches():
+            for lo in range(0, len(self.df), 1 << 20):
+                part = self.df.iloc[lo : lo + (1 << 20)]
+                yield {role: self._arrow(part[self.cols[col]]) for role, col in self.want.items()}, len(part)
+
+        return [Stream(batches())]
+
+
+def _isna(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def open_source(source, want: dict[str, str], sep: str | None, progress: bool) -> Source:
+    if isinstance(source, pd.DataFrame):
+        return _FrameSource(source, want)
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"cannot read tracks from a {type(source).__name__}; give a path or a DataFrame")
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a file of tracks")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: the file is empty")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1" or path.lower().endswith((".parquet", ".pq")):
+        return _ParquetSource(path, want)
+    return CsvSource(path, want, sep, progress)

@@ -1,0 +1,663 @@
+"""`Forecaster`: fit on tracks of grid cells, predict the next cell and the rest of the route.
+
+scikit-learn style: ``__init__`` stores settings, ``fit`` returns self, learned attributes end in
+``_``. The checkpoint carries everything prediction needs (grid, vocabulary, normalisation,
+settings), so ``Forecaster.load(dir)`` in a fresh process predicts exactly what the trained object did.
+
+Example:
+    >>> import numpy as np
+    >>> from gridcast.forecaster import Forecaster
+    >>> from gridcast.tracks import Track
+    >>> route = np.array([[x, 3] for x in range(14, 0, -1)])
+    >>> f = Forecaster(cell="gru", hidden=32).fit([Track(str(i), route) for i in range(8)], epochs=30)
+    >>> f.predict_next(route[:3], k=1)[0].cell
+    (11, 3)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gridcast import __version__
+from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
+from gridcast.errors import CheckpointError, InputError
+from gridcast.grid import Grid
+from gridcast.metrics import MISS_RANK
+from gridcast.nextcell.network import (END, NO_CELL, PAD, PRIOR_FEATURES, RESERVED, UNKNOWN, CellVocab, ForecasterConfig,
+                     ForecasterNet, MarkovPrior, MoveClasses, Normalisation, fusion_logits, fusion_size,
+                     sequence_features, sequence_loss, step_features, time_features, window_geometry)
+from gridcast.tracks import Track, split_by_track
+from gridcast.nextcell.training import TrainConfig, TrainResult, fit as fit_loop
+
+
+@dataclass
+class NextCell:
+    """One candidate for the next cell."""
+
+    cell: tuple[int, int]
+    p: float
+
+
+@dataclass
+class Route:
+    """One continuation: cells after the prefix, its probability, and whether the route ended."""
+
+    cells: list[tuple[int, int]]
+    p: float
+    ended: bool
+
+
+@dataclass
+class Batch:
+    ids: Tensor
+    features: Tensor
+    targets: Tensor
+    mask: Tensor
+    lengths: Tensor
+    weight: float
+    context: dict | None = None  # fusion head: window ids, sparse Markov prior, evidence (see `_context`)
+
+
+OFFSET_WINDOW = 2  # offset models spread probability over a (2W+1)^2 window around the predicted mean
+HIDE_TIMES = 0.1  # share of training tracks whose times are hidden, so predicting without times works
+
+
+class Forecaster:
+    """Next-cell and route forecaster over grid cells with an RNN, LSTM or GRU.
+
+    Args:
+        config: a `ForecasterConfig`, or its fields as keyword arguments
+            (``cell``, ``target``, ``hidden``, ``layers``, ``embed``, ``dropout``, ...).
+        grid: the grid the cells live on (stored with the model; needed for errors in metres).
+    """
+
+    def __init__(self, config: ForecasterConfig | None = None, grid: Grid | None = None, **settings) -> None:
+        self.config = config if config is not None else ForecasterConfig(**settings)
+        if config is not None and settings:
+            raise InputError("pass either a ForecasterConfig or keyword settings, not both")
+        self.grid = grid
+        #: how the training tracks were prepared ({"max_gap", "collapse"}); saved, and reused by
+        #: `gridcast evaluate`/`predict` on raw input
+        self.preprocessing: dict = {}
+
+    # ------------------------------------------------------------------------------ encoding
+    @property
+    def moves_(self) -> MoveClasses:
+        return MoveClasses(self.config.max_move)
+
+    def _output_size(self) -> int:
+        if self.config.target == "cell":
+            if self.config.head == "fusion":
+                return fusion_size(len(self.vocab_), self.config.max_move)
+            return len(self.vocab_)
+        if self.config.target == "move":
+            return len(self.moves_)
+        return 4  # mean (2) and log-std (2)
+
+    @property
+    def fusion(self) -> bool:
+        return self.config.target == "cell" and self.config.head == "fusion"
+
+    def _features(self, cells: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+        """Per-step network inputs besides the cell id: position, last move (and time, if configured)."""
+        features = sequence_features(cells, self.norm_)
+        if self.config.time_features:
+            features = np.concatenate([features, time_features(times, len(cells))], axis=1)
+        return features
+
+    def _context(self, last: np.ndarray, before: np.ndarray, exclude: tuple | None = None) -> dict:
+        """What the fusion head needs besides the network at steps standing at `last` (coming from
+        `before`; `NO_CELL` for none): the vocabulary id of every window cell (-1: unseen) and the
+        Markov prior's candidates as sparse (row, slot, features), with the evidence behind them.
+        `exclude`: one track's own transitions, left out of the counts (training only)."""
+        last = np.asarray(last, dtype=np.int64).reshape(-1, 2)
+        before = np.asarray(before, dtype=np.int64).reshape(-1, 2)
+        n, radius = len(last), self.config.max_move
+        side = 2 * radius + 1
+        moves = self.moves_.moves
+        window = self.vocab_.ids((last[:, None, :] + moves[None]).reshape(-1, 2)).reshape(n, len(moves))
+        window[window == UNKNOWN] = -1
+        rows, slots, feats = [], [], []
+        evidence = np.zeros((n, 2), dtype=np.float32)
+        index, vocab_size = self.vocab_._index, len(self.vocab_)
+        for i in range(n):
+            here = (int(last[i, 0]), int(last[i, 1]))
+            came = None if before[i, 0] == NO_CELL else (int(before[i, 0]), int(before[i, 1]))
+            cells, f, evidence[i] = self.prior_.entries(came, here, exclude)
+            for (c, r), row in zip(cells, f):
+                slot = index.get((c, r))
+                if slot is None:
+                    dx, dy = c - here[0], r - here[1]
+                    if max(abs(dx), abs(dy)) > radius:
+                        continue  # an unseen cell out of reach: no slot can name it
+                    slot = vocab_size + (dx + radius) * side + (dy + radius)
+                rows.append(i)
+                slots.append(slot)
+                feats.append(row)
+        last_moves = np.where(before[:, :1] == NO_CELL, 0, last - np.where(before == NO_CELL, 0, before))
+        return {"window": window, "rows": np.asarray(rows, dtype=np.int64), "slots": np.asarray(slots, dtype=np.int64),
+                "features": np.asarray(feats, dtype=np.float32).reshape(-1, PRIOR_FEATURES), "evidence": evidence,
+                "geometry": window_geometry(moves, last_moves)}
+
+    def _fusion_targets(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slot of each step's next cell (vocabulary id, or window slot for an unseen neighbour;
+        END after the last cell) and whether it can be named at all."""
+        ids = self.vocab_.ids(cells)
+        radius = self.config.max_move
+        side = 2 * radius + 1
+        targets = np.append(ids[1:], END)
+        mask = np.ones(len(cells), dtype=bool)
+        move = np.diff(cells, axis=0)
+        unseen = np.flatnonzero(targets[:-1] == UNKNOWN)
+        near = np.abs(move[unseen]).max(axis=1) <= radius if len(unseen) else np.zeros(0, bool)
+        targets[unseen[near]] = len(self.vocab_) + (move[unseen[near], 0] + radius) * side + move[unseen[near], 1] + radius
+        mask[unseen[~near]] = False
+        return targets, mask
+
+    def _encode(self, track: Track, exclude_own: bool = False, hide_times: bool = False):
+        cells = track.cells
+        ids = self.vocab_.ids(cells)
+        features = self._features(cells, None if hide_times else track.times)
+        mask = np.ones(len(cells), dtype=bool)
+        if self.fusion:
+            targets, mask = self._fusion_targets(cells)
+            before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
+            exclude = MarkovPrior.transitions(cells) if exclude_own else None
+            return ids, features, targets, mask, self._context(cells, before, exclude)
+        if self.config.target == "cell":
+            targets = np.append(ids[1:], END)
+            mask &= targets != UNKNOWN  # a next cell never seen in training cannot be a target
+        elif self.config.target == "move":
+            targets = np.append(self.moves_.ids(np.diff(cells, axis=0)), self.moves_.end)
+        else:
+            targets = np.zeros((len(cells), 2), dtype=np.float32)
+            targets[:-1] = np.diff(cells, axis=0)
+            mask[-1] = False
+        return ids, features, targets, mask
+
+    def _batch(self, encoded: list) -> Batch:
+        lengths = torch.tensor([len(e[0]) for e in encoded])
+        steps = int(lengths.max())
+        n = len(encoded)
+        ids = torch.full((n, steps), PAD, dtype=torch.long)
+        features = torch.zeros(n, steps, encoded[0][1].shape[1])
+        offset = self.config.target == "offset"
+        targets = torch.zeros(n, steps, 2) if offset else torch.zeros(n, steps, dtype=torch.long)
+        mask = torch.zeros(n, steps, dtype=torch.bool)
+        for i, (a, b, c, d, *_) in enumerate(encoded):
+            k = len(a)
+            ids[i, :k] = torch.from_numpy(a)
+            features[i, :k] = torch.from_numpy(b)
+            targets[i, :k] = torch.from_numpy(c)
+            mask[i, :k] = torch.from_numpy(d)
+        context = None
+        if self.fusion:
+            window = torch.full((n, steps, len(self.moves_.moves)), -1, dtype=torch.long)
+            geometry = torch.zeros(n, steps, len(self.moves_.moves), 2)
+            evidence = torch.zeros(n, steps, 2)
+            rows, slots, feats = [], [], []
+            for i, e in enumerate(encoded):
+                ctx = e[4]
+                k = len(e[0])
+                window[i, :k] = torch.from_numpy(ctx["window"])
+                geometry[i, :k] = torch.from_numpy(ctx["geometry"])
+                evidence[i, :k] = torch.from_numpy(ctx["evidence"])
+                rows.append(ctx["rows"] + i * steps)
+                slots.append(ctx["slots"])
+                feats.append(ctx["features"])
+            context = {"window": window.flatten(0, 1), "evidence": evidence.flatten(0, 1),
+                       "geometry": geometry.flatten(0, 1),
+                       "rows": torch.from_numpy(np.concatenate(rows)), "slots": torch.from_numpy(np.concatenate(slots)),
+                       "features": torch.from_numpy(np.concatenate(feats))}
+        return Batch(ids, features, targets, mask, lengths, float(mask.sum()), context)
+
+    def _chunks(self, tracks: list[Track], max_len: int, training: bool = False) -> list:
+        """Encoded tracks cut into pieces of at most `max_len` steps. `training`: the fusion head's
+        prior leaves each track's own transitions out, and a fixed share of tracks hides its times."""
+        encoded = []
+        hide = np.random.default_rng(self.train_config_.seed if hasattr(self, "train_config_") else 0) \
+            .random(len(tracks)) < HIDE_TIMES
+        for track, hidden in zip(tracks, hide):
+            e = self._encode(track, exclude_own=training and self.fusion,
+                             hide_times=training and self.config.time_features and bool(hidden))
+            for start in range(0, len(track), max_len):
+                part = tuple(x[start:start + max_len] for x in e[:4])
+                if self.fusion:
+                    part = part + (_slice_context(e[4], start, start + max_len),)
+                if part[3].any():
+                    encoded.append(part)
+        return encoded
+
+    def _logits(self, outputs: Tensor, context: dict) -> Tensor:
+        """Fusion head outputs (N, O) and their context -> (N, V + M) logits over candidate slots."""
+        return fusion_logits(outputs, len(self.vocab_), context["window"], context["rows"], context["slots"],
+                             context["features"], context["evidence"], self.net_.evidence_weight, context["geometry"])
+
+    def _loss(self, net: ForecasterNet, batch: Batch) -> Tensor:
+        outputs, _, _ = net(batch.ids, batch.features, batch.lengths)
+        if self.fusion:
+            logits = fusion_logits(outputs.flatten(0, 1), len(self.vocab_), batch.context["window"],
+                                   batch.context["rows"], batch.context["slots"], batch.context["features"],
+                                   batch.context["evidence"], net.evidence_weight, batch.context["geometry"])
+            targets = batch.targets.flatten().masked_fill(~batch.mask.flatten(), END)  # padding: any finite slot
+            losses = F.cross_entropy(logits, targets, reduction="none").view_as(batch.mask)
+            mask = batch.mask.to(losses.dtype)
+            return (losses * mask).sum() / mask.sum().clamp(min=1.0)
+        return sequence_loss(self.config, outputs, batch.targets, batch.mask)
+
+    # ----------------------------------------------------------------------------------- fit
+    def fit(self, tracks: list[Track], val_tracks: list[Track] | None = None, *, val_fraction: float = 0.15,
+            train: TrainConfig | None = None, log_path: str | Path | None = None, out_dir: str | Path | None = None,
+            progress: bool = False, resume: bool = False, skip_nonfinite: bool = False,
+            **train_settings) -> "Forecaster":
+        """Train on `tracks`; early stopping on `val_tracks` (default: a random `val_fraction` of the
+        tracks, split by track). Keyword settings override `TrainConfig` fields (``epochs=``, ``lr=``...).
+
+        With `out_dir`, the best model so far is saved after every improvement and the whole trainer
+        state after every epoch (in ``out_dir/resume``): nothing is lost on a crash, and
+        ``resume=True`` (same data, same settings) continues to the very weights an uninterrupted run
+        reaches."""
+        train_config = train or TrainConfig()
+        for key, value in train_settings.items():
+            if not hasattr(train_config, key):
+                raise InputError(f"unknown training setting {key!r}")
+            setattr(train_config, key, value)
+        tracks = [t for t in tracks if len(t) >= 2]
+        if not tracks:
+            raise InputError("no track has at least 2 cells: nothing to learn from")
+        if val_tracks is None:
+            tracks, val_tracks = split_by_track(tracks, val_fraction, train_config.seed)
+        self.train_tracks_ = tracks
+        all_cells = np.concatenate([t.cells for t in tracks])
+        self.vocab_ = CellVocab(_cells_visited(tracks, self.config.min_tracks))
+        self.norm_ = Normalisation.fit(all_cells, self.config.max_move)
+        if self.fusion:
+            self.prior_ = MarkovPrior([t.cells for t in tracks])  # validation tracks stay out while training
+        torch.manual_seed(train_config.seed)
+        self.net_ = ForecasterNet(self.config, len(self.vocab_), self._output_size())
+        self.train_config_ = train_config
+        train_encoded = self._chunks(tracks, train_config.max_len, training=True)
+        val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train_config.max_len), 64)]
+        batch_size = train_config.batch_size
+
+        lengths = np.array([len(e[0]) for e in train_encoded])
+
+        def batches(rng: np.random.Generator):
+            order = rng.permutation(len(train_encoded))
+            if self.fusion:  # similar lengths together: real trips range from 2 to 100+ cells
+                order = _bucketed(order, lengths, batch_size, rng)
+            for start in range(0, len(order), batch_size):
+                yield self._batch([train_encoded[i] for i in order[start:start + batch_size]])
+
+        on_improve = (lambda epoch: self.save(out_dir)) if out_dir is not None else None
+        if resume and out_dir is None:
+            raise InputError("resume needs the model directory of the interrupted run")
+        settings = {"model": self.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
+                    "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks))}
+        self.result_: TrainResult = fit_loop(self.net_, batches, val_batches, self._loss, train_config,
+                                            log_path=log_path, on_improve=on_improve, progress=progress,
+                                            description=f"fit {self.config.cell}",
+                                            state_dir=None if out_dir is None else Path(out_dir) / "resume",
+                                            resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
+        if self.config.target == "offset" and self.config.offset_loss == "mse":
+            self.norm_.offset_std = self._residual_std(val_tracks or tracks)
+        if self.fusion:  # predictions count every transition seen before the test period
+            self.train_tracks_ = list(tracks) + [t for t in val_tracks if len(t) >= 2]
+            self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
+        if out_dir is not None:
+            self.save(out_dir)
+        return self
+
+    @torch.no_grad()
+    def _residual_std(self, tracks: list[Track]) -> float:
+        residuals = []
+        for track in tracks:
+            ids, features, targets, mask = self._encode(track)[:4]
+            outputs, _, _ = self.net_(torch.from_numpy(ids)[None], torch.from_numpy(features)[None])
+            residuals.append((outputs[0, :, :2].numpy() - targets)[mask])
+        return float(np.sqrt(np.mean(np.concatenate(residuals) ** 2))) if residuals else 1.0
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise InputError("this Forecaster is not fitted yet; call fit() or Forecaster.load()")
+
+    # ------------------------------------------------------------------------------ predict
+    @torch.no_grad()
+    def _distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, Tensor, Tensor]:
+        """Head outputs (B, O) and last cells (B, 2) -> candidate cells (B, C, 2), their log p (B, C),
+        and log p of the route ending (B,). `before`: the cells before `last` (`NO_CELL` rows for
+        none); the fusion head's order-2 prior needs them. A candidate with log p = -inf is a
+        duplicate slot or impossible: it never ranks."""
+        target, batch = self.config.target, outputs.shape[0]
+        if target == "cell" and self.fusion:
+            if before is None:
+                before = np.full_like(last, NO_CELL)
+            context = {k: torch.from_numpy(v) for k, v in self._context(last, before).items()}
+            logp = F.log_softmax(self._logits(outputs, context), dim=-1)
+            vocab = np.broadcast_to(self.vocab_.cells, (batch,) + self.vocab_.cells.shape)
+            window = np.asarray(last)[:, None, :] + self.moves_.moves[None]
+            cands = np.concatenate([vocab, window], axis=1)
+            return cands, torch.cat([logp[:, RESERVED:len(self.vocab_)], logp[:, len(self.vocab_):]], 1), logp[:, END]
+        if target == "cell":
+            logits = outputs.clone()
+            logits[:, PAD] = -math.inf
+            logits[:, UNKNOWN] = -math.inf
+            logp = F.log_softmax(logits, dim=-1)
+            cands = np.broadcast_to(self.vocab_.cells, (batch,) + self.vocab_.cells.shape)
+            return cands, logp[:, RESERVED:], logp[:, END]
+        if target == "move":
+            logp = F.log_softmax(outputs, dim=-1)
+            cands = last[:, None, :] + self.moves_.moves[None]
+            return cands, logp[:, : self.moves_.end], logp[:, self.moves_.end]
+        mean = outputs[:, :2].double()
+        std = outputs[:, 2:].clamp(-5.0, 5.0).exp().double() if self.config.offset_loss == "gaussian" \
+            else torch.full_like(mean, self.norm_.offset_std)
+        centre = np.rint(last + mean.numpy()).astype(np.int64)
+        d = np.arange(-OFFSET_WINDOW, OFFSET_WINDOW + 1)
+        window = np.stack(np.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)
+        cands = centre[:, None, :] + window[None]
+        rel = torch.from_numpy(cands - last[:, None, :]).double()  # displacement of each candidate cell
+        normal = torch.distributions.Normal(mean[:, None, :], std[:, None, :])
+        mass = (normal.cdf(rel + 0.5) - normal.cdf(rel - 0.5)).prod(-1).clamp(min=1e-300)
+        return cands, mass.log().float(), torch.full((batch,), -math.inf)
+
+    @torch.no_grad()
+    def _run_cells(self, cells: np.ndarray, times: np.ndarray | None, what: str):
+        """One causal pass over a track's cells: head outputs (1, n, O), the final recurrent state,
+        the cells as an (n, 2) array and the inputs (1, n, F). `what` names the track in errors."""
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        if len(cells) == 0:
+            raise InputError(f"the {what} is empty: give at least one cell")
+        times = _check_times(times, len(cells))
+        ids = torch.from_numpy(self.vocab_.ids(cells))[None]
+        features = torch.from_numpy(self._features(cells, times))[None]
+        self.net_.eval()
+        outputs, state, _ = self.net_(ids, features)
+        return outputs, state, cells, features
+
+    def _encode_prefix(self, prefix: np.ndarray, times: np.ndarray | None = None):
+        outputs, state, prefix, features = self._run_cells(prefix, times, "track prefix")
+        return outputs[:, -1], state, prefix, features[0, -1]
+
+    @staticmethod
+    def _before(prefix: np.ndarray) -> np.ndarray:
+        return prefix[-2:-1] if len(prefix) > 1 else np.full((1, 2), NO_CELL)
+
+    def predict_next(self, prefix: np.ndarray, k: int = 5, times: np.ndarray | None = None) -> list[NextCell]:
+        """The k most probable next cells after `prefix` ((n, 2) cells), most probable first.
+        `times`: the prefix's times in seconds (used by models with time features; optional)."""
+        return self.predict_next_with_end(prefix, k, times)[0]
+
+    def predict_next_with_end(self, prefix: np.ndarray, k: int = 5, times: np.ndarray | None = None
+                              ) -> tuple[list[NextCell], float]:
+        """Top-k next cells and the probability that the route ends here instead."""
+        self._check_fitted()
+        output, _, prefix, _ = self._encode_prefix(prefix, times)
+        cands, logp, end = self._distribution(output, prefix[-1:], self._before(prefix))
+        top = torch.topk(logp[0], min(k, int(torch.isfinite(logp[0]).sum())))
+        cells = [NextCell((int(cands[0, j, 0]), int(cands[0, j, 1])), float(math.exp(v)))
+                 for v, j in zip(top.values.tolist(), top.indices.tolist())]
+        return cells, float(math.exp(float(end[0])))
+
+    def next_cell_scores(self, prefix: np.ndarray, times: np.ndarray | None = None) -> dict[tuple[int, int], float]:
+        """Probability of every candidate next cell (for ranking metrics)."""
+        self._check_fitted()
+        output, _, prefix, _ = self._encode_prefix(prefix, times)
+        cands, logp, _ = self._distribution(output, prefix[-1:], self._before(prefix))
+        finite = torch.isfinite(logp[0]).numpy()
+        return {(int(c), int(r)): float(p) for (c, r), p, ok in zip(cands[0], logp[0].exp().tolist(), finite) if ok}
+
+    @torch.no_grad()
+    def step_distributions(self, cells: np.ndarray, times: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """After every cell of a track (one causal pass): candidate cells (n, C, 2), their log p
+        (n, C, float64; -inf for duplicate or impossible slots) and log p of ending (n,)."""
+        self._check_fitted()
+        outputs, _, cells, _ = self._run_cells(cells, times, "track")
+        before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
+        cands, logp, end = self._distribution(outputs[0], cells, before)
+        return np.asarray(cands), logp.double().numpy(), end.double().numpy()
+
+    def ranks_along(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """For every step of a track, the 1-based rank and the negative log-probability of the cell
+        that really came next, from one causal pass (identical to scoring each prefix separately).
+        A next cell the model cannot output gets `MISS_RANK` and NLL = inf."""
+        self._check_fitted()
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        if len(cells) < 2:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        cands, logp, _ = self.step_distributions(cells[:-1], None if times is None else np.asarray(times)[:-1])
+        return rank_truth(cands, logp, cells[1:])
+
+    @torch.no_grad()
+    def beam(self, prefix: np.ndarray, horizon: int, width: int = 5, times: np.ndarray | None = None) -> list[Route]:
+        """The `width` most probable continuations of up to `horizon` cells, most probable first.
+
+        A route that predicts end-of-route stops there (``ended=True``); its probability includes
+        the end. Unfinished routes carry the probability of their cells so far. Time inputs of the
+        steps ahead repeat those of the prefix's last step.
+        """
+        self._check_fitted()
+        if horizon < 1 or width < 1:
+            raise InputError(f"horizon and beam width must be >= 1, got {horizon} and {width}")
+        output, state, prefix, last_features = self._encode_prefix(prefix, times)
+        clock = last_features[4:].numpy() if self.config.time_features else None
+        lstm = self.config.cell == "lstm"
+        logps = torch.zeros(1, dtype=torch.float64)
+        routes: list[list[tuple[int, int]]] = [[]]
+        last, before = prefix[-1:].copy(), self._before(prefix).copy()
+        finished: list[Route] = []
+        for _ in range(horizon):
+            cands, logp, end = self._distribution(output, last, before)
+            n, c = logp.shape
+            scores = torch.cat([(logps[:, None] + logp.double()).reshape(-1), logps + end.double()])
+            floor = min((math.log(r.p) for r in finished), default=-math.inf) if len(finished) >= width else -math.inf
+            top = torch.topk(scores, min(width, int(torch.isfinite(scores).sum())))
+            keep_parent, keep_cell, keep_logp = [], [], []
+            for value, index in zip(top.values.tolist(), top.indices.tolist()):
+                if value <= floor:
+                    continue
+                if index >= n * c:  # the route ends here
+                    finished.append(Route(list(routes[index - n * c]), math.exp(value), True))
+                else:
+                    parent, j = divmod(index, c)
+                    keep_parent.append(parent)
+                    keep_cell.append(cands[parent, j])
+                    keep_logp.append(value)
+            finished = sorted(finished, key=lambda r: -r.p)[:width]
+            if not keep_parent:
+                routes = []
+                break
+            parents = torch.tensor(keep_parent)
+            new_cells = np.asarray(keep_cell, dtype=np.int64).reshape(-1, 2)
+            routes = [routes[p] + [(int(x), int(y))] for p, (x, y) in zip(keep_parent, new_cells)]
+            logps = torch.tensor(keep_logp, dtype=torch.float64)
+            state = tuple(s.index_select(1, parents) for s in state) if lstm else state.index_select(1, parents)
+            before, last = last[keep_parent], new_cells
+            ids = torch.from_numpy(self.vocab_.ids(new_cells))
+            step = step_features(new_cells, before, self.norm_)
+            if clock is not None:
+                step = np.concatenate([step, np.repeat(clock[None], len(step), axis=0)], axis=1)
+            output, state = self.net_.step(ids, torch.from_numpy(step), state)
+        open_routes = [Route(r, math.exp(v), False) for r, v in zip(routes, logps.tolist())]
+        return sorted(finished + open_routes, key=lambda r: -r.p)[:width]
+
+    def rollout(self, prefix: np.ndarray, horizon: int, times: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """Greedy continuation: the most probable cell at each step (beam of width 1)."""
+        routes = self.beam(prefix, horizon, width=1, times=times)
+        return routes[0].cells if routes else []
+
+    # ---------------------------------------------------------------------------- save/load
+    def save(self, directory: str | Path) -> Path:
+        """Write the model directory (safetensors + config.json) atomically."""
+        self._check_fitted()
+        config = {
+            "gridcast_version": __version__,
+            "model": self.config.to_dict(),
+            "train": self.train_config_.to_dict(),
+            "grid": self.grid.to_dict() if self.grid is not None else None,
+            "vocab": self.vocab_.to_list(),
+            "normalisation": self.norm_.to_dict(),
+            "output_size": self._output_size(),
+            "preprocessing": self.preprocessing,
+        }
+        tensors = dict(self.net_.state_dict())
+        tensors.update(_pack_tracks(self.train_tracks_))
+        return save_checkpoint(directory, tensors, config)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Forecaster":
+        """Rebuild a fitted forecaster from a model directory; clear errors for broken ones."""
+        tensors, config = load_checkpoint(directory)
+        try:
+            model_config = ForecasterConfig.from_dict(config["model"])
+            self = cls(model_config, Grid.from_dict(config["grid"]) if config.get("grid") else None)
+            self.vocab_ = CellVocab(np.asarray(config["vocab"], dtype=np.int64).reshape(-1, 2))
+            self.norm_ = Normalisation.from_dict(config["normalisation"])
+            self.train_config_ = TrainConfig(**config.get("train", {}))
+            self.net_ = ForecasterNet(model_config, len(self.vocab_), int(config["output_size"]))
+            self.train_tracks_ = _unpack_tracks(tensors)
+            self.preprocessing = dict(config.get("preprocessing") or {})
+            if self.fusion:
+                self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
+            self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DATA_PREFIX)})
+        except (KeyError, TypeError, ValueError, RuntimeError, InputError) as exc:
+            raise CheckpointError(f"{directory}: config and weights do not fit together ({str(exc).splitlines()[0]})") from None
+        self.net_.eval()
+        return self
+
+
+def rank_truth(cands: np.ndarray, logp: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1-based rank (ties count against the truth) and NLL of each true cell among (n, C) scored
+    candidates; a truth that is not a finite candidate gets `MISS_RANK` and NLL = inf."""
+    hit = np.all(cands == np.asarray(truth)[:, None, :], axis=-1)  # (n, C)
+    found = (hit & np.isfinite(logp)).any(axis=1)
+    true_logp = np.where(found, np.where(hit, logp, -np.inf).max(axis=1), -np.inf)
+    ranks = np.where(found, (logp >= true_logp[:, None]).sum(axis=1), MISS_RANK)
+    return ranks.astype(np.int64), -true_logp
+
+
+class Ensemble:
+    """Forecasters trained on the same tracks (e.g. different seeds), probabilities averaged.
+
+    Why: with a few hundred trips, seeds disagree on the rare steps; the average of their
+    distributions is better calibrated and ranks better than a typical member. Members must share
+    the vocabulary and window (same training tracks and settings), so their candidates line up.
+    """
+
+    def __init__(self, members: list[Forecaster]) -> None:
+        if not members:
+            raise InputError("an ensemble needs at least one fitted forecaster")
+        first = members[0]
+        for m in members[1:]:
+            if not np.array_equal(m.vocab_.cells, first.vocab_.cells) or m.config.max_move != first.config.max_move \
+                    or m.config.target != first.config.target or m.config.head != first.config.head:
+                raise InputError("ensemble members must be trained on the same tracks with the same target and head")
+        self.members = list(members)
+        self.grid = first.grid
+
+    def step_distributions(self, cells: np.ndarray, times: np.ndarray | None = None):
+        """As `Forecaster.step_distributions`, log of the members' mean probability."""
+        parts = [m.step_distributions(cells, times) for m in self.members]
+        cands = parts[0][0]
+        with np.errstate(divide="ignore"):
+            logp = np.logaddexp.reduce(np.stack([p[1] for p in parts]), axis=0) - math.log(len(parts))
+            end = np.logaddexp.reduce(np.stack([p[2] for p in parts]), axis=0) - math.log(len(parts))
+        return cands, logp, end
+
+    def ranks_along(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        if len(cells) < 2:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        cands, logp, _ = self.step_distributions(cells[:-1], None if times is None else np.asarray(times)[:-1])
+        return rank_truth(cands, logp, cells[1:])
+
+    def rollout(self, prefix: np.ndarray, horizon: int, times: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """Greedy continuation under the averaged distribution (stops where ending is most probable).
+        Steps ahead are timed at the pace of the prefix's last step (models with time inputs)."""
+        cells = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)
+        times = None if times is None else np.asarray(times, dtype=np.float64).reshape(-1)
+        out: list[tuple[int, int]] = []
+        for _ in range(horizon):
+            cands, logp, end = self.step_distributions(cells, times)
+            j = int(np.argmax(logp[-1]))
+            if not np.isfinite(logp[-1, j]) or end[-1] > logp[-1, j]:
+                break
+            nxt = cands[-1, j]
+            out.append((int(nxt[0]), int(nxt[1])))
+            cells = np.vstack([cells, nxt[None]])
+            if times is not None:  # the same pace as the last step
+                times = np.append(times, times[-1] + (times[-1] - times[-2] if len(times) > 1 else 0.0))
+        return out
+
+
+DATA_PREFIX = "data."  # training tracks travel with the weights so baselines can be refitted on them
+
+
+def _pack_tracks(tracks: list[Track]) -> dict[str, Tensor]:
+    cells = np.concatenate([t.cells for t in tracks]) if tracks else np.zeros((0, 2), dtype=np.int64)
+    offsets = np.cumsum([0] + [len(t) for t in tracks])
+    return {DATA_PREFIX + "train_cells": torch.from_numpy(cells), DATA_PREFIX + "train_offsets": torch.from_numpy(offsets)}
+
+
+def _unpack_tracks(tensors: dict[str, Tensor]) -> list[Track]:
+    cells = tensors.get(DATA_PREFIX + "train_cells")
+    offsets = tensors.get(DATA_PREFIX + "train_offsets")
+    if cells is None or offsets is None:
+        return []
+    cells, offsets = cells.numpy(), offsets.numpy()
+    return [Track(f"train-{i}", cells[a:b]) for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
+
+
+def _bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+              pool: int = 8) -> np.ndarray:
+    """A shuffled order in which each run of `batch_size` holds tracks of similar length: pools of
+    ``pool`` batches are sorted by length, and the batches are shuffled. Why: padding to the longest
+    track of a random batch wastes most of the recurrent steps when lengths are skewed."""
+    size = batch_size * pool
+    parts = [order[s:s + size] for s in range(0, len(order), size)]
+    batches = []
+    for part in parts:
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[s:s + batch_size] for s in range(0, len(part), batch_size)]
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else order
+
+
+def _cells_visited(tracks: list[Track], min_tracks: int) -> np.ndarray:
+    """Cells that at least `min_tracks` different tracks visit (all cells for 1). Why a threshold: a
+    cell seen on a single trip teaches the id embedding nothing that transfers; leaving it out of the
+    vocabulary lets the network learn, on real examples, how to step into cells it has no id for."""
+    cells = [np.unique(t.cells, axis=0) for t in tracks]
+    if min_tracks <= 1:
+        return np.concatenate(cells)
+    unique, counts = np.unique(np.concatenate(cells), axis=0, return_counts=True)
+    return unique[counts >= min_tracks]
+
+
+def _slice_context(context: dict, start: int, stop: int) -> dict:
+    """The fusion context of steps [start, stop), rows renumbered from 0."""
+    keep = (context["rows"] >= start) & (context["rows"] < stop)
+    return {"window": context["window"][start:stop], "evidence": context["evidence"][start:stop],
+            "geometry": context["geometry"][start:stop],
+            "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep]}
+
+
+def _check_times(times: np.ndarray | None, n: int) -> np.ndarray | None:
+    if times is None:
+        return None
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    if len(times) != n:
+        raise InputError(f"{len(times)} times for {n} cells")
+    return times
+
+
+def _batched(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
