@@ -1,4 +1,4 @@
-"""Evaluation metrics under their contract names (DESIGN.md).
+"""Evaluation metrics under their contract names (docs/contracts.md); every caller computes them here.
 
 Next cell: ``acc@1``, ``acc@5``, ``mrr``, ``nll``. Continuation: ``ade``/``fde`` (metres where the
 grid knows metres, else the data's own units) and ``ade_cells``/``fde_cells`` (grid units).
@@ -19,6 +19,13 @@ def displacement_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred - true, axis=-1)
 
 
+def per_example_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-example ADE and FDE, (N,) each, from (N, T, 2) paths: kept per example so that scenes,
+    windows, users or tracks can be pooled and bootstrapped."""
+    d = displacement_errors(pred, true)
+    return {"ade": d.mean(axis=1), "fde": d[:, -1]}
+
+
 def ade(pred: np.ndarray, true: np.ndarray) -> float:
     """Average displacement error over all examples and steps."""
     return float(displacement_errors(pred, true).mean())
@@ -32,8 +39,30 @@ def fde(pred: np.ndarray, true: np.ndarray) -> float:
 def min_of_k(samples: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Best-of-K per example: samples (K, N, T, 2) -> per-example (ADE, FDE) of the sample with the
     lowest ADE and, separately, the lowest FDE (the usual reporting; both are minima over K)."""
-    errors = np.linalg.norm(np.asarray(samples) - np.asarray(true)[None], axis=-1)  # (K, N, T)
+    errors = _sample_errors(samples, true)  # (K, N, T)
     return errors.mean(axis=2).min(axis=0), errors[:, :, -1].min(axis=0)
+
+
+def best_of_k(samples: np.ndarray, true: np.ndarray, groups: np.ndarray | None = None) -> dict[str, float]:
+    """Best-of-K ADE/FDE. Per example (``groups`` None): each example takes its own best sample
+    (Social-STGCNN, Trajectron++). Per group (sgan): one sample index per group (a scene window),
+    the one with the lowest summed error over the group's examples, chosen separately for ADE and FDE."""
+    d = _sample_errors(samples, true)
+    a, f = d.mean(axis=2), d[:, :, -1]  # (K, N)
+    if groups is None:
+        return {"ade": float(a.min(axis=0).mean()), "fde": float(f.min(axis=0).mean())}
+    _, g = np.unique(groups, return_inverse=True)
+    n_g = int(g.max()) + 1
+    sums_a = np.stack([np.bincount(g, weights=row, minlength=n_g) for row in a])  # (K, G)
+    sums_f = np.stack([np.bincount(g, weights=row, minlength=n_g) for row in f])
+    counts = np.bincount(g, minlength=n_g)
+    return {"ade": float(sums_a.min(axis=0).sum() / counts.sum()),
+            "fde": float(sums_f.min(axis=0).sum() / counts.sum())}
+
+
+def _sample_errors(samples: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """(K, N, T, 2) samples against (N, T, 2) truth -> (K, N, T) Euclidean errors."""
+    return np.linalg.norm(np.asarray(samples, np.float64) - np.asarray(true, np.float64)[None], axis=-1)
 
 
 def ranks_of_truth(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
