@@ -1,7 +1,7 @@
 """Where a training step of the explicit LSTM path spends its time, beside `torch.nn.LSTM`.
 
 Prints `torch.profiler` tables (self CPU time per ATen op, 10 steps after 3 warm-up steps) for the
-same workload as `bench_train.py`, and the number of ATen calls per step, which is what bounds the
+same workload as `gridcast.bench.speed.train`, and the number of ATen calls per step, which is what bounds the
 explicit path at small hidden sizes. Usage:
 ``.venv/bin/python benchmarks/profile_explicit.py [--hidden 64] [--rows 12]``.
 """
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import training_step  # noqa: E402
+from gridcast.bench.speed.train import training_step
 
 
 def table(path: str, hidden: int, rows: int, steps: int = 10) -> str:

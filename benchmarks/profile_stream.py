@@ -2,23 +2,20 @@
 
 Times each stage of the update path in isolation (best of 7 x 2,000 calls, so the figures are what a
 quiet core does, not what a busy machine adds), beside the full `update` and the eager baseline of
-`bench_stream.py`; then the same for the fusion head (packed path, its stages, and the model's own
+`gridcast.bench.speed.stream`; then the same for the fusion head (packed path, its stages, and the model's own
 distribution code it replaced). Usage: ``.venv/bin/python benchmarks/profile_stream.py``.
 """
 from __future__ import annotations
 
 import sys
 import timeit
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_stream import EagerStream, ModelCodeStream, fusion_forecaster  # noqa: E402
-from speedkit import random_forecaster  # noqa: E402
-
-from gridcast.nextcell.streaming import StreamingPredictor  # noqa: E402
+from gridcast.bench.speed.kit import random_forecaster
+from gridcast.bench.speed.stream import EagerStream, ModelCodeStream, fusion_forecaster
+from gridcast.nextcell.streaming import StreamingPredictor
 
 
 def best_us(stmt, namespace: dict, number: int = 2000) -> float:

@@ -1,23 +1,27 @@
-"""`gridcast bench TARGET`: reproducible benchmarks on the shared real datasets.
+"""`gridcast bench TARGET`: reproducible benchmarks on the shared real datasets, and speed.
 
-Each target lives in `gridcast.cli.commands.bench_<target>` and exposes `register(subparsers)`.
+Each target lives in its own light module under `gridcast.cli.commands` and exposes
+`register(subparsers)`; like the commands (`gridcast.cli.main`), a target whose module fails to
+import is an error, never a target that silently vanishes.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 
-TARGETS = ("ethucy", "mouse", "geolife", "uci", "speed")
+from gridcast.cli.main import import_command
+
+# The targets, in the order `gridcast bench --help` lists them: name -> module exposing `register`.
+TARGETS: dict[str, str] = {
+    "ethucy": "gridcast.cli.commands.bench_ethucy",
+    "mouse": "gridcast.cli.commands.bench_mouse",
+    "geolife": "gridcast.cli.commands.bench_geolife",
+    "uci": "gridcast.cli.commands.bench_uci",
+    "speed": "gridcast.cli.commands.bench_speed",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="benchmarks on real data (ethucy, mouse, geolife, uci, speed)")
+    parser = sub.add_parser("bench", help=f"benchmarks on real data ({', '.join(TARGETS)})")
     targets = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
-    for name in TARGETS:
-        try:
-            module = importlib.import_module(f"gridcast.cli.commands.bench_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gridcast.cli.commands.bench_{name}":
-                continue
-            raise
-        module.register(targets)
+    for name, module in TARGETS.items():
+        import_command(f"bench {name}", module).register(targets)

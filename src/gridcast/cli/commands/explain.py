@@ -1,8 +1,9 @@
 """`gridcast explain {gates,gradients,memory,ablations,diagram,compare} ... --out DIR [--json]`.
 
-Each subcommand measures one question from the seed notes on real route-14 trips (or on the recall
+Each subcommand measures one question about the cells on real route-14 trips (or on the recall
 task), writes its figures and a ``<name>.json`` to DIR, and prints a short answer -- or, with
-``--json``, the measurement itself (DESIGN.md **contract** for ``gradients`` and ``memory``).
+``--json``, the measurement itself (a **contract** for ``gradients`` and ``memory``:
+docs/contracts.md).
 """
 from __future__ import annotations
 
@@ -11,16 +12,20 @@ import json
 import time
 from pathlib import Path
 
-from gridcast.errors import InputError
 from gridcast.cli.common import print_json
+from gridcast.errors import InputError
+from gridcast.kinds import CELL_KINDS, parse_kinds
 
 TOPICS = ("gates", "gradients", "memory", "ablations", "diagram", "compare")
-KINDS = ("rnn", "lstm", "gru")
+# The order explain draws and prints the kinds in by default: simplest cell first.
+DEFAULT_ORDER = ("rnn", "lstm", "gru")
+if sorted(DEFAULT_ORDER) != sorted(CELL_KINDS):
+    raise ImportError(f"explain's DEFAULT_ORDER {DEFAULT_ORDER} must name exactly the kinds {CELL_KINDS}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("explain", help="measure and draw how RNN, LSTM and GRU work (gates, gradients, memory...)",
-                            description="Answer the seed notes' questions about RNN, LSTM and GRU by measurement: "
+                            description="Answer questions about RNN, LSTM and GRU by measurement: "
                                         "each topic writes figures and JSON to --out.")
     topics = parser.add_subparsers(dest="topic", required=True, metavar="TOPIC")
 
@@ -29,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", default="gridcast-explain", help="output directory (default: ./gridcast-explain)")
         p.add_argument("--json", action="store_true", help="print the measurement as JSON")
         if cells:
-            p.add_argument("--cells", default="rnn,lstm,gru", help="cell kinds (default: rnn,lstm,gru)")
+            default = ",".join(DEFAULT_ORDER)
+            p.add_argument("--cells", default=default, help=f"cell kinds (default: {default})")
         if fit:
             p.add_argument("--epochs", type=int, default=80, help="training epochs on the real trips (default: 80)")
             p.add_argument("--hidden", type=int, default=64, help="hidden size (default: 64)")
@@ -74,14 +80,6 @@ def _memory_args(p: argparse.ArgumentParser, cap: int) -> None:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _cells(text: str) -> tuple[str, ...]:
-    cells = tuple(c.strip().lower() for c in text.split(",") if c.strip())
-    bad = [c for c in cells if c not in KINDS]
-    if bad or not cells:
-        raise InputError(f"--cells takes a comma-separated subset of rnn,lstm,gru; got {text!r}")
-    return tuple(dict.fromkeys(cells))
-
-
 def _positive(args: argparse.Namespace, *names: str, minimum: int = 1) -> None:
     for name in names:
         value = getattr(args, name, None)
@@ -171,7 +169,7 @@ def _gates(args, out, log, prepare, prepared=None):
         data = liverpool()
         track = track or pick_track(data)
         models = {}
-        for kind in _cells(args.cells):
+        for kind in parse_kinds(args.cells):
             log(f"training {kind} on {len(data.train)} route-14 trips ({settings.epochs} epochs)")
             models[kind] = fit_forecaster(data.train, kind, args.seed, settings, grid=data.grid)
         where = f"held-out route-14 trip {track.id}" if not args.track else "the given track"
@@ -199,7 +197,7 @@ def _gradients(args, out, log, prepare, prepared=None):
         _positive(args, "seeds")
         if args.length <= 50:
             raise InputError(f"--length must be > 50 to measure the decay from k = 1 to k = 50, got {args.length}")
-        return _settings(args), _cells(args.cells)
+        return _settings(args), parse_kinds(args.cells)
     settings, kinds = prepared
     log(f"|dLoss/dh(T-k)| on {args.length}-step windows of route-14 trips, {args.seeds} seeds, {settings.epochs} epochs")
     result = gradient_experiment(liverpool(), kinds, tuple(range(args.seeds)), settings, args.length, log=log)
@@ -219,7 +217,7 @@ def _memory(args, out, log, prepare, prepared=None):
 
     if prepare:
         _positive(args, "seeds")
-        return _budget(args), _cells(args.cells)
+        return _budget(args), parse_kinds(args.cells)
     budget, kinds = prepared
     log(f"recall task on a {args.side}x{args.side} grid: hidden {budget.hidden}, <= {budget.steps} steps per delay")
     result = memory_experiment(kinds, budget, args.side, args.max_delay, args.refine, tuple(range(args.seeds)), log=log)
@@ -286,7 +284,7 @@ def _diagram(args, out, log, prepare, prepared=None):
         bad = [f for f in formats if f not in ("png", "svg", "pdf")]
         if bad or not formats:
             raise InputError(f"--format takes png, svg and/or pdf; got {args.format!r}")
-        names = tuple(f"cell_{k}" for k in _cells(args.cells))
+        names = tuple(f"cell_{k}" for k in parse_kinds(args.cells))
         if args.variants:
             names += tuple(n for n in DIAGRAMS if n.count("_") > 1)
         return formats, names
@@ -310,7 +308,7 @@ def _compare(args, out, log, prepare, prepared=None):
 
     if prepare:
         _positive(args, "seeds")
-        return _settings(args), _cells(args.cells)
+        return _settings(args), parse_kinds(args.cells)
     settings, kinds = prepared
     data = liverpool()
     log(f"{', '.join(kinds)} on {len(data.train)} route-14 trips, {settings.epochs} epochs, hidden {settings.hidden}, "

@@ -1,0 +1,86 @@
+"""The CLI stays light and loud: `--help` and `gridcast grid` never import torch (nor `--help` pandas),
+every registered command shows in `--help`, and a command module that fails to import is an error
+that names it, never a command that silently vanishes."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from gridcast.cli import main as cli_main
+from gridcast.cli.commands import bench
+from gridcast.cli.main import COMMANDS, CommandImportError, build_parser
+
+HEAVY = ("torch", "pandas", "matplotlib")
+
+
+def _modules_after(code: str, cwd=None) -> set[str]:
+    """The top-level modules loaded once `code` has run in a fresh interpreter (code may exit)."""
+    script = textwrap.dedent(f"""
+        import atexit, json, sys
+        atexit.register(lambda: sys.__stdout__.write("\\nMODULES " + json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})) + "\\n"))
+    """) + textwrap.dedent(code)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=cwd)
+    line = [row for row in done.stdout.splitlines() if row.startswith("MODULES ")]
+    assert line, done.stderr
+    return set(json.loads(line[-1][len("MODULES "):]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["grid", "--help"], ["bench", "--help"], ["explain", "gates", "--help"]])
+def test_help_imports_neither_torch_nor_pandas(argv):
+    loaded = _modules_after(f"from gridcast.cli.main import main\nmain({argv!r})")
+    assert not loaded & set(HEAVY), f"gridcast {' '.join(argv)} imported {sorted(loaded & set(HEAVY))}"
+
+
+def test_gridcast_grid_never_imports_torch(tmp_path):
+    rows = ["track,time,x,y"] + [f"a,{t},{t},{2 * t}" for t in range(10)]
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+    loaded = _modules_after("from gridcast.cli.main import main\n"
+                            "assert main(['grid', 'points.csv', '--out', 'g.parquet', '--x-col', 'x', '--y-col', 'y', "
+                            "'--cell-size', '1', '--step', '1', '--json']) == 0", cwd=tmp_path)
+    assert (tmp_path / "g.parquet").exists()
+    assert "torch" not in loaded
+
+
+def test_every_registered_command_is_in_help(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in COMMANDS)
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in bench.TARGETS)
+    parser = build_parser()
+    choices = parser._subparsers._group_actions[0].choices  # argparse keeps the registered names here
+    assert list(choices) == list(COMMANDS)
+
+
+def test_a_broken_command_module_is_an_error_that_names_it(tmp_path, monkeypatch):
+    (tmp_path / "broken_command_module.py").write_text("import no_such_module_anywhere\n")
+    (tmp_path / "no_register_module.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, module, says in (("broken", "broken_command_module", "no_such_module_anywhere"),
+                               ("vanished", "gridcast.cli.commands.vanished", "gridcast.cli.commands.vanished"),
+                               ("plain", "no_register_module", "register()")):
+        monkeypatch.setattr(sys.modules["gridcast.cli.main"], "COMMANDS", {**COMMANDS, name: module})
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        with pytest.raises(CommandImportError, match=f"command '{name}'") as info:
+            build_parser()
+        assert says in str(info.value)
+
+
+def test_a_broken_bench_target_is_an_error_too(monkeypatch):
+    monkeypatch.setattr(bench, "TARGETS", {**bench.TARGETS, "warp": "gridcast.cli.commands.bench_warp"})
+    with pytest.raises(CommandImportError, match="command 'bench warp'"):
+        build_parser()
+
+
+def test_explain_cells_use_the_one_kinds_parser(capsys):
+    from gridcast.cli.commands import explain
+    from gridcast.kinds import CELL_KINDS
+
+    assert sorted(explain.DEFAULT_ORDER) == sorted(CELL_KINDS)
+    assert cli_main(["explain", "gates", "--cells", "lstm,warp", "--out", "unused"]) == 2
+    assert "--cells takes a comma-separated subset of lstm,gru,rnn; got 'lstm,warp'" in capsys.readouterr().err
