@@ -17,9 +17,9 @@ HEAVY = ("torch", "pandas", "matplotlib")
 
 def _modules_after(code: str, cwd=None) -> set[str]:
     """The top-level modules loaded once `code` has run in a fresh interpreter (code may exit)."""
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import atexit, json, sys
-        atexit.register(lambda: sys.__stdout__.write("\\nMODULES " + json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})) + "\\n"))
+        atexit.register(lambda: sys.__stdout__.write("\\nMODULES " + json.dumps(sorted({m.split('.')[0] for m in sys.modules})) + "\\n"))
     """) + textwrap.dedent(code)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=cwd)
     line = [row for row in done.stdout.splitlines() if row.startswith("MODULES ")]

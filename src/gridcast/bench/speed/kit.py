@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from gridcast.nextcell.forecaster import Forecaster
-from gridcast.nextcell.network import CellVocab, ForecasterConfig, ForecasterNet, Normalisation
+from gridcast.nextcell.config import CellForecasterConfig
+from gridcast.nextcell.features import CellVocab, Normalisation
+from gridcast.nextcell.network import ForecasterNet
 from gridcast.nextcell.training import TrainConfig
 
 
@@ -69,7 +71,7 @@ def random_forecaster(cell: str = "lstm", hidden: int = 64, side: int = 32, targ
     ones are (random near-uniform logits would make top-k ties likely).
     """
     torch.manual_seed(seed)
-    config = ForecasterConfig(cell=cell, target=target, hidden=hidden, layers=layers, embed=embed, dropout=0.0)
+    config = CellForecasterConfig(cell=cell, target=target, hidden=hidden, layers=layers, embed=embed, dropout=0.0)
     cols, rows = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
     cells = np.stack([cols.ravel(), rows.ravel()], axis=1)
     model = Forecaster(config)

@@ -34,10 +34,11 @@ import numpy as np
 import torch
 
 from gridcast.bench.speed.kit import line, random_forecaster, random_walks
-
 from gridcast.nextcell.forecaster import Forecaster, NextCell
-from gridcast.nextcell.network import (PAD, RESERVED, UNKNOWN, CellVocab, ForecasterConfig, ForecasterNet,
-                             MarkovPrior, Normalisation)
+from gridcast.nextcell.config import CellForecasterConfig
+from gridcast.nextcell.features import PAD, RESERVED, UNKNOWN, CellVocab, Normalisation
+from gridcast.nextcell.network import ForecasterNet
+from gridcast.nextcell.prior import MarkovPrior
 from gridcast.nextcell.streaming import StreamingPredictor
 from gridcast.nextcell.training import TrainConfig
 
@@ -49,14 +50,14 @@ def fusion_forecaster(hidden: int = 64, side: int = 32, seed: int = 0) -> Foreca
     """`gridcast.bench.speed.kit.random_forecaster`'s LSTM with the fusion head, its Markov prior counted on
     200 random walks of 100 steps (20,000 transitions) over the same block of cells."""
     torch.manual_seed(seed)
-    config = ForecasterConfig(cell="lstm", hidden=hidden, embed=32, dropout=0.0, head="fusion")
+    config = CellForecasterConfig(cell="lstm", hidden=hidden, embed=32, dropout=0.0, head="fusion")
     cols, rows = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
     cells = np.stack([cols.ravel(), rows.ravel()], axis=1)
     model = Forecaster(config)
     model.vocab_, model.norm_ = CellVocab(cells), Normalisation.fit(cells, config.max_move)
     model.train_config_, model.train_tracks_ = TrainConfig(), []
     model.prior_ = MarkovPrior(random_walks(200, 100, side=side, seed=seed + 1))
-    model.net_ = ForecasterNet(config, len(model.vocab_), model._output_size())
+    model.net_ = ForecasterNet(config, len(model.vocab_), model.output_size())
     with torch.no_grad():
         model.net_.head.weight.mul_(4.0)
     model.net_.eval()
@@ -85,7 +86,7 @@ class EagerStream:
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 getattr(self.cell, name).copy_(getattr(layer, name))
         self.embedding, self.head, self.k = net.embedding, net.head, k
-        self.ids, self.norm = model.vocab_._index, model.norm_
+        self.ids, self.norm = model.vocab_.index, model.norm_
         self.cells = [tuple(int(v) for v in c) for c in model.vocab_.cells]
         self.state: dict = {}
 

@@ -21,7 +21,6 @@ from typing import Callable
 import torch
 
 from gridcast.bench.speed.kit import interleaved, line, median, paired_ratio
-
 from gridcast.nn.recurrent import Recurrent
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
