@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import gridcast.continuous.model as C
+import gridcast.continuous as C
 from gridcast.datasets.ethucy import load_split
+from gridcast.errors import InputError
+from gridcast.kinds import CELL_KINDS, parse_kinds
+from gridcast.metrics import best_of_k, per_example_errors
 
 TINY = Path(__file__).resolve().parent / "data" / "ethucy_tiny"
 
@@ -50,7 +53,7 @@ def test_local_frame_round_trip_and_heading():
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_untrained_model_is_constant_velocity(kind):
     w = load_split(TINY, "alpha", "test")
-    cfg = C.ForecasterConfig(kind=kind, hidden=16, modes=3, scale=C.typical_step(w.observed))
+    cfg = C.ContinuousConfig(kind=kind, hidden=16, modes=3, scale=C.typical_step(w.observed))
     data = C.prepare(w.observed, None, cfg)
     pred = C.predict(C.ContinuousForecaster(cfg), data)
     np.testing.assert_allclose(pred, C.constant_velocity(w.observed, 12), atol=1e-4)
@@ -61,7 +64,7 @@ def test_no_future_leakage(absolute):
     """Perturbing the future positions (everyone's) changes the targets but never the inputs,
     the neighbour context or the predictions."""
     w = load_split(TINY, "alpha", "test")
-    cfg = C.ForecasterConfig(kind="lstm", hidden=16, modes=4, scale=0.4, absolute=absolute, neighbours=3,
+    cfg = C.ContinuousConfig(kind="lstm", hidden=16, modes=4, scale=0.4, absolute=absolute, neighbours=3,
                              nb_future=True)  # the look ahead extrapolates observed steps only
     torch.manual_seed(0)
     model = C.ContinuousForecaster(cfg)
@@ -93,14 +96,14 @@ def test_fit_learns_a_turn_and_samples(kind="gru"):
     ang = heading[:, None] + turn[None]
     vel = speed[:, None, None] * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
     traj = np.cumsum(vel, axis=1) + rng.normal(size=(n, 1, 2))
-    cfg = C.ForecasterConfig(kind=kind, hidden=24, modes=3, scale=0.4, epochs=8, patience=8,
+    cfg = C.ContinuousConfig(kind=kind, hidden=24, modes=3, scale=0.4, epochs=8, patience=8,
                              lr=1e-2, flip=False, batch=128, obs_noise=0.01)
     tr = C.prepare(traj[:300, :8], traj[:300, 8:], cfg)
     va = C.prepare(traj[300:, :8], traj[300:, 8:], cfg)
     model, info = C.fit(tr, va, cfg)
     pred = C.predict(model, va)
-    ours = C.errors_of(pred, traj[300:, 8:])["ade"].mean()
-    cvm = C.errors_of(C.constant_velocity(traj[300:, :8], 12), traj[300:, 8:])["ade"].mean()
+    ours = per_example_errors(pred, traj[300:, 8:])["ade"].mean()
+    cvm = per_example_errors(C.constant_velocity(traj[300:, :8], 12), traj[300:, 8:])["ade"].mean()
     assert ours < 0.5 * cvm, (ours, cvm)
     assert info["epochs_run"] >= 1 and info["best_val_ade"] < np.inf
     # each output is kept from its own best validation epoch
@@ -122,7 +125,7 @@ def test_neighbour_features_in_the_pedestrians_own_frame():
     t = np.arange(8)[:, None] * np.array([0.0, 0.4])
     obs = np.stack([t, t + [1.0, 0.0], t + [50.0, 0.0]])           # walkers 0, 1 share window 7
     groups = np.array([7, 7, 9])
-    cfg = C.ForecasterConfig(scale=0.4, neighbours=2)
+    cfg = C.ContinuousConfig(scale=0.4, neighbours=2)
     p = C.prepare(obs, None, cfg, groups)
     nb = p.nb.numpy()
     assert nb.shape == (3, 2, C.NEIGHBOUR_FEATURES)
@@ -134,11 +137,11 @@ def test_neighbour_features_in_the_pedestrians_own_frame():
 
 
 def test_mirror_augmentation_mirrors_the_neighbours_too():
-    cfg = C.ForecasterConfig(scale=0.4, neighbours=2, flip=True)
+    cfg = C.ContinuousConfig(scale=0.4, neighbours=2, flip=True)
     nb = torch.randn(64, 2, C.NEIGHBOUR_FEATURES)
     nb[..., -1] = 0.5
     feats, cv, target = torch.randn(64, 7, 4), torch.randn(64, 2), torch.randn(64, 12, 2)
-    f2, cv2, t2, nb2 = C._augment(feats, cv, target, cfg, torch.Generator().manual_seed(0), nb)
+    f2, cv2, t2, nb2 = C.augment(feats, cv, target, cfg, torch.Generator().manual_seed(0), nb)
     flipped = cv2[:, 1] != cv[:, 1]
     assert flipped.any() and (~flipped).any()
     ys = torch.arange(C.NEIGHBOUR_FEATURES - 1) % 2 == 1
@@ -152,7 +155,7 @@ def test_look_ahead_of_two_walkers_meeting_head_on():
     meet after 6 steps, and B is 1.6 m ahead after 4, 1.6 m behind after 8, 4.8 m behind after 12."""
     t = np.arange(8)[:, None] * np.array([0.4, 0.0])
     obs = np.stack([t, [2 * 7 * 0.4 + 4.8, 0.0] - t])  # at the last step A is at 2.8 m, B at 7.6 m
-    cfg = C.ForecasterConfig(scale=0.4, neighbours=1, nb_future=True)
+    cfg = C.ContinuousConfig(scale=0.4, neighbours=1, nb_future=True)
     nb = C.prepare(obs, None, cfg, np.array([0, 0])).nb.numpy()
     assert nb.shape == (2, 1, C.NEIGHBOUR_FEATURES + C.FUTURE_FEATURES)
     look = nb[0, 0, C.NEIGHBOUR_FEATURES - 1: -1] * np.r_[[0.4] * 6, 1, 1]
@@ -170,7 +173,7 @@ def test_mirrored_world_mirrors_every_feature_and_the_symmetrised_prediction(nb_
     augmentation and by mirrored prediction), and `predict(mirror=True)` is then exactly mirror
     symmetric while a plain prediction is not."""
     w = load_split(TINY, "alpha", "test")
-    cfg = C.ForecasterConfig(kind="gru", hidden=16, modes=3, scale=0.4, neighbours=3, nb_future=nb_future)
+    cfg = C.ContinuousConfig(kind="gru", hidden=16, modes=3, scale=0.4, neighbours=3, nb_future=nb_future)
     flip = np.array([1.0, -1.0])
     a = C.prepare(w.observed, None, cfg, w.window)
     b = C.prepare(w.observed * flip, None, cfg, w.window)
@@ -185,13 +188,13 @@ def test_mirrored_world_mirrors_every_feature_and_the_symmetrised_prediction(nb_
     np.testing.assert_allclose(C.predict(model, b, mirror=True), C.predict(model, a, mirror=True) * flip, atol=1e-4)
     assert not np.allclose(C.predict(model, b), C.predict(model, a) * flip, atol=1e-3)
     with pytest.raises(ValueError, match="mirror"):
-        screen = C.ForecasterConfig(scale=0.4, absolute=10.0)
+        screen = C.ContinuousConfig(scale=0.4, absolute=10.0)
         C.predict(C.ContinuousForecaster(screen), C.prepare(w.observed, None, screen), mirror=True)
 
 
 def test_neighbour_model_trains_and_needs_its_groups():
     w = load_split(TINY, "alpha", "test")
-    cfg = C.ForecasterConfig(kind="gru", hidden=16, modes=4, scale=0.4, neighbours=3, epochs=2)
+    cfg = C.ContinuousConfig(kind="gru", hidden=16, modes=4, scale=0.4, neighbours=3, epochs=2)
     data = C.prepare(w.observed, w.future, cfg, w.window)
     model, info = C.fit(data, data, cfg)
     assert info["epochs_run"] == 2 and np.isfinite(C.predict(model, data)).all()
@@ -199,22 +202,26 @@ def test_neighbour_model_trains_and_needs_its_groups():
         C.prepare(w.observed, None, cfg)
 
 
-def test_best_of_per_pedestrian_and_per_window():
+def test_best_of_k_per_pedestrian_and_per_window():
     true = np.zeros((2, 1, 2))
     samples = np.zeros((2, 2, 1, 2))
     samples[0, 0, 0] = [1, 0]   # sample 0: ped 0 off by 1, ped 1 exact
     samples[1, 1, 0] = [3, 0]   # sample 1: ped 0 exact, ped 1 off by 3
-    per_ped = C.best_of(samples, true)
+    per_ped = best_of_k(samples, true)
     assert per_ped == {"ade": 0.0, "fde": 0.0}
-    per_window = C.best_of(samples, true, groups=np.array([7, 7]))
+    per_window = best_of_k(samples, true, groups=np.array([7, 7]))
     assert per_window["ade"] == pytest.approx(0.5)  # sample 0 wins the window: (1 + 0) / 2
-    assert C.best_of(samples, true, groups=np.array([1, 2]))["ade"] == 0.0
+    assert best_of_k(samples, true, groups=np.array([1, 2]))["ade"] == 0.0
 
 
-def test_parse_cells():
-    assert C.parse_cells("GRU, lstm,gru") == ["gru", "lstm"]
-    with pytest.raises(ValueError):
-        C.parse_cells("lstm,transformer")
+def test_cell_kinds_of_the_continuous_benchmarks():
+    """``--cells`` goes through the one parser (user's order, duplicates dropped, names checked),
+    and every kind it accepts builds a continuous model."""
+    assert parse_kinds("GRU, lstm,gru") == ("gru", "lstm")
+    with pytest.raises(InputError, match="lstm,gru,rnn"):
+        parse_kinds("lstm,transformer")
+    for kind in CELL_KINDS:
+        assert C.ContinuousForecaster(C.ContinuousConfig(kind=kind, hidden=4, modes=2)).encoder is not None
 
 
 def _turning_walkers(n: int = 120, seed: int = 0) -> np.ndarray:
@@ -230,17 +237,17 @@ def test_weight_average_follows_its_decay():
     average never leaves the first step's weights, one small step from constant velocity."""
     traj = _turning_walkers(320)
     kw = dict(kind="lstm", hidden=12, modes=0, scale=0.4, epochs=6, patience=6, lr=1e-2, batch=64)
-    data = C.prepare(traj[:, :8], traj[:, 8:], C.ForecasterConfig(**kw))
-    plain, _ = C.fit(data, data, C.ForecasterConfig(**kw, ema=0.0))
-    instant, _ = C.fit(data, data, C.ForecasterConfig(**kw, ema=1e-12))
+    data = C.prepare(traj[:, :8], traj[:, 8:], C.ContinuousConfig(**kw))
+    plain, _ = C.fit(data, data, C.ContinuousConfig(**kw, ema=0.0))
+    instant, _ = C.fit(data, data, C.ContinuousConfig(**kw, ema=1e-12))
     for name, value in plain.state_dict().items():
         torch.testing.assert_close(instant.state_dict()[name], value)
-    frozen, _ = C.fit(data, data, C.ForecasterConfig(**kw, ema=1 - 1e-12))
+    frozen, _ = C.fit(data, data, C.ContinuousConfig(**kw, ema=1 - 1e-12))
     cvm = C.constant_velocity(traj[:, :8], 12)
     moved = {name: np.abs(C.predict(m, data) - cvm).mean() for name, m in (("plain", plain), ("frozen", frozen))}
     assert moved["frozen"] < 0.2 * moved["plain"], moved
     with pytest.raises(ValueError, match="ema"):
-        C.fit(data, data, C.ForecasterConfig(**kw, ema=1.0))
+        C.fit(data, data, C.ContinuousConfig(**kw, ema=1.0))
 
 
 def test_ensemble_samples_take_turns():
@@ -249,7 +256,7 @@ def test_ensemble_samples_take_turns():
     members = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        model = C.ContinuousForecaster(C.ForecasterConfig(kind="gru", hidden=8, modes=4, scale=0.4))
+        model = C.ContinuousForecaster(C.ContinuousConfig(kind="gru", hidden=8, modes=4, scale=0.4))
         for p in model.mode_head[-1].parameters():
             torch.nn.init.normal_(p, std=0.5)  # the untrained head is all zeros: give it modes
         members.append(model)

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gridcast.continuous.model as C
+import gridcast.continuous as C
+from gridcast.bench.ethucy import run_ethucy
 from gridcast.cli import main
-from gridcast.errors import InputError
 from gridcast.datasets.ethucy import SCENES, build_windows, load_split, read_file
+from gridcast.errors import InputError
+from gridcast.metrics import per_example_errors
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ethucy"
 TINY = Path(__file__).resolve().parent / "data" / "ethucy_tiny"
@@ -72,8 +74,8 @@ def test_real_test_counts_and_cvm_reproduce_source_md():
     for scene in SCENES:
         w = load_split(DATA, scene, "test")
         assert (w.n_windows, len(w)) == expected[scene]
-        cvm.append([v.mean() for v in C.errors_of(C.constant_velocity(w.observed, 12), w.future).values()])
-        lin.append([v.mean() for v in C.errors_of(C.linear_fit(w.observed, 12), w.future).values()])
+        cvm.append([v.mean() for v in per_example_errors(C.constant_velocity(w.observed, 12), w.future).values()])
+        lin.append([v.mean() for v in per_example_errors(C.linear_fit(w.observed, 12), w.future).values()])
     ade, fde = np.mean(cvm, axis=0)
     assert abs(ade - 0.520) <= 0.005 and abs(fde - 1.141) <= 0.005
     np.testing.assert_allclose(np.array(cvm)[0], [0.995, 2.234], atol=0.005)  # eth
@@ -97,7 +99,7 @@ def test_bench_quick_json_contract(capsys):
     assert bp["ade"] <= bw["ade"] + 1e-9 <= entry["avg"]["ade"] + 1e-9
     cvm = out["baselines"]["cvm"]["scenes"]["alpha"]
     w = load_split(TINY, "alpha", "test")
-    assert cvm["ade"] == pytest.approx(C.errors_of(C.constant_velocity(w.observed, 12), w.future)["ade"].mean())
+    assert cvm["ade"] == pytest.approx(per_example_errors(C.constant_velocity(w.observed, 12), w.future)["ade"].mean())
 
 
 def test_bench_mirror_view_changes_only_the_deterministic_prediction(capsys):
@@ -134,3 +136,13 @@ def test_bench_errors_exit_2(tmp_path, capsys):
     assert "no <scene>" in capsys.readouterr().err
     assert main(["bench", "ethucy", "--data", str(TINY), "--cells", "lstm,tcn"]) == 2
     assert main(["bench", "ethucy", "--data", str(TINY), "--scenes", "eth"]) == 2
+
+
+def test_runner_checks_kinds_seeds_and_scenes_from_python():
+    """`run_ethucy` is the library call behind the command: its checks hold without the CLI."""
+    with pytest.raises(InputError, match="lstm,gru,rnn"):
+        run_ethucy(TINY, ("lstm", "tcn"))
+    with pytest.raises(InputError, match="seeds"):
+        run_ethucy(TINY, "gru", seeds=0)
+    with pytest.raises(InputError, match="no scene eth"):
+        run_ethucy(TINY, ["gru"], scenes=["eth"])

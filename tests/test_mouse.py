@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gridcast.continuous.model as C
+import gridcast.continuous as C
 import gridcast.datasets.mouse as M
 from gridcast.cli import main
+from gridcast.metrics import per_example_errors
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "balabit_mouse"
 HEADER = "record timestamp,client timestamp,button,state,x,y\n"
@@ -69,7 +70,7 @@ def test_real_protocol_matches_baselines_md():
     assert len(test) == 24054
     for name, (ade, fde) in {"constant_position": (81.9, 130.6), "cvm": (104.0, 207.9),
                              "linear": (136.6, 241.1)}.items():
-        e = C.errors_of(C.BASELINES[name](test.observed, 12), test.future)
+        e = per_example_errors(C.BASELINES[name](test.observed, 12), test.future)
         assert (round(float(e["ade"].mean()), 1), round(float(e["fde"].mean()), 1)) == (ade, fde)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gridcast.ingest.pipeline import load_grid
+from gridcast.ingest import load_grid
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -86,6 +86,6 @@ def test_python_api_examples_run(checkout, monkeypatch, index):
     if index == 2:
         assert (checkout / "trips.parquet").exists() and namespace["gt"].report.to_json()["kept"] > 0
     if index == 3:  # one epoch on ZARA1: near constant velocity (0.431 m); best of 20 far below
-        ade = namespace["C"].errors_of(namespace["paths"], namespace["fold"].test.future)["ade"].mean()
+        ade = namespace["per_example_errors"](namespace["paths"], namespace["fold"].test.future)["ade"].mean()
         assert 0.3 < ade < 0.5 and namespace["twenty"].shape[0] == 20
-        assert namespace["C"].best_of(namespace["twenty"], namespace["fold"].test.future)["ade"] < 0.7 * ade
+        assert namespace["best_of_k"](namespace["twenty"], namespace["fold"].test.future)["ade"] < 0.7 * ade

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gridcast.continuous.model import ObservedFuture
+from gridcast.continuous.windows import ObservedFuture
 from gridcast.errors import InputError
 
 SCENES = ("eth", "hotel", "univ", "zara1", "zara2")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gridcast.continuous.model import ObservedFuture
+from gridcast.continuous.windows import ObservedFuture
 from gridcast.errors import InputError
 
 SENTINEL = 65535
