@@ -10,7 +10,7 @@ import pytest
 
 from gridcast.cli import main
 from gridcast.grid import Grid
-from gridcast.ingest.pipeline import load_grid, read_gridded
+from gridcast.ingest import load_grid, read_gridded
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from gridcast.errors import InputError
 from gridcast.grid import Grid
-from gridcast.ingest.pipeline import (
+from gridcast.ingest import (
     ColumnMap, GriddedTracks, IngestReport, grid_tracks, load_grid, read_gridded, write_gridded,
 )
 

@@ -16,7 +16,7 @@ import pytest
 from gridcast.ingest import sources
 from gridcast.cli import main
 from gridcast.errors import InputError
-from gridcast.ingest.pipeline import ColumnMap, grid_tracks
+from gridcast.ingest import ColumnMap, grid_tracks
 
 BAD = Path(__file__).parent / "data" / "bad"
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gridcast.errors import InputError
 from gridcast.grid import Grid
-from gridcast.ingest.pipeline import ColumnMap, grid_tracks
+from gridcast.ingest import ColumnMap, grid_tracks
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 XY = ColumnMap(track="track", time="time", x="x", y="y")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from gridcast.cli import main
-from gridcast.ingest.pipeline import ColumnMap, grid_tracks, load_grid, read_gridded
+from gridcast.ingest import ColumnMap, grid_tracks, load_grid, read_gridded
 
 BUS = ColumnMap(track="trip_id", time="timestamp", lat="latitude", lon="longitude")
 BUS_FLAGS = ["--track-col", "trip_id", "--time-col", "timestamp", "--lat-col", "latitude", "--lon-col", "longitude"]

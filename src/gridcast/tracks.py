@@ -7,11 +7,14 @@ so that no step of a test track is ever seen in training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from gridcast.errors import InputError
+
+if TYPE_CHECKING:  # pandas is imported where a frame is read, so `gridcast --help` stays light
+    import pandas as pd
 
 
 @dataclass
@@ -42,17 +45,33 @@ class Track:
         return Track(self.id, self.cells[:n], None if self.times is None else self.times[:n])
 
 
+def collapse_mask(col: np.ndarray, row: np.ndarray, part: np.ndarray | None = None) -> np.ndarray:
+    """Mask keeping the first of each run of equal cells (within each run of equal `part`).
+
+    The one definition of "collapse": a sequence of cell *changes* asks "which cell next" rather
+    than "where at t+1". The ingest pipeline applies it to all points at once (with `part`), a
+    `Track` through `collapse_repeats`.
+    """
+    keep = np.ones(len(col), bool)
+    if len(col) > 1:
+        keep[1:] = (col[1:] != col[:-1]) | (row[1:] != row[:-1])
+        if part is not None:
+            keep[1:] |= part[1:] != part[:-1]
+    return keep
+
+
 def collapse_repeats(track: Track) -> Track:
-    """Drop consecutive repeats of the same cell: 'which cell next' rather than 'where at t+1'."""
+    """`track` without consecutive repeats of the same cell (`collapse_mask`)."""
     if len(track) == 0:
         return track
-    keep = np.ones(len(track), dtype=bool)
-    keep[1:] = np.any(track.cells[1:] != track.cells[:-1], axis=1)
+    keep = collapse_mask(track.cells[:, 0], track.cells[:, 1])
     return Track(track.id, track.cells[keep], None if track.times is None else track.times[keep])
 
 
 def tracks_from_frame(frame: pd.DataFrame) -> list[Track]:
     """Gridded table (contract columns track, step, time, col, row) -> tracks in first-seen order."""
+    import pandas as pd
+
     missing = [c for c in ("track", "col", "row") if c not in frame.columns]
     if missing:
         raise InputError(f"gridded data lacks column(s) {missing}; has {list(frame.columns)}")

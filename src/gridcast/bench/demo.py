@@ -1,10 +1,9 @@
 """The bundled demo: Liverpool bus route 14, from raw GPS to a model judged beside its baselines.
 
-Protocol (the one in shared/data/BASELINES.md, so the numbers can be compared): lat/lon -> local UTM
-metres -> resample every trip at 30 s (split at gaps > 10 min) -> 100 m cells -> collapse consecutive
-repeats ("which cell next"). The 11 earliest trips train (two of them held out for early stopping),
-the 5 latest are the test set. Next cell: Acc@1, Acc@5, MRR over every step of the test trips;
-route: from the first half of each test trip, continue for as many cells as the trip really had.
+The data and its protocol are `gridcast.datasets.liverpool` (30 s, gaps > 10 min split, 100 m cells,
+cell changes; the 11 earliest trips train, two of them held out for early stopping, the 5 latest
+test). Next cell: Acc@1, Acc@5, MRR over every step of the test trips; route: from the first half of
+each test trip, continue for as many cells as the trip really had.
 """
 from __future__ import annotations
 
@@ -15,46 +14,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gridcast.datasets.liverpool import MAX_GAP, STEP, load_liverpool_gridded
+from gridcast.ingest.gridded import GriddedTracks
+from gridcast.ingest.gridded_file import write_gridded
+from gridcast.kinds import CELL_KINDS
 from gridcast.nextcell.baselines import default_baselines
-from gridcast.datasets.liverpool import LIVERPOOL_COLUMNS, liverpool_route14
 from gridcast.nextcell.evaluation import best_baseline, evaluate
 from gridcast.nextcell.forecaster import Forecaster
-from gridcast.nextcell.network import recommended
-from gridcast.tracks import collapse_repeats, split_by_time, tracks_from_frame
-
-CELL_SIZE, STEP, MAX_GAP = 100.0, 30.0, 600.0
-N_TRAIN = 11
+from gridcast.nextcell.config import recommended
 
 
-def load_liverpool():
-    """(train, test, grid, ingest report) of the bundled route-14 trips."""
-    train, test, gridded = load_liverpool_gridded()
-    return train, test, gridded.grid, gridded.report
-
-
-def load_liverpool_gridded():
-    """(train, test, gridded): the cell tracks and the gridded table they came from."""
-    from gridcast.ingest.pipeline import ColumnMap, grid_tracks
-
-    gridded = grid_tracks(liverpool_route14(), cell_size=CELL_SIZE, step=STEP, columns=ColumnMap(**LIVERPOOL_COLUMNS),
-                          max_gap=MAX_GAP)
-    tracks = [collapse_repeats(t) for t in tracks_from_frame(gridded.frame)]
-    tracks = [t for t in tracks if len(t) >= 2]
-    share = N_TRAIN / len(tracks)
-    train, test = split_by_time(tracks, (share, 1.0 - share))
-    return train, test, gridded
-
-
-def _write_test_file(gridded, test: list, path: Path) -> None:
+def _write_test_file(gridded: GriddedTracks, test: list, path: Path) -> None:
     """The held-out trips as a gridded Parquet, so `gridcast evaluate` can be tried on them."""
-    from gridcast.ingest.pipeline import GriddedTracks, write_gridded
-
     ids = {t.id for t in test}
     frame = gridded.frame[gridded.frame["track"].astype(str).isin(ids)].reset_index(drop=True)
     write_gridded(GriddedTracks(frame, gridded.grid, gridded.report), path)
 
 
-def run_demo(out_dir: str | Path, cells: tuple[str, ...] = ("lstm", "gru", "rnn"), seed: int = 0,
+def run_demo(out_dir: str | Path, cells: tuple[str, ...] = CELL_KINDS, seed: int = 0,
              epochs: int = 60, progress: bool = True, log=print) -> dict:
     """Train one model per cell kind, evaluate beside baselines, write the model, plots and metrics."""
     from gridcast.nextcell.plots import plot_route_prediction, plot_training_curves

@@ -1,15 +1,15 @@
-"""Pieces several commands share: the column flags for raw tracks, and reading DATA arguments."""
+"""Pieces several commands share: the column flags for raw tracks, reading DATA arguments, printing,
+and the flags and run of the real-commute benchmarks (GeoLife, UCI)."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import pathlib
 import sys
-from pathlib import Path
 
 from gridcast.errors import InputError
-from gridcast.grid import Grid
-from gridcast.tracks import Track, collapse_repeats, tracks_from_frame
+from gridcast.kinds import CELL_KINDS, parse_kinds
 
 
 def add_column_args(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_gridding_args(parser: argparse.ArgumentParser) -> None:
 
 def column_map(args: argparse.Namespace):
     """A ColumnMap from the flags added by `add_column_args`."""
-    from gridcast.ingest.pipeline import ColumnMap
+    from gridcast.ingest.columns import ColumnMap
 
     track = args.track_col or None
     planar = args.x_col is not None or args.y_col is not None
@@ -48,90 +48,24 @@ def column_map(args: argparse.Namespace):
     return ColumnMap(track=track, time=args.time_col, lat=args.lat_col or "lat", lon=args.lon_col or "lon")
 
 
-def is_gridded(path: Path) -> bool:
-    """True for a Parquet written by `gridcast grid` (it carries its grid in the file metadata)."""
-    if path.suffix.lower() not in (".parquet", ".pq"):
-        return False
-    import pyarrow.parquet as pq
+def prepare_data(path: str, args: argparse.Namespace, like=None, like_name: str | None = None,
+                 collapse: bool = False, min_len: int = 2):
+    """`gridcast.ingest.prepare` on a DATA argument, with the column and gridding flags in `args`
+    (those a command lacks count as not given) and each note printed on stderr (stdout may be JSON).
 
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except Exception as exc:  # pyarrow raises several types for unreadable files
-        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
-    return b"gridcast.grid" in meta
-
-
-def load_tracks(path: str, args: argparse.Namespace, grid: Grid | None = None, collapse: bool = False,
-                min_len: int = 2, like: dict | None = None, like_name: str = "") -> tuple[list[Track], Grid, dict]:
-    """Tracks from DATA: a gridded Parquet as is, or raw points gridded on the spot.
-
-    With `grid` (a model's own grid), raw points land on exactly that grid, and a gridded file must
-    carry the same grid, so that cell ids mean what the model learned. `like` (a model's
-    "preprocessing", named `like_name`) is followed where the flags say nothing (`follow_preparation`).
-    Returns the tracks, the grid and how they were prepared (``{"max_gap", "collapse"}``), which a
-    model keeps so that later input is prepared the same way.
+    `like` (a loaded model, named `like_name` in the notes) gives the grid and preprocessing to
+    follow. Returns `gridcast.ingest.Prepared`: tracks, grid and preprocessing.
     """
-    from gridcast.ingest.pipeline import grid_tracks, read_gridded
+    from gridcast.ingest.prepare import prepare
 
-    source = Path(path)
-    if not source.exists():
-        raise InputError(f"{source}: no such file")
-    if is_gridded(source):
-        gridded = read_gridded(source)
-        if grid is not None and _grid_key(gridded.grid) != _grid_key(grid):
-            raise InputError(f"{source} was gridded on {gridded.grid.to_dict()}, the model on {grid.to_dict()}; "
-                             f"regrid it with `gridcast grid ... --like MODEL_DIR`")
-        data_grid = gridded.grid
-        gap = gridded.meta.get("max_gap")
-        collapse = collapse or bool(gridded.meta.get("collapse"))
-        if like:  # the file's own gaps are fixed; only collapsing can still follow the model
-            collapse, _ = follow_preparation(like, like_name, collapse, gap, gap_given=True)
-    else:
-        cell_size = getattr(args, "cell_size", None)
-        if grid is None and cell_size is None:
-            raise InputError(f"{source} is raw points: give --cell-size (and --step) or grid it first with `gridcast grid`")
-        gap = getattr(args, "max_gap", None)
-        if like:
-            collapse, gap = follow_preparation(like, like_name, collapse, gap, gap_given=gap is not None)
-        gridded = grid_tracks(source, cell_size=cell_size if grid is None else grid.cell_size,
-                              step=getattr(args, "step", None) if grid is None else grid.step,
-                              columns=column_map(args), max_gap=gap, like=grid,
-                              sep=getattr(args, "sep", None))
-        data_grid = gridded.grid
-        report = gridded.report
-        if report.dropped:  # nothing is dropped silently: say what and why, on stderr (stdout may be JSON)
-            reasons = ", ".join(f"{n} {reason}" for reason, n in report.dropped.items())
-            print(f"note: {source}: {report.read} rows read, {report.kept} kept; dropped: {reasons} "
-                  f"(`gridcast grid ... --strict` names each row)", file=sys.stderr)
-    tracks = tracks_from_frame(gridded.frame)
-    if collapse:
-        tracks = [collapse_repeats(t) for t in tracks]
-    kept = [t for t in tracks if len(t) >= min_len]
-    if not kept:
-        raise InputError(f"{source}: no track has at least {min_len} cells")
-    if len(kept) < len(tracks):
-        short = sorted(t.id for t in tracks if len(t) < min_len)
-        print(f"note: {source}: {len(tracks) - len(kept)} track(s) with fewer than {min_len} cells left out: "
-              f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}", file=sys.stderr)
-    return kept, grid if grid is not None else data_grid, {"max_gap": gap, "collapse": bool(collapse)}
+    return prepare(path, like, columns=lambda: column_map(args), cell_size=getattr(args, "cell_size", None),
+                   step=getattr(args, "step", None), max_gap=getattr(args, "max_gap", None), collapse=collapse,
+                   min_len=min_len, sep=getattr(args, "sep", None), name=like_name, log=print_note)
 
 
-def follow_preparation(prep: dict, source: str, collapse: bool, max_gap: float | None,
-                       gap_given: bool) -> tuple[bool, float | None]:
-    """Collapse and max gap for new input prepared like `source` (a model's config.json
-    "preprocessing", or a gridded file's metadata): flags the user gave win, and a choice taken
-    from the source is said on stderr, so nothing changes silently (evaluate, predict, grid --like)."""
-    if not gap_given and prep.get("max_gap") is not None:
-        max_gap = float(prep["max_gap"])
-        print(f"note: splitting tracks at gaps > {max_gap:g} s, as {source} was", file=sys.stderr)
-    if not collapse and prep.get("collapse"):
-        collapse = True
-        print(f"note: collapsing consecutive repeats, as {source} was", file=sys.stderr)
-    return collapse, max_gap
-
-
-def _grid_key(grid: Grid) -> tuple:
-    return (grid.cell_size, grid.origin_x, grid.origin_y, grid.crs)
+def print_note(note: str) -> None:
+    """A note on stderr: what was dropped or chosen, said once, never silently."""
+    print(f"note: {note}", file=sys.stderr)
 
 
 def run_single_threaded(body, args: argparse.Namespace) -> int:
@@ -173,3 +107,72 @@ def metrics_table(rows: dict[str, dict[str, float]], keys: list[str]) -> str:
             cells.append(f"{'-':>11}" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:>11.3f}")
         lines.append(f"{name:<{width}}" + "".join(cells))
     return "\n".join(lines)
+
+
+COMMUTE_QUICK = {"epochs": 4, "hidden": 32, "patience": 2}  # --quick: a protocol check, not a result
+
+
+def add_commute_args(p: argparse.ArgumentParser, columns: dict[str, str]) -> None:
+    """Flags shared by the real-commute benchmarks (GeoLife, UCI)."""
+    p.add_argument("--cells", default=",".join(CELL_KINDS), help=f"cell kinds to train (default: {','.join(CELL_KINDS)})")
+    p.add_argument("--seeds", default="0,1,2", help="seeds per kind; metrics are means over them (default: 0,1,2)")
+    p.add_argument("--epochs", type=int, help="override the epoch budget")
+    p.add_argument("--hidden", type=int, help="override the hidden size")
+    p.add_argument("--head", choices=("fusion", "plain"), help="override the output head (ablation)")
+    p.add_argument("--time-features", action="store_true", help="ablation: add time of day / week inputs")
+    p.add_argument("--no-time-features", action="store_true", help=argparse.SUPPRESS)  # the default now
+    p.add_argument("--min-tracks", type=int, help="override: trips that must visit a cell for it to get an id")
+    p.add_argument("--max-move", type=int, help="override: the fusion head's move window is (2R+1)^2 cells")
+    p.add_argument("--quick", action="store_true", help="protocol check: full data and baselines, one tiny LSTM")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    grid = p.add_argument_group("protocol")
+    grid.add_argument("--cell-size", type=float, default=250.0, help="cell size in metres (default: 250)")
+    grid.add_argument("--step", type=float, default=60.0, help="resampling step in seconds (default: 60)")
+    grid.add_argument("--max-gap", type=float, default=600.0, help="split tracks at gaps longer than this (s)")
+    cols = p.add_argument_group("columns")
+    for role, name in columns.items():
+        cols.add_argument(f"--{role}-col", default=name, help=f"{role} column (default: {name})")
+
+
+def parse_list(text: str, what: str, cast=str) -> tuple:
+    """``"0,1,2"`` -> ``(0, 1, 2)`` (with `cast`); a clear error for an empty or unparsable list."""
+    try:
+        items = tuple(cast(x.strip()) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--{what} must be a comma-separated list, got {text!r}") from None
+    if not items:
+        raise InputError(f"--{what} is empty")
+    return items
+
+
+def run_commute_bench(args: argparse.Namespace, data) -> int:
+    """Run `gridcast.bench.commute.run_benchmark` on loaded data with the flags in `args`; print it."""
+    import torch
+
+    from gridcast.bench.commute import ModelSpec, run_benchmark, text_report
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    kinds = parse_kinds(args.cells)
+    seeds = parse_list(args.seeds, "seeds", int)
+    spec = ModelSpec()
+    if args.quick:
+        kinds, seeds = kinds[:1], seeds[:1]
+        for key, value in COMMUTE_QUICK.items():
+            setattr(spec, key, value)
+    for key in ("epochs", "hidden", "head", "min_tracks", "max_move"):
+        if getattr(args, key) is not None:
+            setattr(spec, key, getattr(args, key))
+    spec.time_features = bool(args.time_features) and not args.no_time_features
+    if spec.head == "plain":
+        spec.min_tracks = args.min_tracks or 1
+    log = None if args.json else (lambda m: print(m, flush=True))
+    result = run_benchmark(data, kinds=kinds, seeds=seeds, spec=spec, log=log, n_boot=200 if args.quick else 1000)
+    result["quick"] = bool(args.quick)
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(result, indent=1, default=float))
+    if args.json:
+        print_json(result)
+    else:
+        print(text_report(result))
+    return 0

@@ -1,9 +1,19 @@
 """Raw points (CSV, Parquet, DataFrame) -> validated, projected, resampled tracks on a grid.
 
-`grid_tracks` is the pipeline; `write_gridded` / `read_gridded` the gridded Parquet file.
+`grid_tracks` is the pipeline (`pipeline`, reading in `reader` and `sources`); `write_gridded` /
+`read_gridded` the gridded Parquet file (`gridded_file`); `GriddedTracks.tracks()` the way to model
+input; `prepare` grids and prepares new input like a model's training tracks (`prepare`).
 """
-from gridcast.ingest.pipeline import (ColumnMap, GriddedTracks, IngestReport, grid_tracks, load_grid, load_like,
-                                      read_gridded, write_gridded)
+from gridcast.ingest.columns import ColumnMap
+from gridcast.ingest.gridded import FRAME_COLUMNS, GriddedTracks
+from gridcast.ingest.gridded_file import (GRID_KEY, INGEST_KEY, REPORT_KEY, is_gridded, load_grid, load_like,
+                                          read_gridded, write_gridded)
+from gridcast.ingest.pipeline import grid_tracks
+from gridcast.ingest.prepare import Like, Prepared, prepare, resolve_like
+from gridcast.ingest.report import IngestReport
 
-__all__ = ["ColumnMap", "IngestReport", "GriddedTracks", "grid_tracks", "write_gridded", "read_gridded",
-           "load_grid", "load_like"]
+__all__ = [
+    "ColumnMap", "IngestReport", "GriddedTracks", "FRAME_COLUMNS", "grid_tracks",
+    "GRID_KEY", "REPORT_KEY", "INGEST_KEY", "write_gridded", "read_gridded", "load_grid", "load_like", "is_gridded",
+    "prepare", "Prepared", "Like", "resolve_like",
+]

@@ -153,14 +153,6 @@ def resample(t: np.ndarray, parts: Parts, step: float | None, n_raw: int) -> Res
     return Resampled(part=part, time=time, left=left, right=right, weight=w)
 
 
-def collapse_repeats(part: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """Mask keeping the first of each run of equal cells within a part ("which cell next" sequences)."""
-    keep = np.ones(len(part), bool)
-    if len(part) > 1:
-        keep[1:] = (part[1:] != part[:-1]) | (col[1:] != col[:-1]) | (row[1:] != row[:-1])
-    return keep
-
-
 def steps_within(part: np.ndarray) -> np.ndarray:
     """0, 1, 2, ... within each run of equal `part` values (part is sorted)."""
     n = len(part)

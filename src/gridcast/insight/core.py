@@ -57,7 +57,7 @@ class RealData:
 def liverpool() -> RealData:
     """The bundled route-14 trips, split by time as `gridcast demo` does (11 earliest train, 5 latest test)."""
     try:
-        from gridcast.bench.demo import load_liverpool
+        from gridcast.datasets.liverpool import load_liverpool
 
         train, test, grid, _ = load_liverpool()
     except ImportError as exc:  # gridcast.ingest missing in a partial install

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from gridcast.cli.commands.bench_geolife import add_common, bench
+from gridcast.cli.common import add_commute_args, run_commute_bench
 
 
 def register(targets: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def register(targets: argparse._SubParsersAction) -> None:
     p = targets.add_parser("uci", help="UCI GPS trajectories (Go!Track): the GeoLife protocol on another city")
     p.add_argument("--data", required=True, help="folder with go_track_trackspoints.csv and go_track_tracks.csv")
     p.add_argument("--user-col", default="id_android", help="person column of go_track_tracks.csv")
-    add_common(p, UCI_COLUMNS)
+    add_commute_args(p, UCI_COLUMNS)
     p.set_defaults(func=run)
 
 
@@ -23,4 +23,4 @@ def run(args: argparse.Namespace) -> int:
 
     data = load_uci(args.data, cell_size=args.cell_size, step=args.step, max_gap=args.max_gap, user_col=args.user_col,
                     columns={"track": args.track_col, "time": args.time_col, "lat": args.lat_col, "lon": args.lon_col})
-    return bench(args, data)
+    return run_commute_bench(args, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from gridcast.cli.common import metrics_table, print_json
+from gridcast.kinds import CELL_KINDS, parse_kinds
 
 KEYS = ["acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "ade", "fde"]
 
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Liverpool bus route 14 (bundled): GPS -> 100 m grid at 30 s -> RNN, LSTM and GRU "
                                    "trained on the 11 earliest trips, judged on the 5 latest beside baselines.")
     p.add_argument("--out", default="gridcast-demo", help="output directory (default: ./gridcast-demo)")
-    p.add_argument("--cells", default="lstm,gru,rnn", help="cell kinds to train (default: lstm,gru,rnn)")
+    p.add_argument("--cells", default=",".join(CELL_KINDS), help=f"cell kinds to train (default: {','.join(CELL_KINDS)})")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -21,15 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    cells = parse_kinds(args.cells)
     import torch
 
     from gridcast.bench.demo import run_demo, verdict
-    from gridcast.errors import InputError
 
-    cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
-    bad = [c for c in cells if c not in ("lstm", "gru", "rnn")]
-    if bad or not cells:
-        raise InputError(f"--cells takes a comma-separated subset of lstm,gru,rnn; got {args.cells!r}")
     torch.set_num_threads(1)  # small matmuls: a second thread only spin-waits when the cores are busy
     log = (lambda *a, **k: None) if args.json else print
     table = run_demo(args.out, cells, seed=args.seed, epochs=args.epochs, progress=not args.json, log=log)

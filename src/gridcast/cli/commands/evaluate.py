@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from gridcast.cli.common import add_column_args, load_tracks, metrics_table, print_json
+from gridcast.cli.common import add_column_args, metrics_table, prepare_data, print_json
 
 KEYS = ["acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "ade", "fde"]
 
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.cut < 1.0:
         raise InputError(f"--cut must be in (0, 1), got {args.cut}")
     model = Forecaster.load(args.model)
-    tracks, grid, _ = load_tracks(args.data, args, grid=model.grid, collapse=args.collapse,
-                                  like=model.preprocessing, like_name=args.model)
+    ready = prepare_data(args.data, args, like=model, like_name=args.model, collapse=args.collapse)
+    tracks, grid = ready.tracks, ready.grid
     baselines = [b.fit(model.train_tracks_) for b in default_baselines()]
     result = evaluate(model, baselines, tracks, grid=grid, cut=args.cut)
     if args.plot:

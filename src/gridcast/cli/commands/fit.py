@@ -5,7 +5,8 @@ import argparse
 import time
 from pathlib import Path
 
-from gridcast.cli.common import add_column_args, add_gridding_args, load_tracks, print_json
+from gridcast.cli.common import add_column_args, add_gridding_args, prepare_data, print_json
+from gridcast.kinds import CELL_KINDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train an RNN/LSTM/GRU forecaster. The model directory gets safetensors weights, "
                                    "a JSON config with the grid and vocabulary, and train_log.jsonl (one line per epoch).")
     p.add_argument("data", metavar="DATA", help="gridded Parquet from `gridcast grid`, or raw points with column flags")
-    p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
+    p.add_argument("--cell", choices=CELL_KINDS, default="lstm")
     p.add_argument("--target", choices=("cell", "move", "offset"), default="cell",
                    help="cell: next cell id; move: displacement class; offset: continuous displacement")
     p.add_argument("--out", required=True, help="model directory to write")
@@ -49,15 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gridcast.nextcell.forecaster import Forecaster
-    from gridcast.nextcell.network import ForecasterConfig, recommended
+    from gridcast.nextcell.config import CellForecasterConfig, recommended
     from gridcast.nextcell.plots import plot_training_curves
     from gridcast.nextcell.training import TrainConfig
 
-    tracks, grid, prep = load_tracks(args.data, args, collapse=args.collapse)
-    config = ForecasterConfig(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
-                              embed=args.embed, dropout=args.dropout, init_state=args.init_state,
-                              max_move=args.max_move, offset_loss=args.offset_loss,
-                              **(recommended(args.target) if args.head != "plain" else {}))
+    ready = prepare_data(args.data, args, collapse=args.collapse)
+    tracks, grid, prep = ready.tracks, ready.grid, ready.preprocessing
+    config = CellForecasterConfig(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
+                                  embed=args.embed, dropout=args.dropout, init_state=args.init_state,
+                                  max_move=args.max_move, offset_loss=args.offset_loss,
+                                  **(recommended(args.target) if args.head != "plain" else {}))
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip,
                         patience=args.patience, seed=args.seed)
     out = Path(args.out)
@@ -66,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model = Forecaster(config, grid)
     model.preprocessing = prep  # evaluate/predict prepare raw input the same way
-    model = model.fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log,
-                                         out_dir=out, progress=not args.no_progress and not args.json,
-                                         resume=args.resume, skip_nonfinite=args.skip_nonfinite)
+    model = model.fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log, out_dir=out,
+                      progress=not args.no_progress and not args.json, resume=args.resume,
+                      skip_nonfinite=args.skip_nonfinite)
     result = model.result_
     plot = plot_training_curves(out / "training.png", {f"{args.cell}/{args.target}": result.history})
     summary = {"out": str(out), "tracks": len(tracks), "cells": len(model.vocab_.cells),

@@ -1,8 +1,8 @@
 """`gridcast grid`: raw tracks (CSV / gzip CSV / Parquet) -> gridded sequences (Parquet).
 
-A thin shell over `gridcast.ingest.grid_tracks`: flags become a ColumnMap, the report is printed as a
-table or as the `--json` contract shape, and every user mistake surfaces as an InputError (one line,
-exit status 2, printed by cli.py).
+A thin shell over `gridcast.ingest.grid_tracks`: flags become a ColumnMap, `--like` is followed with
+`gridcast.ingest.resolve_like`, the report is printed as a table or as the `--json` contract shape,
+and every user mistake surfaces as an InputError (one line, exit status 2, printed by the CLI's main).
 """
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
+from gridcast.cli.common import add_column_args, column_map, print_note
 from gridcast.errors import InputError
-from gridcast.ingest.pipeline import IngestReport, grid_tracks, load_like, write_gridded
-from gridcast.cli.common import add_column_args, column_map, follow_preparation
+
+if TYPE_CHECKING:
+    from gridcast.ingest import IngestReport
 
 
 def _seconds(text: str) -> float | None:
@@ -65,8 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gridcast.ingest.gridded_file import write_gridded
+    from gridcast.ingest.pipeline import grid_tracks
+    from gridcast.ingest.prepare import resolve_like
+
     t0 = time.perf_counter()
-    like, like_prep = load_like(args.like) if args.like else (None, {})
+    source = resolve_like(args.like) if args.like else None
+    like = None if source is None else source.grid
     if hasattr(args, "step"):
         step = args.step
     elif like is not None:
@@ -76,9 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.min_points < 1:
         raise InputError(f"--min-points must be at least 1, got {args.min_points}")
     collapse, max_gap = args.collapse, getattr(args, "max_gap", None)
-    if args.like:  # prepared like the source, not only gridded like it
-        collapse, max_gap = follow_preparation(like_prep, args.like, collapse, max_gap,
-                                               gap_given=hasattr(args, "max_gap"))
+    if source is not None:  # prepared like the source, not only gridded like it
+        collapse, max_gap = source.follow(collapse, max_gap, gap_given=hasattr(args, "max_gap"), log=print_note)
     gt = grid_tracks(
         args.input, cell_size=args.cell_size, step=step, columns=column_map(args), max_gap=max_gap,
         like=like, crs=args.crs, strict=args.strict, collapse=collapse, min_points=args.min_points,

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from gridcast.cli.common import add_column_args, load_tracks, print_json
+from gridcast.cli.common import add_column_args, prepare_data, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,29 +57,28 @@ def _as_json(nexts, p_end: float, routes) -> dict:
 
 
 def _predict_file(args: argparse.Namespace) -> int:
-    """Every track of DATA as a prefix: beams for all tracks at once (`beam_many`), then the next
-    cell per track. Raw points land on the model's grid, so cell ids mean what the model learned."""
-    from gridcast.nextcell.batch import beam_many
+    """Every track of DATA as a prefix: beams for all tracks at once and the next cell per track
+    (`predict_many`). Raw points land on the model's grid, so cell ids mean what the model learned."""
     from gridcast.errors import InputError
+    from gridcast.ingest.gridded_file import is_gridded
+    from gridcast.nextcell.batch import predict_many
     from gridcast.nextcell.forecaster import Forecaster
-    from gridcast.cli.common import is_gridded
 
     model = Forecaster.load(args.model)
-    if model.grid is None and not is_gridded(Path(args.data)):
+    if model.grid is None and not is_gridded(args.data):
         raise InputError(f"{args.model} carries no grid (fitted on cells from Python): give DATA as a "
                          f"gridded Parquet or use --track")
-    tracks, _, _ = load_tracks(args.data, args, grid=model.grid, collapse=args.collapse, min_len=1,
-                               like=model.preprocessing, like_name=args.model)
+    tracks = prepare_data(args.data, args, like=model, like_name=args.model, collapse=args.collapse,
+                          min_len=1).tracks
     timed = model.config.time_features
-    routes = beam_many(model, [t.cells for t in tracks], args.horizon, width=args.top_k,
-                       times=[t.times for t in tracks] if timed else None)
-    for track, track_routes in zip(tracks, routes):
-        nexts, p_end = model.predict_next_with_end(track.cells, args.top_k, track.times if timed else None)
+    predictions = predict_many(model, [t.cells for t in tracks], args.horizon, width=args.top_k, k=args.top_k,
+                               times=[t.times for t in tracks] if timed else None)
+    for track, prediction in zip(tracks, predictions):
         if args.json:
-            print_json({"track": track.id, **_as_json(nexts, p_end, track_routes)})
+            print_json({"track": track.id, **_as_json(prediction.next, prediction.p_end, prediction.routes)})
         else:
             print(f"track {track.id}: ", end="")
-            _print_text(track.cells, nexts, p_end, track_routes, args.horizon)
+            _print_text(track.cells, prediction.next, prediction.p_end, prediction.routes, args.horizon)
     return 0
 
 
