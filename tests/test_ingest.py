@@ -13,7 +13,13 @@ import pytest
 from gridcast.errors import InputError
 from gridcast.grid import Grid
 from gridcast.ingest import (
-    ColumnMap, GriddedTracks, IngestReport, grid_tracks, load_grid, read_gridded, write_gridded,
+    ColumnMap,
+    GriddedTracks,
+    IngestReport,
+    grid_tracks,
+    load_grid,
+    read_gridded,
+    write_gridded,
 )
 
 XY = ColumnMap(track="track", time="time", x="x", y="y")

@@ -13,10 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gridcast.ingest import sources
 from gridcast.cli import main
 from gridcast.errors import InputError
-from gridcast.ingest import ColumnMap, grid_tracks
+from gridcast.ingest import ColumnMap, grid_tracks, sources
 
 BAD = Path(__file__).parent / "data" / "bad"
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")

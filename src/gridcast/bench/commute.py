@@ -19,8 +19,14 @@ from gridcast.errors import InputError
 from gridcast.kinds import CELL_KINDS
 from gridcast.metrics import bootstrap_interval
 from gridcast.nextcell.baselines import default_baselines
-from gridcast.nextcell.evaluation import (RANK_METRICS, baseline_ranks, metric_values, model_ranks, paired_difference,
-                                          route_errors)
+from gridcast.nextcell.evaluation import (
+    RANK_METRICS,
+    baseline_ranks,
+    metric_values,
+    model_ranks,
+    paired_difference,
+    route_errors,
+)
 from gridcast.nextcell.forecaster import Ensemble, Forecaster
 from gridcast.tracks import split_by_track
 

@@ -19,9 +19,9 @@ from gridcast.ingest.gridded import GriddedTracks
 from gridcast.ingest.gridded_file import write_gridded
 from gridcast.kinds import CELL_KINDS
 from gridcast.nextcell.baselines import default_baselines
+from gridcast.nextcell.config import recommended
 from gridcast.nextcell.evaluation import best_baseline, evaluate
 from gridcast.nextcell.forecaster import Forecaster
-from gridcast.nextcell.config import recommended
 
 
 def _write_test_file(gridded: GriddedTracks, test: list, path: Path) -> None:

@@ -34,7 +34,7 @@ from gridcast.grid import Grid
 from gridcast.tracks import Track
 
 if TYPE_CHECKING:
-    from gridcast.ingest import GriddedTracks
+    from gridcast.ingest.gridded import GriddedTracks
 
 CELL_SIZE, STEP, MAX_GAP = 250.0, 60.0, 600.0
 GEOLIFE_FILE = "geolife_sample.txt.gz"

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gridcast.grid import Grid
-    from gridcast.ingest import GriddedTracks, IngestReport
+    from gridcast.ingest.gridded import GriddedTracks
+    from gridcast.ingest.report import IngestReport
     from gridcast.tracks import Track
 
 LIVERPOOL_COLUMNS = {"track": "trip_id", "time": "timestamp", "lat": "latitude", "lon": "longitude"}

@@ -12,8 +12,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gridcast.datasets.geolife import (CELL_SIZE, HORIZON, MAX_GAP, STEP, CommuteData, cell_tracks, check_no_leakage,
-                                       split_per_user, user_map)
+from gridcast.datasets.geolife import (
+    CELL_SIZE,
+    HORIZON,
+    MAX_GAP,
+    STEP,
+    CommuteData,
+    cell_tracks,
+    check_no_leakage,
+    split_per_user,
+    user_map,
+)
 from gridcast.errors import InputError
 
 POINTS_FILE, TRACKS_FILE = "go_track_trackspoints.csv", "go_track_tracks.csv"

@@ -6,8 +6,16 @@ input; `prepare` grids and prepares new input like a model's training tracks (`p
 """
 from gridcast.ingest.columns import ColumnMap
 from gridcast.ingest.gridded import FRAME_COLUMNS, GriddedTracks
-from gridcast.ingest.gridded_file import (GRID_KEY, INGEST_KEY, REPORT_KEY, is_gridded, load_grid, load_like,
-                                          read_gridded, write_gridded)
+from gridcast.ingest.gridded_file import (
+                                          GRID_KEY,
+                                          INGEST_KEY,
+                                          REPORT_KEY,
+                                          is_gridded,
+                                          load_grid,
+                                          load_like,
+                                          read_gridded,
+                                          write_gridded,
+)
 from gridcast.ingest.pipeline import grid_tracks
 from gridcast.ingest.prepare import Like, Prepared, prepare, resolve_like
 from gridcast.ingest.report import IngestReport

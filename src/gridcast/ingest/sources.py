@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from gridcast.ingest import validate
 from gridcast.errors import InputError
+from gridcast.ingest import validate
 
 _BLOCK = 1 << 20  # CSV block: small enough to pipeline, big enough to amortise per-batch overhead
 _RANGE_MIN = 8 << 20  # a plain CSV is split into byte ranges of at least this size, one per core

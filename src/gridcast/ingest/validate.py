@@ -240,7 +240,8 @@ def explain_row(
         return f"{names[key]} {cols[key].values[i]} is not finite"
     if code == BAD_TIME:
         expected = "an ISO-8601 time" if time_kind == "iso" else "a number of seconds"
-        return f"time {shown('time')} in column '{names['time']}' is not {expected} (the column holds {'ISO-8601 times' if time_kind == 'iso' else 'numbers'})"
+        holds = "ISO-8601 times" if time_kind == "iso" else "numbers"
+        return f"time {shown('time')} in column '{names['time']}' is not {expected} (the column holds {holds})"
     if code == LAT_RANGE:
         return f"latitude {cols['a'].values[i]:g} outside [-90, 90]"
     if code == LON_RANGE:

@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gridcast.nextcell.baselines import default_baselines
     from gridcast.errors import InputError
+    from gridcast.nextcell.baselines import default_baselines
     from gridcast.nextcell.evaluation import evaluate
     from gridcast.nextcell.forecaster import Forecaster
 

@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gridcast.nextcell.forecaster import Forecaster
     from gridcast.nextcell.config import CellForecasterConfig, recommended
+    from gridcast.nextcell.forecaster import Forecaster
     from gridcast.nextcell.plots import plot_training_curves
     from gridcast.nextcell.training import TrainConfig
 

@@ -16,7 +16,7 @@ from gridcast.cli.common import add_column_args, column_map, print_note
 from gridcast.errors import InputError
 
 if TYPE_CHECKING:
-    from gridcast.ingest import IngestReport
+    from gridcast.ingest.report import IngestReport
 
 
 def _seconds(text: str) -> float | None:
