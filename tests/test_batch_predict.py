@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.nextcell.batch import _CellLookup, beam_many, rollout_many
 from gridcast.errors import InputError
-from gridcast.nextcell.network import END
+from gridcast.nextcell import beam_many, predict_many, rollout_many
+from gridcast.nextcell.features import END
 
 from test_streaming import random_model, walk
 
@@ -47,11 +47,12 @@ def test_rollout_many_equals_rollout_and_wide_beams():
     _assert_equal_routes(beam_many(model, prefixes, horizon=2, width=7), [model.beam(p, 2, 7) for p in prefixes])
 
 
-def test_cell_lookup_matches_vocab():
+def test_vectorised_ids_match_the_dict_index():
+    """`CellVocab.ids` (vectorised, the batch path) and `CellVocab.index` (per cell, streaming) agree."""
     model = random_model()
-    lookup = _CellLookup(model.vocab_.cells)
-    cells = np.array([[0, 0], [7, 7], [3, 5], [8, 0], [-1, 2], [2, 8], [100, -100]])
-    assert lookup.ids(cells).tolist() == model.vocab_.ids(cells).tolist()
+    cells = np.array([[0, 0], [7, 7], [3, 5], [8, 0], [-1, 2], [2, 8], [100, -100], [-(2**31), 2**31 - 1]])
+    expected = [model.vocab_.index.get((int(c), int(r)), 2) for c, r in cells]
+    assert model.vocab_.ids(cells).tolist() == expected
 
 
 def test_bad_arguments():
@@ -70,3 +71,25 @@ def test_fusion_head_and_time_features():
     times = [1_700_000_000.0 + 60.0 * np.arange(len(p)) if i % 2 else None for i, p in enumerate(prefixes)]
     _assert_equal_routes(beam_many(model, prefixes, horizon=3, width=3, times=times),
                          [model.beam(p, 3, 3, times=t) for p, t in zip(prefixes, times)])
+
+
+@pytest.mark.parametrize("cell,target,head", [("lstm", "cell", "plain"), ("gru", "cell", "fusion"), ("rnn", "move", "plain"),
+                                              ("lstm", "offset", "plain")])
+def test_predict_many_is_predict_next_with_end_and_beam_many(cell, target, head):
+    """exact=True: bit for bit the two calls `gridcast predict MODEL DATA` made before; exact=False
+    (one pass): the same answers up to float rounding."""
+    model = random_model(cell, target, head=head)
+    prefixes = _prefixes(n=7, seed=5)
+    got = predict_many(model, prefixes, horizon=3, width=4, k=3)
+    routes = beam_many(model, prefixes, horizon=3, width=4)
+    for p, prediction, track_routes in zip(prefixes, got, routes):
+        nexts, p_end = model.predict_next_with_end(p, 3)
+        assert (prediction.next, prediction.p_end) == (nexts, p_end)
+        assert prediction.routes == track_routes
+    one_pass = predict_many(model, prefixes, horizon=3, width=4, k=3, exact=False)
+    for exact, fast in zip(got, one_pass):
+        assert fast.routes == exact.routes
+        assert np.allclose([n.p for n in fast.next], [n.p for n in exact.next], rtol=1e-5, atol=1e-9)
+        assert np.isclose(fast.p_end, exact.p_end, rtol=1e-5, atol=1e-9)
+    with pytest.raises(InputError):
+        predict_many(model, prefixes, horizon=3, k=0)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from gridcast.nn.cells import GRUCell, LSTMCell, RNNCell
-from gridcast.nn.recurrent import Recurrent
+from gridcast.kinds import CELL_KINDS
+from gridcast.nn import CELLS, GRUCell, LSTMCell, Recurrent, RNNCell
 
 PAIRS = {"rnn": (RNNCell, torch.nn.RNNCell), "lstm": (LSTMCell, torch.nn.LSTMCell), "gru": (GRUCell, torch.nn.GRUCell)}
 MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -171,3 +171,8 @@ def test_noise_initial_state_only_while_training():
     assert not torch.allclose(rec(x).output, rec(x).output)
     rec.eval()
     assert torch.allclose(rec(x).output, rec(x).output)
+
+
+def test_cells_are_the_cell_kinds():
+    """`nn.cells.CELLS` and the torch-free `gridcast.kinds.CELL_KINDS` name the same kinds."""
+    assert sorted(CELLS) == sorted(CELL_KINDS) and sorted(PAIRS) == sorted(CELL_KINDS)

@@ -58,7 +58,7 @@ def test_gates_writes_one_heatmap_per_kind(capsys, tmp_path):
 
 
 def test_gates_on_a_saved_model_and_given_track(capsys, tmp_path):
-    from gridcast.insight.core import FitSettings, fit_forecaster, liverpool
+    from gridcast.insight import FitSettings, fit_forecaster, liverpool
 
     data = liverpool()
     fit_forecaster(data.train, "gru", 0, FitSettings(epochs=1, hidden=4, embed=2)).save(tmp_path / "model")

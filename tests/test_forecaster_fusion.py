@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.nextcell.forecaster import Forecaster
-from gridcast.nextcell.network import NO_CELL, ForecasterConfig, MarkovPrior, time_features, window_geometry
+from gridcast.nextcell import CellForecasterConfig, Forecaster, MarkovPrior
+from gridcast.nextcell.features import NO_CELL, time_features, window_geometry
 from gridcast.tracks import Track
 
 ROUTE = np.array([[x, 3] for x in range(14, 0, -1)])
@@ -75,7 +75,7 @@ def test_round_trip_keeps_prior_and_predictions(fusion, tmp_path):
 def test_settings_saved_before_the_fusion_head_load_as_plain():
     old = {"cell": "lstm", "target": "cell", "hidden": 8, "layers": 1, "embed": 4, "dropout": 0.1,
            "init_state": "zeros", "max_move": 2, "offset_loss": "gaussian"}
-    config = ForecasterConfig.from_dict(old)
+    config = CellForecasterConfig.from_dict(old)
     assert config.head == "plain" and config.time_features is False and config.min_tracks == 1
 
 
@@ -83,7 +83,7 @@ def test_fusion_needs_the_cell_target():
     from gridcast.errors import InputError
 
     with pytest.raises(InputError, match="fusion"):
-        ForecasterConfig(target="move", head="fusion")
+        CellForecasterConfig(target="move", head="fusion")
 
 
 def test_time_features_are_periodic_and_zero_without_times():
@@ -102,7 +102,7 @@ def test_window_geometry_prefers_the_heading():
 
 
 def test_ensemble_of_one_is_the_model_and_rollouts_agree(fusion):
-    from gridcast.nextcell.forecaster import Ensemble
+    from gridcast.nextcell import Ensemble
 
     one = Ensemble([fusion])
     assert np.array_equal(one.ranks_along(ROUTE)[0], fusion.ranks_along(ROUTE)[0])
@@ -114,7 +114,7 @@ def test_ensemble_of_one_is_the_model_and_rollouts_agree(fusion):
 
 def test_ensemble_refuses_models_of_other_data(fusion):
     from gridcast.errors import InputError
-    from gridcast.nextcell.forecaster import Ensemble
+    from gridcast.nextcell import Ensemble
 
     other = Forecaster(cell="gru", hidden=8, embed=4, head="fusion").fit([Track("x", ROUTE + 50)] * 3, epochs=1)
     with pytest.raises(InputError, match="same tracks"):

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.nextcell.forecaster import Forecaster
-from gridcast.insight.core import fit_forecaster, gate_summary, gate_traces, set_forget_bias, unroll, FitSettings
-from gridcast.insight.gradients import check_hidden_gradient, decay, geometric_mean, hidden_gradient_norms, windows
-from gridcast.insight.memory import MemoryBudget, RecallTask, accuracy, max_delay, train_recall
-from gridcast.nextcell.network import ForecasterConfig, ForecasterNet
-from gridcast.nn.recurrent import Recurrent
+from gridcast.insight import (KINDS, FitSettings, MemoryBudget, RecallTask, accuracy, check_hidden_gradient, decay,
+                              fit_forecaster, gate_summary, gate_traces, geometric_mean, hidden_gradient_norms,
+                              max_delay, set_forget_bias, train_recall, unroll, windows)
+from gridcast.kinds import CELL_KINDS
+from gridcast.nextcell import CellForecasterConfig, Forecaster, ForecasterNet
+from gridcast.nn import Recurrent
 from gridcast.tracks import Track
 
 
@@ -24,7 +24,7 @@ def one_thread():
 
 def _tiny_net(kind: str, **cell_options) -> ForecasterNet:
     torch.manual_seed(0)
-    net = ForecasterNet(ForecasterConfig(cell=kind, hidden=3, embed=2, dropout=0.0), vocab_size=7, output_size=7)
+    net = ForecasterNet(CellForecasterConfig(cell=kind, hidden=3, embed=2, dropout=0.0), vocab_size=7, output_size=7)
     if cell_options:
         old = net.recurrent
         net.recurrent = Recurrent(kind, old.input_size, old.hidden_size, **cell_options)
@@ -130,3 +130,8 @@ def test_windows_and_variant_fit(tiny_model):
                              variant="coupled")
     assert isinstance(variant, Forecaster) and variant.net_.recurrent.layers[0].variant == "coupled"
     assert len(variant.result_.history) == 2
+
+
+def test_kinds_are_the_cell_kinds_in_figure_order():
+    """insight's default order (simplest cell first) names exactly `gridcast.kinds.CELL_KINDS`."""
+    assert KINDS == ("rnn", "lstm", "gru") and sorted(KINDS) == sorted(CELL_KINDS)

@@ -6,19 +6,19 @@ import pytest
 import torch
 
 from gridcast.errors import InputError
-from gridcast.nextcell.forecaster import Forecaster
-from gridcast.nextcell.network import CellVocab, ForecasterConfig, ForecasterNet, MarkovPrior, Normalisation
-from gridcast.nextcell.streaming import StreamingPredictor, _PackedFusion
+from gridcast.nextcell import (CellForecasterConfig, CellVocab, Forecaster, ForecasterNet, MarkovPrior, Normalisation,
+                               StreamingPredictor)
+from gridcast.nextcell.streaming import _PackedFusion
 from gridcast.tracks import Track
-from gridcast.nextcell.training import TrainConfig
+from gridcast.nextcell import TrainConfig
 
 
 def random_model(cell="lstm", target="cell", layers=1, init_state="zeros", side=8, seed=0, head="plain",
                  time_features=False, **options):
     """A Forecaster with random (peaked) weights over a side x side block: no training needed."""
     torch.manual_seed(seed)
-    config = ForecasterConfig(cell=cell, target=target, hidden=16, layers=layers, embed=8, dropout=0.0,
-                              init_state=init_state, head=head, time_features=time_features)
+    config = CellForecasterConfig(cell=cell, target=target, hidden=16, layers=layers, embed=8, dropout=0.0,
+                                  init_state=init_state, head=head, time_features=time_features)
     cols, rows = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
     cells = np.stack([cols.ravel(), rows.ravel()], axis=1)
     model = Forecaster(config)
@@ -30,7 +30,7 @@ def random_model(cell="lstm", target="cell", layers=1, init_state="zeros", side=
         jumps = [np.array([[3, 3], [3, 7], [side + 5, 3], [3, 3], [3, 4], [side + 1, 4]]),
                  np.array([[side + 1, 2], [side - 1, 2], [side + 6, side + 6], [side - 1, 2]])]
         model.prior_ = MarkovPrior([walk(30, seed=s, side=side + 3) for s in range(20)] + jumps)
-    model.net_ = ForecasterNet(config, len(model.vocab_), model._output_size())
+    model.net_ = ForecasterNet(config, len(model.vocab_), model.output_size())
     with torch.no_grad():
         model.net_.head.weight.mul_(4.0)
         for p in model.net_.recurrent.parameters():
@@ -146,7 +146,7 @@ def test_fusion_head_of_a_fitted_model_with_cells_left_out_of_the_vocabulary():
     torch.manual_seed(0)
     model = Forecaster(cell="gru", hidden=12, embed=4, head="fusion", min_tracks=2)
     model.fit(tracks, val_tracks=tracks[:1], epochs=3, lr=0.01)
-    assert (5, 5) not in model.vocab_._index and (5, 5) in model.prior_.n1  # counted, but no id
+    assert (5, 5) not in model.vocab_.index and (5, 5) in model.prior_.n1  # counted, but no id
     stream = StreamingPredictor(model, k=5)
     for track in (np.array([[7, 3], [6, 3], [5, 3], [5, 4], [5, 5], [6, 6], [7, 7]]), route[::-1]):
         stream.reset("r")

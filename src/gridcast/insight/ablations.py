@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gridcast.insight.core import FitSettings, RealData, fit_forecaster, next_cell_metrics
+from gridcast.insight.experiment import FitSettings, RealData, fit_forecaster, next_cell_metrics
 from gridcast.insight.gradients import decay, hidden_gradient_norms, windows
 from gridcast.insight.memory import MemoryBudget, memory_experiment
 from gridcast.nextcell.training import EpochLog, TrainingError

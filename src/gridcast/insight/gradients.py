@@ -19,8 +19,10 @@ from torch import Tensor
 
 from gridcast.errors import InputError
 from gridcast.nextcell.forecaster import Forecaster
-from gridcast.insight.core import KINDS, FitSettings, RealData, encode_track, fit_forecaster, unroll
-from gridcast.nextcell.network import UNKNOWN, ForecasterNet
+from gridcast.insight.experiment import KINDS, FitSettings, RealData, fit_forecaster
+from gridcast.insight.gates import encode_track, unroll
+from gridcast.nextcell.features import UNKNOWN
+from gridcast.nextcell.network import ForecasterNet
 from gridcast.tracks import Track
 
 

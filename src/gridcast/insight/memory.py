@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gridcast.errors import InputError
+from gridcast.insight.experiment import KINDS
 from gridcast.nn.recurrent import Recurrent
 
 THRESHOLD = 0.95
@@ -131,7 +132,7 @@ def accuracy(predict, task: RecallTask, n: int = 2000, seed: int = 12345) -> flo
 def train_recall(task: RecallTask, kind: str, budget: MemoryBudget | None = None, seed: int = 0,
                  forget_bias: float | None = None, **cell_options) -> tuple[RecallNet, RecallResult]:
     """Train a fresh network on `task`; stop at the budget or once 99 % of a check batch is right."""
-    from gridcast.insight.core import set_forget_bias
+    from gridcast.insight.gates import set_forget_bias
 
     b = budget or MemoryBudget()
     torch.manual_seed(seed)
@@ -198,7 +199,7 @@ def max_delay(kind: str, budget: MemoryBudget | None = None, side: int = 4, cap:
             "seconds": float(sum(r.seconds for r in results.values()))}
 
 
-def memory_experiment(kinds: dict[str, dict] | tuple[str, ...] = ("rnn", "lstm", "gru"),
+def memory_experiment(kinds: dict[str, dict] | tuple[str, ...] = KINDS,
                       budget: MemoryBudget | None = None, side: int = 4, cap: int = 64, refine: int = 1,
                       seeds: tuple[int, ...] = (0,), log=lambda *a: None) -> dict:
     """`max_delay` for each kind (a name, or {label: {"kind": ..., cell options...}}) and seed.

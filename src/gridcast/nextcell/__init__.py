@@ -1,21 +1,37 @@
 """Next-cell forecasting: which grid cell comes next, and the rest of the route.
 
-`Forecaster` (fit / predict / beam / save / load) over the `network`; `baselines` and `evaluation`
-judge it; `batch` and `streaming` are the fast paths for many tracks and live tracks.
+The data flow, module by module:
+
+* `features`: cells -> token ids (`CellVocab`), positions, moves, times (what the network reads);
+* `prior`: transition counts (`count_transitions`, `MarkovPrior`), shared by the fusion head and
+  the Markov baselines;
+* `config` + `network`: `CellForecasterConfig` and the `ForecasterNet` it builds (recurrent stack,
+  heads, loss);
+* `forecaster`: `Forecaster` (fit / predict / beam / save / load) and `Ensemble`; `training` runs
+  the epochs, `checkpoint` writes the model directory;
+* `baselines` and `evaluation` judge it; `batch` (many tracks) and `streaming` (live tracks) are the
+  fast paths.
+
+`plots` (matplotlib) is not imported here, so that importing the package stays light: import
+`gridcast.nextcell.plots` where figures are wanted.
 """
+from gridcast.errors import CheckpointError
 from gridcast.nextcell.baselines import (CellBaseline, ConstantVelocity, Markov, MarkovNeighbours, MostFrequentNext,
                                          Stay, default_baselines)
-from gridcast.nextcell.batch import beam_many, rollout_many
-from gridcast.errors import CheckpointError
+from gridcast.nextcell.batch import Prediction, beam_many, predict_many, rollout_many
 from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
+from gridcast.nextcell.config import CellForecasterConfig, recommended
 from gridcast.nextcell.evaluation import best_baseline, evaluate
+from gridcast.nextcell.features import CellVocab, MoveClasses, Normalisation
 from gridcast.nextcell.forecaster import Ensemble, Forecaster, NextCell, Route
-from gridcast.nextcell.network import ForecasterConfig, ForecasterNet, recommended
+from gridcast.nextcell.network import ForecasterNet
+from gridcast.nextcell.prior import MarkovPrior, count_transitions
 from gridcast.nextcell.streaming import StreamingPredictor
 from gridcast.nextcell.training import TrainConfig, TrainingError, TrainResult
 
-__all__ = ["Forecaster", "Ensemble", "NextCell", "Route", "ForecasterConfig", "ForecasterNet", "recommended",
+__all__ = ["Forecaster", "Ensemble", "NextCell", "Route", "CellForecasterConfig", "ForecasterNet", "recommended",
+           "CellVocab", "MoveClasses", "Normalisation", "MarkovPrior", "count_transitions",
            "TrainConfig", "TrainResult", "TrainingError", "CellBaseline", "Stay", "ConstantVelocity", "Markov",
            "MarkovNeighbours", "MostFrequentNext", "default_baselines", "evaluate", "best_baseline",
-           "beam_many", "rollout_many", "StreamingPredictor", "save_checkpoint", "load_checkpoint",
-           "CheckpointError"]
+           "beam_many", "rollout_many", "predict_many", "Prediction", "StreamingPredictor",
+           "save_checkpoint", "load_checkpoint", "CheckpointError"]

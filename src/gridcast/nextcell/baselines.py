@@ -2,16 +2,18 @@
 
 Each baseline scores candidate next cells given a prefix (`scores`) and continues a route greedily
 (`rollout`). A model that cannot beat these has learned nothing worth its cost, and the tables say so.
+The Markov baselines count transitions with `prior.count_transitions`, the counter behind the fusion
+head's prior, so "the counts" mean the same thing for both.
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
 import numpy as np
 
+from gridcast.nextcell.features import Cell
+from gridcast.nextcell.prior import by_last_cell, count_transitions
 from gridcast.tracks import Track
-
-Cell = tuple[int, int]
 
 
 def _cell(row) -> Cell:
@@ -82,14 +84,7 @@ class Markov(CellBaseline):
         self.name = f"markov{order}" + ("_spatial" if spatial else "")
 
     def fit(self, tracks: list[Track]) -> "Markov":
-        self.counts_: list[dict[tuple, Counter]] = [defaultdict(Counter) for _ in range(self.order + 1)]
-        for track in tracks:
-            cells = [_cell(c) for c in track.cells]
-            for t in range(1, len(cells)):
-                for k in range(0, self.order + 1):
-                    if t - k < 0:
-                        break
-                    self.counts_[k][tuple(cells[t - k:t])][cells[t]] += 1
+        self.counts_: list[dict[tuple, Counter]] = count_transitions((t.cells for t in tracks), self.order)
         self.global_ = self.counts_[0][()]
         known = np.array(sorted({c for counter in self.counts_[1].values() for c in counter} | {k[0] for k in self.counts_[1]}), dtype=np.int64)
         self.known_cells_ = known.reshape(-1, 2)
@@ -127,10 +122,7 @@ class MostFrequentNext(CellBaseline):
     name = "most_frequent_next"
 
     def fit(self, tracks: list[Track]) -> "MostFrequentNext":
-        self.counts_: dict[Cell, Counter] = defaultdict(Counter)
-        for track in tracks:
-            for a, b in zip(track.cells[:-1], track.cells[1:]):
-                self.counts_[_cell(a)][_cell(b)] += 1
+        self.counts_: dict[Cell, Counter] = by_last_cell(count_transitions((t.cells for t in tracks), 1)[1])
         return self
 
     def scores(self, prefix: np.ndarray) -> dict[Cell, float]:

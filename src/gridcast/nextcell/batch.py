@@ -33,10 +33,10 @@ import torch
 from torch import Tensor
 
 from gridcast.errors import InputError
-from gridcast.nextcell.forecaster import Forecaster, Route, _check_times
-from gridcast.nextcell.network import CONTINUOUS_FEATURES, END, NO_CELL, PAD, RESERVED, UNKNOWN, step_features
+from gridcast.nextcell.features import CONTINUOUS_FEATURES, END, NO_CELL, PAD, RESERVED, UNKNOWN, step_features
+from gridcast.nextcell.forecaster import Forecaster, NextCell, Route
 
-__all__ = ["beam_many", "rollout_many"]
+__all__ = ["beam_many", "rollout_many", "predict_many", "Prediction"]
 
 ROWS_PER_CHUNK = 8_000_000  # tracks x beams x outputs per chunk: bounds the head's memory (~100 MB)
 
@@ -51,7 +51,15 @@ def beam_many(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width
         chunk: tracks advanced together (default: as many as fit ``ROWS_PER_CHUNK``).
     Returns: per prefix, up to `width` routes, most probable first.
     """
-    model._check_fitted()
+    return _search(model, prefixes, horizon, width, times, chunk)[0]
+
+
+def _search(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width: int,
+            times: list[np.ndarray | None] | None, chunk: int | None, next_k: int = 0
+            ) -> tuple[list[list[Route]], list[tuple[list[NextCell], float]]]:
+    """Beams of every prefix, and with ``next_k`` also each prefix's top-`next_k` next cells and
+    probability of ending, read off the search's first step (the same encoding pass)."""
+    model.check_fitted()
     if horizon < 1 or width < 1:
         raise InputError(f"horizon and beam width must be >= 1, got {horizon} and {width}")
     prefixes = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in prefixes]
@@ -63,46 +71,53 @@ def beam_many(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width
     if chunk is None:
         outputs = len(model.vocab_) if model.config.target == "cell" else len(model.moves_) + 25
         chunk = max(1, ROWS_PER_CHUNK // (width * outputs))
-    lookup = _CellLookup(model.vocab_.cells)
     model.net_.eval()
     routes: list[list[Route]] = []
+    nexts: list[tuple[list[NextCell], float]] = []
     for start in range(0, len(prefixes), chunk):
         part_times = None if times is None else times[start:start + chunk]
-        routes += _beam_chunk(model, prefixes[start:start + chunk], part_times, horizon, width, lookup)
-    return routes
+        part_routes, part_nexts = _beam_chunk(model, prefixes[start:start + chunk], part_times, horizon, width, next_k)
+        routes += part_routes
+        nexts += part_nexts
+    return routes, nexts
+
+
+@dataclass
+class Prediction:
+    """What `gridcast predict MODEL DATA` prints for one track: the top-k next cells, the
+    probability that the route ends here instead, and the most probable continuations."""
+
+    next: list[NextCell]
+    p_end: float
+    routes: list[Route]
+
+
+def predict_many(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width: int = 5, k: int = 5,
+                 times: list[np.ndarray | None] | None = None, exact: bool = True,
+                 chunk: int | None = None) -> list[Prediction]:
+    """`Forecaster.predict_next_with_end` and `beam_many` for every prefix, in one call.
+
+    Args:
+        k: next-cell candidates per prefix; width, horizon, times, chunk: as in `beam_many`.
+        exact: True: the next cells come from each prefix's own pass, bit for bit what
+            `predict_next_with_end` returns (what `gridcast predict` prints), at the cost of a second
+            pass over every prefix. False: they come from the first step of the beam search's batched
+            pass (the network runs once per prefix); equal up to float rounding of the batched
+            matmuls, which moves the last digits of the probabilities.
+    """
+    if k < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+    routes, nexts = _search(model, prefixes, horizon, width, times, chunk, next_k=0 if exact else k)
+    if exact:
+        nexts = [model.predict_next_with_end(p, k, None if times is None else times[i])
+                 for i, p in enumerate(prefixes)]
+    return [Prediction(cells, p_end, track_routes) for (cells, p_end), track_routes in zip(nexts, routes)]
 
 
 def rollout_many(model: Forecaster, prefixes: list[np.ndarray], horizon: int,
                  times: list[np.ndarray | None] | None = None, chunk: int | None = None) -> list[list[tuple[int, int]]]:
     """`Forecaster.rollout` for every prefix: the greedy continuation (a beam of width 1)."""
     return [r[0].cells if r else [] for r in beam_many(model, prefixes, horizon, 1, times, chunk)]
-
-
-class _CellLookup:
-    """Vectorised `CellVocab.ids`: cells (n, 2) -> token ids, via a sorted key array."""
-
-    def __init__(self, cells: np.ndarray) -> None:
-        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
-        self.lo = cells.min(axis=0) if len(cells) else np.zeros(2, np.int64)
-        self.span = int(cells[:, 1].max() - self.lo[1] + 1) if len(cells) else 1
-        keys = self._keys(cells)
-        self.order = np.argsort(keys, kind="stable")
-        self.keys = keys[self.order]
-
-    def _keys(self, cells: np.ndarray) -> np.ndarray:
-        return (cells[:, 0] - self.lo[0]) * self.span + (cells[:, 1] - self.lo[1])
-
-    def ids(self, cells: np.ndarray) -> np.ndarray:
-        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
-        out = np.full(len(cells), UNKNOWN, dtype=np.int64)
-        if len(self.keys) == 0:
-            return out
-        inside = (cells[:, 1] >= self.lo[1]) & (cells[:, 1] < self.lo[1] + self.span) & (cells[:, 0] >= self.lo[0])
-        keys = self._keys(cells)
-        pos = np.clip(np.searchsorted(self.keys, keys), 0, len(self.keys) - 1)
-        hit = inside & (self.keys[pos] == keys)
-        out[hit] = self.order[pos[hit]] + RESERVED
-        return out
 
 
 @dataclass
@@ -115,7 +130,7 @@ class _Finished:
 
 
 @torch.no_grad()
-def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None, lookup: _CellLookup):
+def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None):
     """Head outputs after each prefix's last cell (N, O), the recurrent state, and the time inputs
     of each prefix's last step (N, 6) or None, all from one packed pass."""
     n = len(prefixes)
@@ -126,7 +141,7 @@ def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None, l
     track = np.repeat(np.arange(n), sizes)
     position = np.arange(len(flat)) - np.repeat(starts, sizes)
     if getattr(model.config, "time_features", False):  # per track: time inputs depend on its own times
-        rows = np.concatenate([model._features(p, None if times is None else _check_times(times[i], len(p)))
+        rows = np.concatenate([model.encode(p, None if times is None else times[i])[1]
                                for i, p in enumerate(prefixes)])
     else:
         previous = np.concatenate([flat[:1], flat[:-1]])
@@ -134,7 +149,7 @@ def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None, l
         rows = step_features(flat, previous, model.norm_)
     ids = torch.full((n, longest), PAD, dtype=torch.long)
     features = torch.zeros(n, longest, rows.shape[1])
-    ids[track, position] = torch.from_numpy(lookup.ids(flat))
+    ids[track, position] = torch.from_numpy(model.vocab_.ids(flat))
     features[track, position] = torch.from_numpy(rows)
     lengths = torch.from_numpy(sizes)
     net = model.net_
@@ -146,11 +161,11 @@ def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None, l
 
 @torch.no_grad()
 def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | None, horizon: int, width: int,
-                lookup: _CellLookup) -> list[list[Route]]:
+                next_k: int = 0) -> tuple[list[list[Route]], list[tuple[list[NextCell], float]]]:
     n = len(prefixes)
     lstm = model.config.cell == "lstm"
     plain_cells = model.config.target == "cell" and not getattr(model, "fusion", False)
-    output, state, clock = _encode(model, prefixes, times, lookup)
+    output, state, clock = _encode(model, prefixes, times)
     last = np.stack([p[-1] for p in prefixes])                                   # (N, 2) per beam row
     before = np.stack([p[-2] if len(p) > 1 else np.array([NO_CELL, NO_CELL]) for p in prefixes])
     beams = 1                                                                   # beams per track so far
@@ -160,10 +175,13 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
                          torch.zeros(n, width, horizon, 2, dtype=torch.long))
     steps_done = 0
     track = torch.arange(n)
+    nexts: list[tuple[list[NextCell], float]] = []
     for step in range(horizon):
         if not bool(torch.isfinite(logps).any()):
             break
         cands, logp, end = _distribution(model, output, last, before)           # (N*B, C, 2), (N*B, C), (N*B,)
+        if step == 0 and next_k:
+            nexts = _top_next(cands, logp, end, next_k)
         c = logp.shape[1]
         kk = min(width, c)
         top_lp, top_j = logp.topk(kk, dim=1)                                    # each beam's kk best cells
@@ -200,25 +218,37 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
         state = tuple(s.index_select(1, flat_rows) for s in state) if lstm else state.index_select(1, flat_rows)
         if step + 1 == horizon:
             break  # the last step's state would be used by nobody (Forecaster.beam computes it anyway)
-        token = (j_np + RESERVED) if plain_cells else lookup.ids(new_cells)
+        token = (j_np + RESERVED) if plain_cells else model.vocab_.ids(new_cells)
         step_rows = step_features(new_cells, before, model.norm_)
         if clock is not None:  # time inputs ahead repeat those of the prefix's last step
             step_rows = np.concatenate([step_rows, np.repeat(clock, slots, axis=0)], axis=1)
         features = torch.from_numpy(step_rows)
         output, state = model.net_.step(torch.from_numpy(np.asarray(token, dtype=np.int64)), features, state)
-    return _collect(finished, logps, open_cells, steps_done, width)
+    return _collect(finished, logps, open_cells, steps_done, width), nexts
 
 
 def _distribution(model: Forecaster, output: Tensor, last: np.ndarray, before: np.ndarray):
-    """`Forecaster._distribution`; for the plain cell head in place on the head output (which is
+    """`Forecaster.distribution`; for the plain cell head in place on the head output (which is
     ours to overwrite), saving a copy of the largest tensor of the search. Same ops, same numbers."""
     if model.config.target != "cell" or getattr(model, "fusion", False):
-        return model._distribution(output, last, before) if model.config.target == "cell" else model._distribution(output, last)
+        return model.distribution(output, last, before) if model.config.target == "cell" else model.distribution(output, last)
     output[:, PAD] = -math.inf
     output[:, UNKNOWN] = -math.inf
     logp = torch.log_softmax(output, dim=-1)
     cells = model.vocab_.cells
     return np.broadcast_to(cells, (len(output),) + cells.shape), logp[:, RESERVED:], logp[:, END]
+
+
+def _top_next(cands: np.ndarray, logp: Tensor, end: Tensor, k: int) -> list[tuple[list[NextCell], float]]:
+    """Per row, the k most probable next cells and the probability of ending, as
+    `Forecaster.predict_next_with_end` reads them off a distribution."""
+    out = []
+    for row in range(len(logp)):
+        top = torch.topk(logp[row], min(k, int(torch.isfinite(logp[row]).sum())))
+        cells = [NextCell((int(cands[row, j, 0]), int(cands[row, j, 1])), float(math.exp(v)))
+                 for v, j in zip(top.values.tolist(), top.indices.tolist())]
+        out.append((cells, float(math.exp(float(end[row])))))
+    return out
 
 
 def _add_finished(finished: _Finished, values: Tensor, ending: Tensor, open_cells: Tensor, parent: Tensor,

@@ -18,13 +18,13 @@ from typing import Callable
 
 import numpy as np
 
+from gridcast.grid import Grid
+from gridcast.metrics import MISS_RANK, bootstrap_interval, per_example_errors, ranking_metrics
 from gridcast.nextcell.baselines import CellBaseline
 from gridcast.nextcell.forecaster import Forecaster
-from gridcast.grid import Grid
-from gridcast.metrics import MISS_RANK, bootstrap_interval, ranking_metrics
+from gridcast.tracks import Track
 
 RANK_METRICS = ("acc@1", "acc@5", "mrr")
-from gridcast.tracks import Track
 
 
 def baseline_ranks(baseline: CellBaseline, cells: np.ndarray) -> np.ndarray:
@@ -63,9 +63,9 @@ def route_errors(rollout: Callable[[np.ndarray, int], list], tracks: list[Track]
             predicted = track.cells[n_obs - 1:n_obs].astype(np.float64)
         if len(predicted) < len(truth):  # the route ended early: it stays at its last cell
             predicted = np.concatenate([predicted, np.repeat(predicted[-1:], len(truth) - len(predicted), axis=0)])
-        error = np.linalg.norm(predicted[: len(truth)] - truth, axis=1)
-        ade.append(error.mean())
-        fde.append(error[-1])
+        errors = per_example_errors(predicted[None, : len(truth)], truth[None])
+        ade.append(errors["ade"][0])
+        fde.append(errors["fde"][0])
     return np.asarray(ade), np.asarray(fde)
 
 

@@ -6,7 +6,7 @@ settings), so ``Forecaster.load(dir)`` in a fresh process predicts exactly what 
 
 Example:
     >>> import numpy as np
-    >>> from gridcast.forecaster import Forecaster
+    >>> from gridcast.nextcell import Forecaster
     >>> from gridcast.tracks import Track
     >>> route = np.array([[x, 3] for x in range(14, 0, -1)])
     >>> f = Forecaster(cell="gru", hidden=32).fit([Track(str(i), route) for i in range(8)], epochs=30)
@@ -29,9 +29,11 @@ from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.errors import CheckpointError, InputError
 from gridcast.grid import Grid
 from gridcast.metrics import MISS_RANK
-from gridcast.nextcell.network import (END, NO_CELL, PAD, PRIOR_FEATURES, RESERVED, UNKNOWN, CellVocab, ForecasterConfig,
-                     ForecasterNet, MarkovPrior, MoveClasses, Normalisation, fusion_logits, fusion_size,
-                     sequence_features, sequence_loss, step_features, time_features, window_geometry)
+from gridcast.nextcell.config import CellForecasterConfig
+from gridcast.nextcell.features import (END, NO_CELL, PAD, RESERVED, UNKNOWN, CellVocab, MoveClasses, Normalisation,
+                                        sequence_features, step_features, time_features, window_geometry)
+from gridcast.nextcell.network import ForecasterNet, fusion_logits, fusion_size, sequence_loss
+from gridcast.nextcell.prior import PRIOR_FEATURES, MarkovPrior
 from gridcast.tracks import Track, split_by_track
 from gridcast.nextcell.training import TrainConfig, TrainResult, fit as fit_loop
 
@@ -72,15 +74,20 @@ class Forecaster:
     """Next-cell and route forecaster over grid cells with an RNN, LSTM or GRU.
 
     Args:
-        config: a `ForecasterConfig`, or its fields as keyword arguments
+        config: a `CellForecasterConfig`, or its fields as keyword arguments
             (``cell``, ``target``, ``hidden``, ``layers``, ``embed``, ``dropout``, ...).
         grid: the grid the cells live on (stored with the model; needed for errors in metres).
+
+    Besides fit / predict / beam / save / load, a public seam for the fast paths (`batch`,
+    `streaming`, `gridcast.insight`), so that they compute with the model's own code: `encode`
+    (cells -> network inputs), `distribution` (head outputs -> candidate cells and log p),
+    `check_fitted`, `output_size` and `fit_network`.
     """
 
-    def __init__(self, config: ForecasterConfig | None = None, grid: Grid | None = None, **settings) -> None:
-        self.config = config if config is not None else ForecasterConfig(**settings)
+    def __init__(self, config: CellForecasterConfig | None = None, grid: Grid | None = None, **settings) -> None:
+        self.config = config if config is not None else CellForecasterConfig(**settings)
         if config is not None and settings:
-            raise InputError("pass either a ForecasterConfig or keyword settings, not both")
+            raise InputError("pass either a CellForecasterConfig or keyword settings, not both")
         self.grid = grid
         #: how the training tracks were prepared ({"max_gap", "collapse"}); saved, and reused by
         #: `gridcast evaluate`/`predict` on raw input
@@ -91,7 +98,9 @@ class Forecaster:
     def moves_(self) -> MoveClasses:
         return MoveClasses(self.config.max_move)
 
-    def _output_size(self) -> int:
+    def output_size(self) -> int:
+        """Width of the network's head for this config and vocabulary (what a checkpoint stores as
+        ``output_size``; needed to build a `ForecasterNet` by hand for a fitted vocabulary)."""
         if self.config.target == "cell":
             if self.config.head == "fusion":
                 return fusion_size(len(self.vocab_), self.config.max_move)
@@ -103,6 +112,14 @@ class Forecaster:
     @property
     def fusion(self) -> bool:
         return self.config.target == "cell" and self.config.head == "fusion"
+
+    def encode(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A track's cells (n, 2) as the network reads them: token ids (n,) and the other per-step
+        inputs (n, F) -- position, last move, and time if the model has time features (``times``:
+        seconds per cell, or None). The fast paths (`batch`, `streaming`, `insight`) feed the network
+        through this, so they see exactly the inputs `predict_next` sees."""
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        return self.vocab_.ids(cells), self._features(cells, _check_times(times, len(cells)))
 
     def _features(self, cells: np.ndarray, times: np.ndarray | None) -> np.ndarray:
         """Per-step network inputs besides the cell id: position, last move (and time, if configured)."""
@@ -125,7 +142,7 @@ class Forecaster:
         window[window == UNKNOWN] = -1
         rows, slots, feats = [], [], []
         evidence = np.zeros((n, 2), dtype=np.float32)
-        index, vocab_size = self.vocab_._index, len(self.vocab_)
+        index, vocab_size = self.vocab_.index, len(self.vocab_)
         for i in range(n):
             here = (int(last[i, 0]), int(last[i, 1]))
             came = None if before[i, 0] == NO_CELL else (int(before[i, 0]), int(before[i, 1]))
@@ -280,21 +297,12 @@ class Forecaster:
         if self.fusion:
             self.prior_ = MarkovPrior([t.cells for t in tracks])  # validation tracks stay out while training
         torch.manual_seed(train_config.seed)
-        self.net_ = ForecasterNet(self.config, len(self.vocab_), self._output_size())
+        self.net_ = ForecasterNet(self.config, len(self.vocab_), self.output_size())
         self.train_config_ = train_config
         train_encoded = self._chunks(tracks, train_config.max_len, training=True)
         val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train_config.max_len), 64)]
-        batch_size = train_config.batch_size
-
-        lengths = np.array([len(e[0]) for e in train_encoded])
-
-        def batches(rng: np.random.Generator):
-            order = rng.permutation(len(train_encoded))
-            if self.fusion:  # similar lengths together: real trips range from 2 to 100+ cells
-                order = _bucketed(order, lengths, batch_size, rng)
-            for start in range(0, len(order), batch_size):
-                yield self._batch([train_encoded[i] for i in order[start:start + batch_size]])
-
+        # fusion: similar lengths together (real trips range from 2 to 100+ cells)
+        batches = self._shuffled_batches(train_encoded, train_config.batch_size, bucket=self.fusion)
         on_improve = (lambda epoch: self.save(out_dir)) if out_dir is not None else None
         if resume and out_dir is None:
             raise InputError("resume needs the model directory of the interrupted run")
@@ -314,6 +322,34 @@ class Forecaster:
             self.save(out_dir)
         return self
 
+    def fit_network(self, tracks: list[Track], val_tracks: list[Track], train: TrainConfig,
+                    log_path: str | Path | None = None) -> TrainResult:
+        """Train `net_` as it stands on `tracks` (early stopping on `val_tracks`), keeping the fitted
+        vocabulary, normalisation and prior: for a network changed after `fit` (`gridcast.insight`
+        swaps in cell variants and forget biases). Batches are shuffled, never bucketed; no
+        checkpoints are written."""
+        self.check_fitted()
+        encoded = self._chunks(tracks, train.max_len)
+        val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train.max_len), 64)]
+        batches = self._shuffled_batches(encoded, train.batch_size, bucket=False)
+        self.train_config_ = train
+        self.result_ = fit_loop(self.net_, batches, val_batches, self._loss, train, log_path=log_path)
+        return self.result_
+
+    def _shuffled_batches(self, encoded: list, batch_size: int, bucket: bool):
+        """Per epoch (given its generator), the encoded chunks in a new random order, as batches;
+        `bucket`: tracks of similar length batched together (see `_bucketed`)."""
+        lengths = np.array([len(e[0]) for e in encoded])
+
+        def batches(rng: np.random.Generator):
+            order = rng.permutation(len(encoded))
+            if bucket:
+                order = _bucketed(order, lengths, batch_size, rng)
+            for start in range(0, len(order), batch_size):
+                yield self._batch([encoded[i] for i in order[start:start + batch_size]])
+
+        return batches
+
     @torch.no_grad()
     def _residual_std(self, tracks: list[Track]) -> float:
         residuals = []
@@ -323,18 +359,22 @@ class Forecaster:
             residuals.append((outputs[0, :, :2].numpy() - targets)[mask])
         return float(np.sqrt(np.mean(np.concatenate(residuals) ** 2))) if residuals else 1.0
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise `InputError` unless the model is fitted or loaded (every prediction path starts here)."""
         if not hasattr(self, "net_"):
             raise InputError("this Forecaster is not fitted yet; call fit() or Forecaster.load()")
 
     # ------------------------------------------------------------------------------ predict
     @torch.no_grad()
-    def _distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None = None
+    def distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None = None
                       ) -> tuple[np.ndarray, Tensor, Tensor]:
         """Head outputs (B, O) and last cells (B, 2) -> candidate cells (B, C, 2), their log p (B, C),
         and log p of the route ending (B,). `before`: the cells before `last` (`NO_CELL` rows for
         none); the fusion head's order-2 prior needs them. A candidate with log p = -inf is a
-        duplicate slot or impossible: it never ranks."""
+        duplicate slot or impossible: it never ranks.
+
+        The one place head outputs become probabilities: `predict_next`, `beam`, `batch.beam_many`
+        and `StreamingPredictor` (for offset targets) all go through it."""
         target, batch = self.config.target, outputs.shape[0]
         if target == "cell" and self.fusion:
             if before is None:
@@ -375,9 +415,8 @@ class Forecaster:
         cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
         if len(cells) == 0:
             raise InputError(f"the {what} is empty: give at least one cell")
-        times = _check_times(times, len(cells))
-        ids = torch.from_numpy(self.vocab_.ids(cells))[None]
-        features = torch.from_numpy(self._features(cells, times))[None]
+        ids, features = self.encode(cells, times)
+        ids, features = torch.from_numpy(ids)[None], torch.from_numpy(features)[None]
         self.net_.eval()
         outputs, state, _ = self.net_(ids, features)
         return outputs, state, cells, features
@@ -398,9 +437,9 @@ class Forecaster:
     def predict_next_with_end(self, prefix: np.ndarray, k: int = 5, times: np.ndarray | None = None
                               ) -> tuple[list[NextCell], float]:
         """Top-k next cells and the probability that the route ends here instead."""
-        self._check_fitted()
+        self.check_fitted()
         output, _, prefix, _ = self._encode_prefix(prefix, times)
-        cands, logp, end = self._distribution(output, prefix[-1:], self._before(prefix))
+        cands, logp, end = self.distribution(output, prefix[-1:], self._before(prefix))
         top = torch.topk(logp[0], min(k, int(torch.isfinite(logp[0]).sum())))
         cells = [NextCell((int(cands[0, j, 0]), int(cands[0, j, 1])), float(math.exp(v)))
                  for v, j in zip(top.values.tolist(), top.indices.tolist())]
@@ -408,9 +447,9 @@ class Forecaster:
 
     def next_cell_scores(self, prefix: np.ndarray, times: np.ndarray | None = None) -> dict[tuple[int, int], float]:
         """Probability of every candidate next cell (for ranking metrics)."""
-        self._check_fitted()
+        self.check_fitted()
         output, _, prefix, _ = self._encode_prefix(prefix, times)
-        cands, logp, _ = self._distribution(output, prefix[-1:], self._before(prefix))
+        cands, logp, _ = self.distribution(output, prefix[-1:], self._before(prefix))
         finite = torch.isfinite(logp[0]).numpy()
         return {(int(c), int(r)): float(p) for (c, r), p, ok in zip(cands[0], logp[0].exp().tolist(), finite) if ok}
 
@@ -419,17 +458,17 @@ class Forecaster:
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """After every cell of a track (one causal pass): candidate cells (n, C, 2), their log p
         (n, C, float64; -inf for duplicate or impossible slots) and log p of ending (n,)."""
-        self._check_fitted()
+        self.check_fitted()
         outputs, _, cells, _ = self._run_cells(cells, times, "track")
         before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
-        cands, logp, end = self._distribution(outputs[0], cells, before)
+        cands, logp, end = self.distribution(outputs[0], cells, before)
         return np.asarray(cands), logp.double().numpy(), end.double().numpy()
 
     def ranks_along(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For every step of a track, the 1-based rank and the negative log-probability of the cell
         that really came next, from one causal pass (identical to scoring each prefix separately).
         A next cell the model cannot output gets `MISS_RANK` and NLL = inf."""
-        self._check_fitted()
+        self.check_fitted()
         cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
         if len(cells) < 2:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -444,7 +483,7 @@ class Forecaster:
         the end. Unfinished routes carry the probability of their cells so far. Time inputs of the
         steps ahead repeat those of the prefix's last step.
         """
-        self._check_fitted()
+        self.check_fitted()
         if horizon < 1 or width < 1:
             raise InputError(f"horizon and beam width must be >= 1, got {horizon} and {width}")
         output, state, prefix, last_features = self._encode_prefix(prefix, times)
@@ -455,7 +494,7 @@ class Forecaster:
         last, before = prefix[-1:].copy(), self._before(prefix).copy()
         finished: list[Route] = []
         for _ in range(horizon):
-            cands, logp, end = self._distribution(output, last, before)
+            cands, logp, end = self.distribution(output, last, before)
             n, c = logp.shape
             scores = torch.cat([(logps[:, None] + logp.double()).reshape(-1), logps + end.double()])
             floor = min((math.log(r.p) for r in finished), default=-math.inf) if len(finished) >= width else -math.inf
@@ -497,7 +536,7 @@ class Forecaster:
     # ---------------------------------------------------------------------------- save/load
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (safetensors + config.json) atomically."""
-        self._check_fitted()
+        self.check_fitted()
         config = {
             "gridcast_version": __version__,
             "model": self.config.to_dict(),
@@ -505,7 +544,7 @@ class Forecaster:
             "grid": self.grid.to_dict() if self.grid is not None else None,
             "vocab": self.vocab_.to_list(),
             "normalisation": self.norm_.to_dict(),
-            "output_size": self._output_size(),
+            "output_size": self.output_size(),
             "preprocessing": self.preprocessing,
         }
         tensors = dict(self.net_.state_dict())
@@ -517,7 +556,7 @@ class Forecaster:
         """Rebuild a fitted forecaster from a model directory; clear errors for broken ones."""
         tensors, config = load_checkpoint(directory)
         try:
-            model_config = ForecasterConfig.from_dict(config["model"])
+            model_config = CellForecasterConfig.from_dict(config["model"])
             self = cls(model_config, Grid.from_dict(config["grid"]) if config.get("grid") else None)
             self.vocab_ = CellVocab(np.asarray(config["vocab"], dtype=np.int64).reshape(-1, 2))
             self.norm_ = Normalisation.from_dict(config["normalisation"])

@@ -1,6 +1,6 @@
 """Next-cell prediction point by point, for many live tracks at once.
 
-The hidden state *is* the memory of a recurrent model (the seed notes), so a live track needs only
+The hidden state *is* the memory of a recurrent model, so a live track needs only
 its state and its last cell: each new point costs one step, O(1), whatever the track's length.
 `Forecaster.predict_next` re-reads the whole prefix and pays PyTorch's per-op dispatch (~5-10 us per
 op, ~15 ops a step) for vectors of 64 numbers; here a step is a dozen NumPy calls on weights packed
@@ -15,7 +15,8 @@ once at construction:
 * the head's bias carries ``-inf`` for the padding and unknown tokens, so masking is free;
 * the fusion head (`_PackedFusion`) reads its Markov counts, window and geometry from tables built
   once (per context, per cell, per last move), so its per-point context is a few dictionary
-  lookups instead of `Forecaster._context`'s Python loops; about a dozen more NumPy calls a point.
+  lookups instead of the Python loops `Forecaster.distribution` runs; about a dozen more NumPy
+  calls a point.
 
 State lives in an LRU dictionary bounded by ``max_tracks`` (least recently updated track evicted
 first), and tracks idle for more than ``idle_seconds`` are dropped as new points arrive. Not
@@ -37,9 +38,10 @@ import numpy as np
 import torch
 
 from gridcast.errors import InputError
+from gridcast.nextcell.features import (CONTINUOUS_FEATURES, END, GEOMETRY_FEATURES, NO_CELL, PAD, RESERVED,
+                                        TIME_FEATURES, UNKNOWN, window_geometry)
 from gridcast.nextcell.forecaster import Forecaster, NextCell
-from gridcast.nextcell.network import (CONTINUOUS_FEATURES, END, GEOMETRY_FEATURES, NO_CELL, PAD, PRIOR_FEATURES, RESERVED,
-                     TIME_FEATURES, UNKNOWN, window_geometry)
+from gridcast.nextcell.prior import PRIOR_FEATURES
 
 __all__ = ["StreamingPredictor"]
 
@@ -97,9 +99,9 @@ class _PackedLayer:
 
 
 class _PackedFusion:
-    """The fusion head (`models.fusion_logits`) for one step, on tables built once from the model.
+    """The fusion head (`network.fusion_logits`) for one step, on tables built once from the model.
 
-    Per point, what `Forecaster._context` rebuilds in Python (window ids, Markov entries, evidence,
+    Per point, what `Forecaster.distribution` rebuilds in Python (window ids, Markov entries, evidence,
     geometry) is a dictionary lookup here:
 
     * per current cell: which window moves land on vocabulary cells (their ids) and which name an
@@ -134,7 +136,7 @@ class _PackedFusion:
         geo = V + M + 1 + PRIOR_FEATURES
         self.geometry_gates = slice(geo, geo + GEOMETRY_FEATURES)
         self.has_geometry = head_width >= geo + GEOMETRY_FEATURES
-        self.ids = vocab._index
+        self.ids = vocab.index
         self._vocab = vocab
         self.m = np.empty(M, np.float32)
         self.mass = np.empty(V + M, np.float32)
@@ -324,7 +326,7 @@ class StreamingPredictor:
 
     def __init__(self, model: Forecaster, k: int = 5, max_tracks: int = 10_000,
                  idle_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        model._check_fitted()
+        model.check_fitted()
         if k < 1:
             raise InputError(f"k must be >= 1, got {k}")
         if max_tracks < 1:
@@ -382,7 +384,7 @@ class StreamingPredictor:
         self._fusion = bool(getattr(model, "fusion", False))
         self._fused_head = _PackedFusion(model, self._head_w.shape[1]) if self._fusion else None
         self._time_features = bool(getattr(config, "time_features", False))
-        self._ids = model.vocab_._index
+        self._ids = model.vocab_.index
         norm = model.norm_
         self._centre = (float(norm.centre[0]), float(norm.centre[1]))
         self._scale, self._move_scale = float(norm.scale), float(norm.move_scale)
@@ -460,7 +462,7 @@ class StreamingPredictor:
         return self._top(h, state)
 
     def _write_time(self, state: _TrackState, t: float | None) -> None:
-        """The six time inputs of `models.time_features` for this point, after the four others."""
+        """The six time inputs of `features.time_features` for this point, after the four others."""
         z = state.z[0]
         base = self._hidden + CONTINUOUS_FEATURES
         if t is None or not math.isfinite(t):
@@ -481,7 +483,7 @@ class StreamingPredictor:
         z0 = state.z[0]
         last_col, last_row = state.last
         ms = self._move_scale
-        # Continuous features exactly as `models.step_features` (float64 maths, stored as float32).
+        # Continuous features exactly as `features.step_features` (float64 maths, stored as float32).
         z0[H] = (col - self._centre[0]) / self._scale
         z0[H + 1] = (row - self._centre[1]) / self._scale
         z0[H + 2] = min(3.0, max(-3.0, (col - last_col) / ms))
@@ -556,9 +558,9 @@ class StreamingPredictor:
         last = np.array([state.last], dtype=np.int64)
         before = np.array([state.before if state.before is not None else (NO_CELL, NO_CELL)], dtype=np.int64)
         if self._fusion:
-            cands, logp, _ = self.model._distribution(outputs, last, before)
+            cands, logp, _ = self.model.distribution(outputs, last, before)
         else:
-            cands, logp, _ = self.model._distribution(outputs, last)
+            cands, logp, _ = self.model.distribution(outputs, last)
         top = torch.topk(logp[0], min(self.k, int(torch.isfinite(logp[0]).sum())))
         return [NextCell((int(cands[0, j, 0]), int(cands[0, j, 1])), math.exp(v))
                 for v, j in zip(top.values.tolist(), top.indices.tolist())]
