@@ -237,3 +237,21 @@ def test_nothing_points_outside_the_repository_or_at_issue_numbers():
                 if pattern.search(row):
                     wrong.append(f"{name}:{number}: {why}: {row.strip()[:100]}")
     assert not wrong, f"{len(wrong)} references:\n" + "\n".join(wrong)
+
+
+def test_the_code_map_names_every_subpackage_and_module():
+    """docs/architecture.md has a line per module: `gridcast.sub` for a subpackage, `module` (or
+    `nested.module`, `nested` for a nested package) inside it."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if not parts or parts[-1] == "__main__" and len(parts) > 1:
+            continue
+        name = f"gridcast.{parts[0]}" if len(parts) == 1 and is_package(f"gridcast.{parts[0]}") else ".".join(
+            parts[1:] if len(parts) > 1 else parts)
+        if f"`{name}`" not in text:
+            missing.append(name)
+    assert not missing, f"docs/architecture.md's code map lacks: {missing}"

@@ -84,3 +84,40 @@ def test_explain_cells_use_the_one_kinds_parser(capsys):
     assert sorted(explain.DEFAULT_ORDER) == sorted(CELL_KINDS)
     assert cli_main(["explain", "gates", "--cells", "lstm,warp", "--out", "unused"]) == 2
     assert "--cells takes a comma-separated subset of lstm,gru,rnn; got 'lstm,warp'" in capsys.readouterr().err
+
+
+def _contract_table() -> dict[str, tuple[list[str], list[str]]]:
+    """docs/contracts.md's table of commands: "gridcast X Y" -> (positionals, flags)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "contracts.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| `gridcast "):
+            command, positional, flags = [c.strip() for c in line.strip("|").split("|")]
+            rows[command.strip("`")] = (positional.split(), [f.strip("`") for f in flags.split()])
+    return rows
+
+
+def _leaf_parsers(parser, prefix=("gridcast",)):
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield " ".join(prefix), parser
+        return
+    for name, sub in subs[0].choices.items():
+        yield from _leaf_parsers(sub, prefix + (name,))
+
+
+def test_every_command_and_flag_of_the_contract_exists():
+    table = _contract_table()
+    leaves = dict(_leaf_parsers(build_parser()))
+    assert set(table) == set(leaves), "docs/contracts.md and the parser name different commands"
+    for command, (positional, flags) in table.items():
+        actions = leaves[command]._actions
+        have = {s for a in actions for s in a.option_strings}
+        missing = [f for f in flags if not set(f.split("/")) <= have]
+        assert not missing, f"{command}: flags of the contract missing: {missing}"
+        names = [a.metavar or a.dest for a in actions if not a.option_strings]
+        assert names == positional, f"{command}: positionals {names}, contract {positional}"
