@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from gridcast.metrics import MISS_RANK, ranking_metrics
 from gridcast.nextcell.baselines import ConstantVelocity, Markov, Stay
 from gridcast.nextcell.evaluation import baseline_ranks, route_errors
-from gridcast.metrics import MISS_RANK, ranking_metrics
 from gridcast.tracks import Track
 
 A = Track("a", np.array([[0, 0], [1, 0], [2, 0], [3, 0]]))

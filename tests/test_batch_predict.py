@@ -7,7 +7,6 @@ import torch
 from gridcast.errors import InputError
 from gridcast.nextcell import beam_many, predict_many, rollout_many
 from gridcast.nextcell.features import END
-
 from test_streaming import random_model, walk
 
 

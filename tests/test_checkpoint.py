@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.errors import CheckpointError
-from gridcast.nextcell.forecaster import Forecaster
 from gridcast.grid import Grid
+from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
+from gridcast.nextcell.forecaster import Forecaster
 from gridcast.tracks import Track
 
 

@@ -1,8 +1,8 @@
 """Diagrams come from the cells: gate names, activations and variants are read off the cell objects."""
 import pytest
 
-from gridcast.nn.cells import make_cell
 from gridcast.insight.diagrams import DIAGRAMS, cell_spec, draw_all, draw_cell
+from gridcast.nn.cells import make_cell
 
 EXPECTED = {
     ("rnn", ()): {"hidden": "tanh"},

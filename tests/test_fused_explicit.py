@@ -8,7 +8,7 @@ hand-written backward against finite differences.
 import pytest
 import torch
 
-from gridcast.nn.recurrent import GRULayer, LSTMLayer, RNNLayer, Recurrent
+from gridcast.nn import GRULayer, LSTMLayer, Recurrent, RNNLayer
 
 KINDS = ["rnn", "lstm", "gru"]
 

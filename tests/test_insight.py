@@ -4,9 +4,25 @@ import numpy as np
 import pytest
 import torch
 
-from gridcast.insight import (KINDS, FitSettings, MemoryBudget, RecallTask, accuracy, check_hidden_gradient, decay,
-                              fit_forecaster, gate_summary, gate_traces, geometric_mean, hidden_gradient_norms,
-                              max_delay, set_forget_bias, train_recall, unroll, windows)
+from gridcast.insight import (
+    KINDS,
+    FitSettings,
+    MemoryBudget,
+    RecallTask,
+    accuracy,
+    check_hidden_gradient,
+    decay,
+    fit_forecaster,
+    gate_summary,
+    gate_traces,
+    geometric_mean,
+    hidden_gradient_norms,
+    max_delay,
+    set_forget_bias,
+    train_recall,
+    unroll,
+    windows,
+)
 from gridcast.kinds import CELL_KINDS
 from gridcast.nextcell import CellForecasterConfig, Forecaster, ForecasterNet
 from gridcast.nn import Recurrent

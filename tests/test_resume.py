@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from gridcast.cli import main
 from gridcast.errors import GridcastError
 from gridcast.nextcell.forecaster import Forecaster
-from gridcast.tracks import Track
 from gridcast.nextcell.training import TrainingError
+from gridcast.tracks import Track
 
 
 def _write_data(path, n_tracks=24, length=30, seed=0):

@@ -6,11 +6,18 @@ import pytest
 import torch
 
 from gridcast.errors import InputError
-from gridcast.nextcell import (CellForecasterConfig, CellVocab, Forecaster, ForecasterNet, MarkovPrior, Normalisation,
-                               StreamingPredictor)
+from gridcast.nextcell import (
+    CellForecasterConfig,
+    CellVocab,
+    Forecaster,
+    ForecasterNet,
+    MarkovPrior,
+    Normalisation,
+    StreamingPredictor,
+    TrainConfig,
+)
 from gridcast.nextcell.streaming import _PackedFusion
 from gridcast.tracks import Track
-from gridcast.nextcell import TrainConfig
 
 
 def random_model(cell="lstm", target="cell", layers=1, init_state="zeros", side=8, seed=0, head="plain",

@@ -15,13 +15,36 @@ Every number in ``docs/understanding.md`` comes from here:
 """
 from gridcast.insight.ablations import activation_ablation, gate_ablation, summarise_gate_ablation
 from gridcast.insight.compare import compare_kinds, time_recurrent
-from gridcast.insight.experiment import (KINDS, FitSettings, RealData, count_parameters, fit_forecaster, liverpool,
-                                         next_cell_metrics, one_thread, pick_track)
+from gridcast.insight.experiment import (
+                                         KINDS,
+                                         FitSettings,
+                                         RealData,
+                                         count_parameters,
+                                         fit_forecaster,
+                                         liverpool,
+                                         next_cell_metrics,
+                                         one_thread,
+                                         pick_track,
+)
 from gridcast.insight.gates import Unrolled, encode_track, gate_summary, gate_traces, set_forget_bias, unroll
-from gridcast.insight.gradients import (check_hidden_gradient, decay, geometric_mean, gradient_experiment,
-                                        hidden_gradient_norms, windows)
-from gridcast.insight.memory import (MemoryBudget, RecallNet, RecallResult, RecallTask, accuracy, max_delay,
-                                     memory_experiment, train_recall)
+from gridcast.insight.gradients import (
+                                         check_hidden_gradient,
+                                         decay,
+                                         geometric_mean,
+                                         gradient_experiment,
+                                         hidden_gradient_norms,
+                                         windows,
+)
+from gridcast.insight.memory import (
+                                         MemoryBudget,
+                                         RecallNet,
+                                         RecallResult,
+                                         RecallTask,
+                                         accuracy,
+                                         max_delay,
+                                         memory_experiment,
+                                         train_recall,
+)
 
 __all__ = ["KINDS", "FitSettings", "RealData", "liverpool", "pick_track", "one_thread", "fit_forecaster",
            "count_parameters", "next_cell_metrics", "Unrolled", "unroll", "encode_track", "gate_traces",

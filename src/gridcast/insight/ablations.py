@@ -119,7 +119,8 @@ def activation_ablation(data: RealData, settings: FitSettings | None = None, see
                                      "final_train_loss": history[-1].train_loss if history else float("nan")})
                     histories.setdefault(name, history)
                     if model is not None and lr == lrs[0] and clip > 0 and seed == seeds[0]:
-                        reach[f"{label} trained"] = hidden_gradient_norms(model.net_, *windows(model, data.train + data.test, length))["hidden"]
+                        sample = windows(model, data.train + data.test, length)
+                        reach[f"{label} trained"] = hidden_gradient_norms(model.net_, *sample)["hidden"]
                 finished = [r for r in per_seed if r["diverged_at_epoch"] is None]
                 row = {"lr": lr, "clip_norm": clip, "seeds": len(seeds),
                        "diverged": sum(r["diverged_at_epoch"] is not None for r in per_seed),

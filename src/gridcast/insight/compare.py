@@ -7,7 +7,14 @@ import time
 import numpy as np
 import torch
 
-from gridcast.insight.experiment import KINDS, FitSettings, RealData, count_parameters, fit_forecaster, next_cell_metrics
+from gridcast.insight.experiment import (
+    KINDS,
+    FitSettings,
+    RealData,
+    count_parameters,
+    fit_forecaster,
+    next_cell_metrics,
+)
 from gridcast.nextcell.baselines import default_baselines
 from gridcast.nextcell.evaluation import evaluate
 from gridcast.nn.recurrent import Recurrent

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gridcast.errors import InputError
-from gridcast.nextcell.forecaster import Forecaster
 from gridcast.insight.experiment import KINDS, FitSettings, RealData, fit_forecaster
 from gridcast.insight.gates import encode_track, unroll
 from gridcast.nextcell.features import UNKNOWN
+from gridcast.nextcell.forecaster import Forecaster
 from gridcast.nextcell.network import ForecasterNet
 from gridcast.tracks import Track
 

@@ -16,8 +16,15 @@ The data flow, module by module:
 `gridcast.nextcell.plots` where figures are wanted.
 """
 from gridcast.errors import CheckpointError
-from gridcast.nextcell.baselines import (CellBaseline, ConstantVelocity, Markov, MarkovNeighbours, MostFrequentNext,
-                                         Stay, default_baselines)
+from gridcast.nextcell.baselines import (
+                                         CellBaseline,
+                                         ConstantVelocity,
+                                         Markov,
+                                         MarkovNeighbours,
+                                         MostFrequentNext,
+                                         Stay,
+                                         default_baselines,
+)
 from gridcast.nextcell.batch import Prediction, beam_many, predict_many, rollout_many
 from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.nextcell.config import CellForecasterConfig, recommended

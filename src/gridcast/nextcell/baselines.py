@@ -86,7 +86,8 @@ class Markov(CellBaseline):
     def fit(self, tracks: list[Track]) -> "Markov":
         self.counts_: list[dict[tuple, Counter]] = count_transitions((t.cells for t in tracks), self.order)
         self.global_ = self.counts_[0][()]
-        known = np.array(sorted({c for counter in self.counts_[1].values() for c in counter} | {k[0] for k in self.counts_[1]}), dtype=np.int64)
+        followers = {c for counter in self.counts_[1].values() for c in counter}
+        known = np.array(sorted(followers | {k[0] for k in self.counts_[1]}), dtype=np.int64)
         self.known_cells_ = known.reshape(-1, 2)
         return self
 

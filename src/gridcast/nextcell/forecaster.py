@@ -25,17 +25,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gridcast import __version__
-from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.errors import CheckpointError, InputError
 from gridcast.grid import Grid
 from gridcast.metrics import MISS_RANK
+from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.nextcell.config import CellForecasterConfig
-from gridcast.nextcell.features import (END, NO_CELL, PAD, RESERVED, UNKNOWN, CellVocab, MoveClasses, Normalisation,
-                                        sequence_features, step_features, time_features, window_geometry)
+from gridcast.nextcell.features import (
+    END,
+    NO_CELL,
+    PAD,
+    RESERVED,
+    UNKNOWN,
+    CellVocab,
+    MoveClasses,
+    Normalisation,
+    sequence_features,
+    step_features,
+    time_features,
+    window_geometry,
+)
 from gridcast.nextcell.network import ForecasterNet, fusion_logits, fusion_size, sequence_loss
 from gridcast.nextcell.prior import PRIOR_FEATURES, MarkovPrior
+from gridcast.nextcell.training import TrainConfig, TrainResult
+from gridcast.nextcell.training import fit as fit_loop
 from gridcast.tracks import Track, split_by_track
-from gridcast.nextcell.training import TrainConfig, TrainResult, fit as fit_loop
 
 
 @dataclass

@@ -38,8 +38,17 @@ import numpy as np
 import torch
 
 from gridcast.errors import InputError
-from gridcast.nextcell.features import (CONTINUOUS_FEATURES, END, GEOMETRY_FEATURES, NO_CELL, PAD, RESERVED,
-                                        TIME_FEATURES, UNKNOWN, window_geometry)
+from gridcast.nextcell.features import (
+    CONTINUOUS_FEATURES,
+    END,
+    GEOMETRY_FEATURES,
+    NO_CELL,
+    PAD,
+    RESERVED,
+    TIME_FEATURES,
+    UNKNOWN,
+    window_geometry,
+)
 from gridcast.nextcell.forecaster import Forecaster, NextCell
 from gridcast.nextcell.prior import PRIOR_FEATURES
 
@@ -364,7 +373,8 @@ class StreamingPredictor:
         self._table = np.ascontiguousarray(table.numpy(), dtype=np.float32)
         # Initial state (the model's, at evaluation: learned or zeros).
         h0 = rec.h0.detach().numpy().astype(np.float32) if rec.init_state == "learned" else np.zeros((self._layers, H), np.float32)
-        c0 = rec.c0.detach().numpy().astype(np.float32) if rec.init_state == "learned" and rec.is_lstm else np.zeros((self._layers, H), np.float32)
+        learned_c0 = rec.init_state == "learned" and rec.is_lstm
+        c0 = rec.c0.detach().numpy().astype(np.float32) if learned_c0 else np.zeros((self._layers, H), np.float32)
         self._h0, self._c0 = h0, c0
         self._input_sizes = [len(p.weight) - H for p in self._packed]
         # Head, with masked tokens as -inf bias so they never win and weigh nothing in the softmax.

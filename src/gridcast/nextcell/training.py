@@ -214,8 +214,8 @@ def save_trainer_state(directory: str | Path, loop: LoopState, model: nn.Module,
 def restore_trainer_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
                           rng: np.random.Generator, settings: dict | None) -> LoopState:
     """Put model, optimizer, scheduler and every RNG back where `save_trainer_state` left them."""
-    from gridcast.nextcell.checkpoint import load_checkpoint
     from gridcast.errors import CheckpointError
+    from gridcast.nextcell.checkpoint import load_checkpoint
 
     if not (Path(directory) / "config.json").exists():
         raise TrainingError(f"nothing to resume: {directory} holds no saved training state")

@@ -1,12 +1,12 @@
 """RNN, LSTM and GRU cells written gate by gate.
 
-Each cell follows the seed notes step for step, and keeps PyTorch's parameter layout (**contract**):
+Each cell follows the textbook equations step for step, and keeps PyTorch's parameter layout (**contract**):
 `weight_ih` (gates*H, I), `weight_hh` (gates*H, H), `bias_ih`, `bias_hh` (gates*H), with the gates
 stacked in PyTorch's order (LSTM: input, forget, candidate, output; GRU: reset, update, new).
 So weights move both ways::
 
     >>> import torch
-    >>> from gridcast.cells import LSTMCell
+    >>> from gridcast.nn import LSTMCell
     >>> ours, theirs = LSTMCell(3, 5), torch.nn.LSTMCell(3, 5)
     >>> ours.load_state_dict(theirs.state_dict())
     <All keys matched successfully>
@@ -19,6 +19,31 @@ an input part and a hidden part gives exactly the same numbers (``W @ [x; h] = W
 and lets the input part be computed for every time step at once, outside the time loop
 (`project_input`), which is where most of the explicit path's speed comes from. `step` then does one
 matmul per time step and writes every gate out by name.
+
+Where the gates live. The gate arithmetic is written four times, for speed; each copy is held equal
+to these cells by a test, so a change here must be made in all four (or the tests fail):
+
+=============================  ===========================================  ================================
+implementation                 used by                                      held equal by
+=============================  ===========================================  ================================
+``cells.py`` (this module)     gate traces (``return_gates=True``),         ``tests/test_cells.py``
+                               `Recurrent` with ``explicit_kernels=False``,  (equal to ``torch.nn.*Cell``)
+                               ``insight.gates.unroll``, diagrams
+``kernels.py``: `LSTMLayer`,   `Recurrent`'s explicit path without a gate   ``tests/test_fused_explicit.py``
+`GRULayer`, `RNNLayer` (LSTM   request (LSTM variants, ``fused=False``);    (``test_kernels_equal_stepwise_
+gates reordered o, i, f, g)    hand-written backward                        and_fused``, gradcheck)
+PyTorch's fused ``_VF``        `Recurrent`'s default path for standard      ``tests/test_cells.py``
+kernels (``recurrent.py``:     cells (training, prediction) and             (``test_fused_equals_explicit_
+``_VF.lstm``, ``lstm_cell``..)  `Recurrent.step` (beams)                     ...``, ``test_stacked_...``)
+``nextcell/streaming.py``      `StreamingPredictor` (NumPy, one step per    ``tests/test_streaming.py``
+(``_PackedLayer``, sigmoid as  point)                                       (``test_each_update_equals_
+tanh of halved weights)                                                     predict_next_on_the_prefix``)
+=============================  ===========================================  ================================
+
+So editing, say, the forget-gate line below changes only the paths in the first row (gate tracing,
+the step-by-step explicit path and the insight experiments built on it): a standard model trains
+and predicts on PyTorch's kernels, and `test_kernels_equal_stepwise_and_fused` will point at the
+mismatch with `kernels.py`.
 """
 from __future__ import annotations
 
