@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gridcast.cli import main
-from gridcast.datasets.geolife import check_no_leakage, load_geolife, split_per_user, user_map
+from gridcast.datasets import check_no_leakage, load_geolife, split_per_user, user_map
 from gridcast.metrics import ranking_metrics
 from gridcast.nextcell.baselines import Markov, MarkovNeighbours, default_baselines
 from gridcast.nextcell.evaluation import baseline_ranks

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from gridcast.cli import main
-from gridcast.datasets.geolife import check_no_leakage
-from gridcast.datasets.uci import load_uci
+from gridcast.datasets import check_no_leakage, load_uci
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyproj
 
-from gridcast.ingest.pipeline import ColumnMap, grid_tracks, write_gridded
+from gridcast.ingest.columns import ColumnMap
+from gridcast.ingest.gridded_file import write_gridded
+from gridcast.ingest.pipeline import grid_tracks
 
 CELL, STEP, MAX_GAP = 250.0, 60.0, 600.0
 
