@@ -42,6 +42,7 @@ def checkout(tmp_path, shared_data) -> Path:
 def run_bash(script: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env["OMP_NUM_THREADS"] = "1"
+    env["DATA"] = str(cwd.parent / "shared" / "data")  # the README's name for the benchmark data folder
     return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
 
@@ -78,6 +79,7 @@ def test_python_api_examples_run(checkout, monkeypatch, index):
     blocks = code_blocks("## Python API", "python")
     assert len(blocks) == 4
     monkeypatch.chdir(checkout)
+    monkeypatch.setenv("DATA", str(checkout.parent / "shared" / "data"))
     namespace: dict = {}
     exec(compile(blocks[index], f"README.md python block {index}", "exec"), namespace)
     if index == 0:  # the comment promises (11, 3) first

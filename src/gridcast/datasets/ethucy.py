@@ -1,6 +1,6 @@
 """ETH/UCY pedestrian data: loading, the Social-GAN window rule and leave-one-scene-out splits.
 
-The protocol (see ``shared/data/ethucy/SOURCE.md``) is the one every paper on these splits uses,
+The protocol (the one documented with the ETH/UCY data) is the one every paper on these splits uses,
 so our numbers can stand beside theirs:
 
 * each file is cut into windows of ``obs + horizon`` (8 + 12 = 20) consecutive *distinct frames*

@@ -1,6 +1,6 @@
 """Balabit mouse cursor logs -> movements at a fixed step -> (obs, horizon) windows, split by user.
 
-Protocol (``shared/data/BASELINES.md``, mouse section), chosen so numbers compare with its anchors:
+Protocol (the one of the benchmark data's baseline notes), chosen so numbers compare with its anchors:
 
 * drop rows holding the 65535 sentinel (the RDP client's "no position");
 * cut each session into movements at time gaps > 0.5 s and after click events (button pressed

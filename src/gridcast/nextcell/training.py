@@ -1,7 +1,7 @@
 """The fit loop: AdamW, gradient-norm clipping, LR on plateau, early stopping, JSONL log, progress.
 
-Gradient clipping is on by default (the seed notes: gates tame vanishing gradients, not exploding
-ones) and the norm *before* clipping is logged every epoch, so exploding gradients are visible.
+Gradient clipping is on by default (gates tame vanishing gradients, not exploding ones) and the
+norm *before* clipping is logged every epoch, so exploding gradients are visible.
 """
 from __future__ import annotations
 

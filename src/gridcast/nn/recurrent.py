@@ -48,7 +48,7 @@ class Recurrent(nn.Module):
         dropout: dropout on the outputs of every layer but the last.
         init_state: ``"zeros"`` (usual), ``"learned"`` (a trained initial state per layer) or
             ``"noise"`` (Gaussian noise of std ``noise_std`` while training, zeros at evaluation:
-            a regulariser for small datasets of long sequences, as in the seed notes' r2rt link).
+            a regulariser for small datasets of long sequences, as in the r2rt blog's recipe).
         cell_options: passed to every cell (``nonlinearity="relu"`` for RNN, ``variant=...`` for LSTM).
 
     Shapes: x (B, T, I), lengths (B,) -> `RecurrentOutput`.
