@@ -139,7 +139,8 @@ class MarkovNeighbours(Markov):
     nearest to where the last move points first (constant velocity) .
 
     Not among the benchmark data's published baselines: added so that a model with a move/neighbour
-    output is compared with the simplest rule that also names unseen neighbouring cells, not only with chains that cannot."""
+    output is compared with the simplest rule that also names unseen neighbouring cells, not only
+    with chains that cannot."""
 
     def __init__(self, order: int = 2, radius: int = 2, fill: int = 10) -> None:
         super().__init__(order, spatial=False, fill=fill)
