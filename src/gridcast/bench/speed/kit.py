@@ -13,9 +13,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from gridcast.nextcell.forecaster import Forecaster
 from gridcast.nextcell.config import CellForecasterConfig
 from gridcast.nextcell.features import CellVocab, Normalisation
+from gridcast.nextcell.forecaster import Forecaster
 from gridcast.nextcell.network import ForecasterNet
 from gridcast.nextcell.training import TrainConfig
 

@@ -24,8 +24,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from gridcast.bench.speed.kit import interleaved, line, median, paired_ratio, random_forecaster, random_walks
 from gridcast.nextcell.batch import ROWS_PER_CHUNK, beam_many
-from gridcast.nextcell.forecaster import Forecaster
 from gridcast.nextcell.features import PAD, RESERVED, UNKNOWN, step_features
+from gridcast.nextcell.forecaster import Forecaster
 
 BASELINE = "hand-written fused torch loop"
 

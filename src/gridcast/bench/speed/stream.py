@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from gridcast.bench.speed.kit import line, random_forecaster, random_walks
-from gridcast.nextcell.forecaster import Forecaster, NextCell
 from gridcast.nextcell.config import CellForecasterConfig
 from gridcast.nextcell.features import PAD, RESERVED, UNKNOWN, CellVocab, Normalisation
+from gridcast.nextcell.forecaster import Forecaster, NextCell
 from gridcast.nextcell.network import ForecasterNet
 from gridcast.nextcell.prior import MarkovPrior
 from gridcast.nextcell.streaming import StreamingPredictor

@@ -88,7 +88,7 @@ def _positive(args: argparse.Namespace, *names: str, minimum: int = 1) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from gridcast.insight.core import FitSettings
+    from gridcast.insight.experiment import FitSettings
 
     _positive(args, "hidden")
     _positive(args, "epochs", minimum=0)
@@ -134,7 +134,7 @@ def _jsonable(obj):
 
 # ------------------------------------------------------------------------------------- topics
 def run(args: argparse.Namespace) -> int:
-    from gridcast.insight.core import one_thread
+    from gridcast.insight.experiment import one_thread
 
     one_thread()
     out = Path(args.out)
@@ -150,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _gates(args, out, log, prepare, prepared=None):
-    from gridcast.nextcell.forecaster import Forecaster
-    from gridcast.insight.core import fit_forecaster, gate_summary, gate_traces, liverpool, pick_track
+    from gridcast.insight.experiment import fit_forecaster, liverpool, pick_track
+    from gridcast.insight.gates import gate_summary, gate_traces
     from gridcast.insight.plots import plot_gates
+    from gridcast.nextcell.forecaster import Forecaster
     from gridcast.tracks import Track, parse_track
 
     if prepare:
@@ -189,7 +190,7 @@ def _gates(args, out, log, prepare, prepared=None):
 
 
 def _gradients(args, out, log, prepare, prepared=None):
-    from gridcast.insight.core import liverpool
+    from gridcast.insight.experiment import liverpool
     from gridcast.insight.gradients import gradient_experiment
     from gridcast.insight.plots import plot_clipping, plot_gradients
 
@@ -230,8 +231,8 @@ def _memory(args, out, log, prepare, prepared=None):
 def _ablations(args, out, log, prepare, prepared=None):
     import numpy as np
 
-    from gridcast.insight.core import liverpool
     from gridcast.insight.ablations import activation_ablation, gate_ablation, summarise_gate_ablation
+    from gridcast.insight.experiment import liverpool
     from gridcast.insight.plots import plot_bars, plot_gradient_curves, plot_loss_curves, plot_memory
 
     if prepare:
@@ -276,8 +277,8 @@ def _ablations(args, out, log, prepare, prepared=None):
 
 
 def _diagram(args, out, log, prepare, prepared=None):
-    from gridcast.nn.cells import make_cell
     from gridcast.insight.diagrams import DIAGRAMS, cell_spec, draw_all
+    from gridcast.nn.cells import make_cell
 
     if prepare:
         formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
@@ -303,7 +304,8 @@ def _diagram(args, out, log, prepare, prepared=None):
 
 
 def _compare(args, out, log, prepare, prepared=None):
-    from gridcast.insight.core import compare_kinds, liverpool
+    from gridcast.insight.compare import compare_kinds
+    from gridcast.insight.experiment import liverpool
     from gridcast.insight.plots import plot_bars, plot_loss_curves
 
     if prepare:
