@@ -98,6 +98,9 @@ def test_prepare_takes_an_object_or_a_pair_and_gives_the_same_tracks(raw, model_
         assert all(np.array_equal(a.cells, b.cells) for a, b in zip(other.tracks, by_dir.tracks))
     assert "as the model was" in by_obj.notes[0]
     assert resolve_like(model_dir).name == str(model_dir)
+    assert resolve_like(grid) == resolve_like((grid, {}), name="the grid")  # a bare grid: nothing to follow
+    gridded = grid_tracks(raw, cell_size=1.0, step=None, columns=COLUMNS, max_gap=10.0, collapse=True)
+    assert resolve_like(gridded).preprocessing == prep
 
 
 def test_flags_given_win_over_the_model(raw, model_dir):
