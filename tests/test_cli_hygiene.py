@@ -12,7 +12,7 @@ from gridcast.cli import main as cli_main
 from gridcast.cli.commands import bench
 from gridcast.cli.main import COMMANDS, CommandImportError, build_parser
 
-HEAVY = ("torch", "pandas", "matplotlib")
+HEAVY = ("torch", "pandas", "matplotlib", "pyarrow", "pyproj")
 
 
 def _modules_after(code: str, cwd=None) -> set[str]:
