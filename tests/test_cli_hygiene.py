@@ -10,7 +10,7 @@ import pytest
 
 from gridcast.cli import main as cli_main
 from gridcast.cli.commands import bench
-from gridcast.cli.main import COMMANDS, CommandImportError, build_parser
+from gridcast.cli.app import COMMANDS, CommandImportError, build_parser
 
 HEAVY = ("torch", "pandas", "matplotlib", "pyarrow", "pyproj")
 
@@ -29,14 +29,14 @@ def _modules_after(code: str, cwd=None) -> set[str]:
 
 @pytest.mark.parametrize("argv", [["--help"], ["grid", "--help"], ["bench", "--help"], ["explain", "gates", "--help"]])
 def test_help_imports_neither_torch_nor_pandas(argv):
-    loaded = _modules_after(f"from gridcast.cli.main import main\nmain({argv!r})")
+    loaded = _modules_after(f"from gridcast.cli.app import main\nmain({argv!r})")
     assert not loaded & set(HEAVY), f"gridcast {' '.join(argv)} imported {sorted(loaded & set(HEAVY))}"
 
 
 def test_gridcast_grid_never_imports_torch(tmp_path):
     rows = ["track,time,x,y"] + [f"a,{t},{t},{2 * t}" for t in range(10)]
     (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
-    loaded = _modules_after("from gridcast.cli.main import main\n"
+    loaded = _modules_after("from gridcast.cli.app import main\n"
                             "assert main(['grid', 'points.csv', '--out', 'g.parquet', '--x-col', 'x', '--y-col', 'y', "
                             "'--cell-size', '1', '--step', '1', '--json']) == 0", cwd=tmp_path)
     assert (tmp_path / "g.parquet").exists()
@@ -64,7 +64,7 @@ def test_a_broken_command_module_is_an_error_that_names_it(tmp_path, monkeypatch
     for name, module, says in (("broken", "broken_command_module", "no_such_module_anywhere"),
                                ("vanished", "gridcast.cli.commands.vanished", "gridcast.cli.commands.vanished"),
                                ("plain", "no_register_module", "register()")):
-        monkeypatch.setattr(sys.modules["gridcast.cli.main"], "COMMANDS", {**COMMANDS, name: module})
+        monkeypatch.setattr(sys.modules["gridcast.cli.app"], "COMMANDS", {**COMMANDS, name: module})
         monkeypatch.delitem(sys.modules, module, raising=False)
         with pytest.raises(CommandImportError, match=f"command '{name}'") as info:
             build_parser()

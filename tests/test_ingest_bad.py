@@ -1,6 +1,6 @@
 """The bad-input corpus (issue 7): exact drop counts by reason, no valid row lost, strict one-liners.
 
-Every case runs through the real CLI entry point (`gridcast.cli.main.main`) so the exit status and the
+Every case runs through the real CLI entry point (`gridcast.cli.app`) so the exit status and the
 one line on stderr are what a user sees; two cases also run as real subprocesses.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`python -m gridcast ...` runs the `gridcast` command."""
 import sys
 
-from gridcast.cli.main import main
+from gridcast.cli.app import main
 
 sys.exit(main())

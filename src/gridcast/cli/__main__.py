@@ -1,5 +1,5 @@
 import sys
 
-from gridcast.cli.main import main
+from gridcast.cli.app import main
 
 sys.exit(main())

@@ -1,14 +1,14 @@
 """`gridcast bench TARGET`: reproducible benchmarks on the shared real datasets, and speed.
 
 Each target lives in its own light module under `gridcast.cli.commands` and exposes
-`register(subparsers)`; like the commands (`gridcast.cli.main`), a target whose module fails to
+`register(subparsers)`; like the commands (`gridcast.cli.app`), a target whose module fails to
 import is an error, never a target that silently vanishes.
 """
 from __future__ import annotations
 
 import argparse
 
-from gridcast.cli.main import import_command
+from gridcast.cli.app import import_command
 
 # The targets, in the order `gridcast bench --help` lists them: name -> module exposing `register`.
 TARGETS: dict[str, str] = {
