@@ -40,4 +40,16 @@ def test_old_checkpoint_predicts_every_track_of_a_file_as_before(name, capsys):
                  "--json"]) == 0
     got = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     want = [json.loads(line) for line in (OLD / name / "predict_file.jsonl").read_text().splitlines() if line.strip()]
-    assert got == want
+    # A file's prefixes now run through the network once, batched (the old code ran each twice: batched
+    # for the routes, alone for the next cells), so next-cell probabilities may move by float rounding.
+    assert [_cells_only(g) for g in got] == [_cells_only(w) for w in want]
+    assert _probabilities(got) == pytest.approx(_probabilities(want), abs=1e-6)
+
+
+def _cells_only(prediction: dict) -> dict:
+    return {"track": prediction["track"], "next": [n["cell"] for n in prediction["next"]],
+            "routes": prediction["routes"]}
+
+
+def _probabilities(predictions: list[dict]) -> list[float]:
+    return [n["p"] for p in predictions for n in p["next"]] + [p["p_end"] for p in predictions]

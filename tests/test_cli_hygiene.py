@@ -9,8 +9,8 @@ import textwrap
 import pytest
 
 from gridcast.cli import main as cli_main
-from gridcast.cli.commands import bench
 from gridcast.cli.app import COMMANDS, CommandImportError, build_parser
+from gridcast.cli.commands import bench
 
 HEAVY = ("torch", "pandas", "matplotlib", "pyarrow", "pyproj")
 

@@ -72,7 +72,7 @@ def _predict_file(args: argparse.Namespace) -> int:
                           min_len=1).tracks
     timed = model.config.time_features
     predictions = predict_many(model, [t.cells for t in tracks], args.horizon, width=args.top_k, k=args.top_k,
-                               times=[t.times for t in tracks] if timed else None)
+                               times=[t.times for t in tracks] if timed else None, exact=False)
     for track, prediction in zip(tracks, predictions):
         if args.json:
             print_json({"track": track.id, **_as_json(prediction.next, prediction.p_end, prediction.routes)})
