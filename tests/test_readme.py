@@ -74,10 +74,10 @@ def test_repeated_route_example_does_what_the_readme_says(checkout):
     assert all(abs(r["p"] - 0.5) < 0.15 for r in two), two
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 3])
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 4])
 def test_python_api_examples_run(checkout, monkeypatch, index):
     blocks = code_blocks("## Python API", "python")
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     monkeypatch.chdir(checkout)
     monkeypatch.setenv("DATA", str(checkout.parent / "shared" / "data"))
     namespace: dict = {}
@@ -87,7 +87,12 @@ def test_python_api_examples_run(checkout, monkeypatch, index):
         assert (checkout / "my-model" / "config.json").exists()
     if index == 2:
         assert (checkout / "trips.parquet").exists() and namespace["gt"].report.to_json()["kept"] > 0
-    if index == 3:  # one epoch on ZARA1: near constant velocity (0.431 m); best of 20 far below
+    if index == 3:  # prepared like the model: collapsed, on its grid; one answer per track
+        ready, answers = namespace["ready"], namespace["answers"]
+        assert ready.grid == namespace["gt"].grid and ready.preprocessing["collapse"] is True
+        assert len(answers) == len(ready.tracks) == 16 and len(answers[0].next) == 3
+        assert all(len(r.cells) <= 5 for a in answers for r in a.routes)
+    if index == 4:  # one epoch on ZARA1: near constant velocity (0.431 m); best of 20 far below
         ade = namespace["per_example_errors"](namespace["paths"], namespace["fold"].test.future)["ade"].mean()
         assert 0.3 < ade < 0.5 and namespace["twenty"].shape[0] == 20
         assert namespace["best_of_k"](namespace["twenty"], namespace["fold"].test.future)["ade"] < 0.7 * ade
