@@ -88,3 +88,84 @@ def test_rollouts_do_not_depend_on_the_order_of_training_tracks():
         prefix = np.array([[9, 9], [1, 0]])
         assert forward.rollout(prefix, 3) == backward.rollout(prefix, 3), forward.name
     assert Markov(1).fit([B, A]).rollout(np.array([[1, 0]]), 1) == [(1, 1)]
+
+
+# ------------------------------------------------------------------ spatial back-off of routes
+def test_markov_routes_back_off_spatially_never_to_the_global_mode():
+    """A cell far away is by far the most frequent; a route from an unseen cell must not jump there."""
+    from gridcast.nextcell.baselines import MarkovNeighbours
+
+    far = Track("far", np.array([[50, 50], [50, 51]] * 20))
+    road = Track("road", np.array([[0, 0], [1, 0], [2, 0], [3, 0], [4, 0]]))
+    for baseline in (Markov(1), Markov(2), Markov(2, spatial=True), MarkovNeighbours(2)):
+        baseline.fit([far, road])
+        # next to the road (unseen, one row above it): the road's cells move +1 column
+        assert baseline.rollout(np.array([[1, 1], [2, 1]]), 3) == [(3, 1), (4, 1), (5, 1)], baseline.name
+        # nowhere near anything: constant velocity, then stay after a one-cell prefix
+        assert baseline.rollout(np.array([[20, 20], [21, 21]]), 2) == [(22, 22), (23, 23)], baseline.name
+        assert baseline.rollout(np.array([[20, 20]]), 2) == [(20, 20), (20, 20)], baseline.name
+        # a known context still follows its counts, and leaves the road at its end by the last move
+        assert baseline.rollout(np.array([[2, 0], [3, 0]]), 3) == [(4, 0), (5, 0), (6, 0)], baseline.name
+
+
+def test_markov_scores_keep_their_definition():
+    """Ranking (top-k) still fills with globally frequent cells after an unseen one: only routes changed."""
+    far = Track("far", np.array([[50, 50], [50, 51]] * 20))
+    scores = Markov(1).fit([far, A]).scores(np.array([[9, 9]]))
+    assert max(scores, key=scores.get) in {(50, 50), (50, 51)}
+
+
+# ------------------------------------------------------------------ a fixed time step: dwell
+def _dwelling(track_id: str, start: int, length: int, dwell: int) -> Track:
+    """East along row 0, `dwell` steps in every cell (a fixed time step: most steps are stays)."""
+    cols = np.repeat(np.arange(start, start + length), dwell)
+    return Track(track_id, np.stack([cols, np.zeros_like(cols)], axis=1))
+
+
+def test_markov_with_dwell_beats_stay_at_a_fixed_step_with_known_dwell():
+    """Every cell is held exactly 3 steps. Stay names 2 of 3 next steps and never moves; a plain
+    Markov chain on the uncollapsed sequence ranks "stay" first everywhere (2/3 of the moves from
+    each cell are stays) and, rolled out, never moves either; Markov-with-dwell knows when to move."""
+    from gridcast.metrics import ranking_metrics
+    from gridcast.nextcell.baselines import MarkovDwell
+    from gridcast.nextcell.evaluation import evaluate
+
+    train = [_dwelling(f"t{i}", i, 12, 3) for i in range(6)]
+    test = [_dwelling(f"x{i}", i + 2, 8, 3) for i in range(3)]
+    dwell1, dwell2 = MarkovDwell(1).fit(train), MarkovDwell(2).fit(train)
+    stay, plain = Stay(), Markov(1).fit(train)
+    result = evaluate(None, [dwell1, dwell2, stay, plain], test)["baselines"]
+    assert result["stay"]["acc@1"] == pytest.approx(2 / 3, abs=0.05)
+    assert result["markov1"]["acc@1"] == pytest.approx(result["stay"]["acc@1"])
+    for name in ("markov1_dwell", "markov2_dwell"):
+        assert result[name]["acc@1"] > result["stay"]["acc@1"] + 0.25, name
+        assert result[name]["ade_cells"] < 0.5 * result["stay"]["ade_cells"], name
+        assert result[name]["ade_cells"] < 0.5 * result["markov1"]["ade_cells"], name
+    # the route itself: one more step in (2, 0) (two were spent), then three in each next cell
+    assert dwell1.rollout(np.array([[1, 0]] * 3 + [[2, 0]] * 2), 5) == [(2, 0), (3, 0), (3, 0), (3, 0), (4, 0)]
+    ranks = np.concatenate([baseline_ranks(dwell1, t.cells) for t in test])
+    assert ranking_metrics(ranks)["acc@1"] > 0.9
+
+
+def test_dwell_counts_a_tracks_last_run_as_cut_not_ended():
+    """A track that stops while still in a cell (cut at a gap) says "stayed at least this long"."""
+    from gridcast.nextcell.baselines import Dwell
+
+    ended_once = Dwell([np.array([[0, 0], [0, 0], [1, 0]])], prior=0.0)
+    assert ended_once.hazard((0, 0), 2) == 1.0  # left after 2 steps
+    cut = Dwell([np.array([[0, 0], [0, 0], [1, 0]]), np.array([[0, 0], [0, 0], [0, 0]])], prior=0.0)
+    assert cut.hazard((0, 0), 2) == 0.5  # one left after 2, one was still there when cut
+    assert cut.hazard((0, 0), 3) == 0.0  # the cut run was still there after 3 steps
+    assert cut.hazard((0, 0), 4) == pytest.approx(cut.tail_)  # no run lasted 4: the overall rate of moves
+    assert cut.hazards((0, 0), 5)[1:].tolist() == [cut.hazard((0, 0), n) for n in range(1, 5)]
+    assert cut.remaining((0, 0), 1, cap=100) >= 1
+
+
+def test_default_baselines_are_unfitted_until_fit_and_say_so():
+    from gridcast.nextcell.baselines import default_baselines
+
+    fresh = default_baselines()
+    assert {b.name for b in fresh if not b.fitted} == {b.name for b in fresh} - {"stay", "constant_velocity"}
+    assert all(b.fit([A, B]).fitted for b in fresh)
+    names = [b.name for b in fresh]
+    assert len(set(names)) == len(names) and {"markov1_dwell", "markov2_dwell"} <= set(names)

@@ -11,7 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gridcast.datasets.liverpool import MAX_GAP, STEP, load_liverpool_gridded
@@ -20,7 +19,7 @@ from gridcast.ingest.gridded_file import write_gridded
 from gridcast.kinds import CELL_KINDS
 from gridcast.nextcell.baselines import default_baselines
 from gridcast.nextcell.config import recommended
-from gridcast.nextcell.evaluation import best_baseline, evaluate
+from gridcast.nextcell.evaluation import evaluate
 from gridcast.nextcell.forecaster import Forecaster
 
 
@@ -67,7 +66,7 @@ def run_demo(out_dir: str | Path, cells: tuple[str, ...] = CELL_KINDS, seed: int
     n_obs = max(1, len(longest) // 2)
     routes = best.beam(longest.cells[:n_obs], len(longest) - n_obs, width=3)
     plot_route_prediction(out / "prediction.png", longest.cells[:n_obs], longest.cells[n_obs:], routes,
-                          background=train, title=f"held-out trip {longest.id}: {best_kind.upper()} continuation "
+                          background=train, grid=grid, title=f"held-out trip {longest.id}: {best_kind.upper()} continuation "
                           f"({grid.cell_size:.0f} m cells)")
     plot_training_curves(out / "training.png", {k: m.result_.history for k, m in models.items()})
     table["example_track"] = " ".join(f"{c},{r}" for c, r in longest.cells[:n_obs])
@@ -76,13 +75,3 @@ def run_demo(out_dir: str | Path, cells: tuple[str, ...] = CELL_KINDS, seed: int
     (out / "metrics.json").write_text(json.dumps(table, indent=2))
     return table
 
-
-def verdict(table: dict, metric: str) -> str:
-    """One honest line: does the best model beat the strongest baseline on `metric`?"""
-    name, value = best_baseline({"baselines": table["baselines"]}, metric)
-    lower = metric.startswith(("ade", "fde"))
-    kind = (min if lower else max)(table["models"], key=lambda k: table["models"][k][metric])
-    ours = table["models"][kind][metric]
-    wins = ours < value if lower else ours > value
-    word = "beats" if wins else ("ties" if np.isclose(ours, value) else "does NOT beat")
-    return f"{metric}: best model {kind} {ours:.3f} {word} the strongest baseline {name} {value:.3f}"

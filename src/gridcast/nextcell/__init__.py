@@ -20,6 +20,7 @@ from gridcast.nextcell.baselines import (
                                          CellBaseline,
                                          ConstantVelocity,
                                          Markov,
+                                         MarkovDwell,
                                          MarkovNeighbours,
                                          MostFrequentNext,
                                          Stay,
@@ -28,7 +29,7 @@ from gridcast.nextcell.baselines import (
 from gridcast.nextcell.batch import Prediction, beam_many, predict_many, rollout_many
 from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.nextcell.config import CellForecasterConfig, recommended
-from gridcast.nextcell.evaluation import best_baseline, evaluate
+from gridcast.nextcell.evaluation import best_baseline, evaluate, verdict
 from gridcast.nextcell.features import CellVocab, MoveClasses, Normalisation
 from gridcast.nextcell.forecaster import Ensemble, Forecaster, NextCell, Route
 from gridcast.nextcell.network import ForecasterNet
@@ -39,6 +40,7 @@ from gridcast.nextcell.training import TrainConfig, TrainingError, TrainResult
 __all__ = ["Forecaster", "Ensemble", "NextCell", "Route", "CellForecasterConfig", "ForecasterNet", "recommended",
            "CellVocab", "MoveClasses", "Normalisation", "MarkovPrior", "count_transitions",
            "TrainConfig", "TrainResult", "TrainingError", "CellBaseline", "Stay", "ConstantVelocity", "Markov",
-           "MarkovNeighbours", "MostFrequentNext", "default_baselines", "evaluate", "best_baseline",
+           "MarkovNeighbours", "MarkovDwell", "MostFrequentNext", "default_baselines", "evaluate", "best_baseline",
+           "verdict",
            "beam_many", "rollout_many", "predict_many", "Prediction", "StreamingPredictor",
            "save_checkpoint", "load_checkpoint", "CheckpointError"]

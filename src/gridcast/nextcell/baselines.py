@@ -4,6 +4,12 @@ Each baseline scores candidate next cells given a prefix (`scores`) and continue
 (`rollout`). A model that cannot beat these has learned nothing worth its cost, and the tables say so.
 The Markov baselines count transitions with `prior.count_transitions`, the counter behind the fusion
 head's prior, so "the counts" mean the same thing for both.
+
+Routes never jump across the map: a Markov rollout that reaches a context it never saw backs off
+order 2 -> order 1 -> the moves made from the nearest trained cells -> constant velocity (a stay
+when there is no last move), never to the globally most frequent cell. At a fixed time step most
+steps are stays; `MarkovDwell` knows it (where next from the cell changes, when from each cell's
+dwell times), where a plain chain on the uncollapsed sequence, run greedily, stays forever.
 """
 from __future__ import annotations
 
@@ -13,20 +19,65 @@ import numpy as np
 
 from gridcast.nextcell.features import Cell
 from gridcast.nextcell.prior import by_last_cell, count_transitions
-from gridcast.tracks import Track
+from gridcast.tracks import Track, collapse_repeats
 
 
 def _cell(row) -> Cell:
     return int(row[0]), int(row[1])
 
 
+def _tail(prefix: np.ndarray, n: int) -> list[Cell]:
+    """The last `n` cells of a prefix as tuples (only what a context of length n reads)."""
+    return [_cell(c) for c in np.asarray(prefix).reshape(-1, 2)[-n:]]
+
+
+def _most_common(counter: Counter):
+    """The most frequent key; ties go to the smallest, so results never depend on the tracks' order."""
+    return min(counter.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+class NearbyMoves:
+    """The moves made from trained cells, looked up around a cell never seen as a context.
+
+    `move_near(cell)` searches rings of growing Chebyshev radius (1..`radius`) around `cell` and
+    returns the most frequent move (dx, dy) made from the cells of the first ring holding any:
+    on a road network the cells next to an unknown one usually move the same way."""
+
+    def __init__(self, order1: dict[tuple, Counter], radius: int = 3) -> None:
+        self.radius = radius
+        self.moves: dict[Cell, Counter] = {}
+        for context, counter in order1.items():
+            (c, r), = context
+            moves = self.moves.setdefault((c, r), Counter())
+            for (nc, nr), n in counter.items():
+                moves[(nc - c, nr - r)] += n
+
+    def move_near(self, cell: Cell) -> tuple[int, int] | None:
+        c, r = cell
+        for d in range(1, self.radius + 1):
+            ring: Counter = Counter()
+            for dc in range(-d, d + 1):
+                for dr in range(-d, d + 1):
+                    if max(abs(dc), abs(dr)) == d and (c + dc, r + dr) in self.moves:
+                        ring.update(self.moves[(c + dc, r + dr)])
+            if ring:
+                return _most_common(ring)
+        return None
+
+
 class CellBaseline:
     """Interface: ``fit(tracks) -> self``, ``scores(prefix) -> {cell: score}``, ``rollout(prefix, n)``."""
 
     name = "baseline"
+    needs_fit = False  # Stay and ConstantVelocity read the prefix alone
 
     def fit(self, tracks: list[Track]) -> "CellBaseline":
         return self
+
+    @property
+    def fitted(self) -> bool:
+        """True when `scores` / `rollout` can run (always, for baselines that learn nothing)."""
+        return not self.needs_fit or hasattr(self, "counts_")
 
     def scores(self, prefix: np.ndarray) -> dict[Cell, float]:
         raise NotImplementedError
@@ -77,10 +128,13 @@ class Markov(CellBaseline):
             globally frequent ones: the next cell is nearly always close by.
     """
 
-    def __init__(self, order: int = 2, spatial: bool = False, fill: int = 10) -> None:
+    needs_fit = True
+
+    def __init__(self, order: int = 2, spatial: bool = False, fill: int = 10, radius: int = 3) -> None:
         self.order = order
         self.spatial = spatial
         self.fill = fill
+        self.radius = radius
         self.name = f"markov{order}" + ("_spatial" if spatial else "")
 
     def fit(self, tracks: list[Track]) -> "Markov":
@@ -89,10 +143,35 @@ class Markov(CellBaseline):
         followers = {c for counter in self.counts_[1].values() for c in counter}
         known = np.array(sorted(followers | {k[0] for k in self.counts_[1]}), dtype=np.int64)
         self.known_cells_ = known.reshape(-1, 2)
+        self.nearby_ = NearbyMoves(self.counts_[1], self.radius)
         return self
 
+    def next_cell(self, cells: list[Cell]) -> Cell:
+        """The one cell a route goes to next: the most frequent follower of the longest context seen
+        in training, else the nearest trained cells' most frequent move, else the last move again
+        (a stay after a one-cell prefix or a stay)."""
+        for k in range(min(self.order, len(cells)), 0, -1):
+            counter = self.counts_[k].get(tuple(cells[-k:]))
+            if counter:
+                return _most_common(counter)
+        last = cells[-1]
+        move = self.nearby_.move_near(last)
+        if move is None:
+            move = (last[0] - cells[-2][0], last[1] - cells[-2][1]) if len(cells) > 1 else (0, 0)
+        return last[0] + move[0], last[1] + move[1]
+
+    def rollout(self, prefix: np.ndarray, horizon: int) -> list[Cell]:
+        """`next_cell` again and again: a route that backs off spatially instead of jumping to the
+        globally most frequent cell (which `scores` still ranks, far below any count, for top-k)."""
+        cells = _tail(prefix, max(self.order, 2))
+        out: list[Cell] = []
+        for _ in range(horizon):
+            cells.append(self.next_cell(cells))
+            out.append(cells[-1])
+        return out
+
     def scores(self, prefix: np.ndarray) -> dict[Cell, float]:
-        cells = [_cell(c) for c in np.asarray(prefix).reshape(-1, 2)]
+        cells = _tail(prefix, max(self.order, 1))
         scores: dict[Cell, float] = {}
         weight = 1.0
         for k in range(min(self.order, len(cells)), 0, -1):  # longest context first
@@ -121,6 +200,7 @@ class MostFrequentNext(CellBaseline):
     all (a miss), which shows how much of Markov-1's score the global back-off buys."""
 
     name = "most_frequent_next"
+    needs_fit = True
 
     def fit(self, tracks: list[Track]) -> "MostFrequentNext":
         self.counts_: dict[Cell, Counter] = by_last_cell(count_transitions((t.cells for t in tracks), 1)[1])
@@ -151,7 +231,7 @@ class MarkovNeighbours(Markov):
         self._moves = self._moves[np.any(self._moves != 0, axis=1)]
 
     def scores(self, prefix: np.ndarray) -> dict[Cell, float]:
-        cells = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)
+        cells = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)[-max(self.order, 2):]
         scores: dict[Cell, float] = {}
         weight = 1.0
         for k in range(min(self.order, len(cells)), 0, -1):
@@ -170,7 +250,143 @@ class MarkovNeighbours(Markov):
         return scores
 
 
+def _runs(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start index, length) of each run of equal consecutive cells."""
+    cells = np.asarray(cells).reshape(-1, 2)
+    if len(cells) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(np.any(cells[1:] != cells[:-1], axis=1)) + 1])
+    return starts, np.diff(np.append(starts, len(cells)))
+
+
+class Dwell:
+    """How many steps a track stays in a cell: a discrete hazard per cell, from training runs.
+
+    ``hazard(cell, n)`` = P(the run ends after step n | it lasted n steps), estimated per cell and
+    shrunk towards the hazard of all cells (`prior` pseudo-runs), so a cell seen once is not
+    trusted blindly. A track's last run is *censored*: it was cut (at a gap, or where the data
+    stops), not ended, so it counts as "lasted at least this long" only. Beyond the longest run
+    seen anywhere the hazard is the overall rate of moves per step (a geometric tail).
+    """
+
+    def __init__(self, tracks: list[np.ndarray], prior: float = 1.0) -> None:
+        self.prior = prior
+        ended: dict[Cell, list[int]] = {}
+        lasted: dict[Cell, list[int]] = {}
+        for cells in tracks:
+            starts, lengths = _runs(cells)
+            for i, (start, length) in enumerate(zip(starts, lengths)):
+                cell = _cell(cells[start])
+                lasted.setdefault(cell, []).append(int(length))
+                if i < len(starts) - 1:
+                    ended.setdefault(cell, []).append(int(length))
+        self.cells_ = {c: self._table(ended.get(c, []), lengths) for c, lengths in lasted.items()}
+        every_end = [n for v in ended.values() for n in v]
+        every_run = [n for v in lasted.values() for n in v]
+        self.global_ = self._table(every_end, every_run)
+        steps = sum(every_run)
+        self.tail_ = len(every_end) / steps if steps else 1.0
+        self._remaining: dict[Cell, np.ndarray] = {}
+
+    @staticmethod
+    def _table(ended: list[int], lasted: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(runs that ended after exactly n steps, runs that lasted at least n steps), index n."""
+        size = max(lasted, default=0) + 1
+        at_risk = np.cumsum(np.bincount(np.asarray(lasted, np.int64), minlength=size)[::-1])[::-1]
+        return np.bincount(np.asarray(ended, np.int64), minlength=size).astype(np.float64), at_risk.astype(np.float64)
+
+    def _global(self, n: int) -> float:
+        ended, at_risk = self.global_
+        return ended[n] / at_risk[n] if n < len(at_risk) and at_risk[n] > 0 else self.tail_
+
+    def hazard(self, cell: Cell, n: int) -> float:
+        """P(leave `cell` after step n | stayed n steps), n >= 1."""
+        ended, at_risk = self.cells_.get(cell, (np.zeros(1), np.zeros(1)))
+        e, r = (ended[n], at_risk[n]) if n < len(at_risk) else (0.0, 0.0)
+        shared = self._global(n)
+        return (e + self.prior * shared) / (r + self.prior) if r + self.prior > 0 else shared
+
+    def hazards(self, cell: Cell, size: int) -> np.ndarray:
+        """`hazard(cell, n)` for n = 0..size-1 at once (n = 0 unused)."""
+        pad = lambda a: np.concatenate([a, np.zeros(max(0, size - len(a)))])[:size]  # noqa: E731
+        ended, at_risk = (pad(a) for a in self.cells_.get(cell, (np.zeros(1), np.zeros(1))))
+        g_ended, g_risk = (pad(a) for a in self.global_)
+        shared = np.where(g_risk > 0, g_ended / np.maximum(g_risk, 1.0), self.tail_)
+        weight = at_risk + self.prior
+        return np.where(weight > 0, (ended + self.prior * shared) / np.maximum(weight, 1e-12), shared)
+
+    def remaining(self, cell: Cell, n: int, cap: int) -> int:
+        """Expected further stays in `cell` after n steps there, rounded (at most `cap`):
+        R(n) = (1 - h(n)) (1 + R(n + 1)), the geometric tail's (1 - h) / h beyond the data."""
+        table = self._remaining.get(cell)
+        if table is None:
+            size = max(len(self.cells_.get(cell, ((), ()))[1]), len(self.global_[1])) + 1
+            hazards = self.hazards(cell, size).tolist()
+            values = [0.0] * (size + 1)
+            tail = self.tail_
+            values[size] = (1.0 - tail) / tail if tail > 0 else float(cap)
+            for k in range(size - 1, 0, -1):
+                values[k] = (1.0 - hazards[k]) * (1.0 + values[k + 1])
+            table = self._remaining[cell] = np.asarray(values)
+        value = table[n] if n < len(table) else table[-1]
+        return int(min(cap, round(value)))
+
+
+class MarkovDwell(CellBaseline):
+    """Markov chain for *where* next, dwell times for *when*: the baseline of a fixed time step.
+
+    Where: an order-k Markov chain (`Markov`, spatial back-off included) on the training tracks with
+    repeats collapsed, i.e. over cell changes. When: `Dwell`, the per-cell hazard of leaving after
+    the steps already spent in the current cell. Next-cell scores: the current cell gets
+    1 - hazard, each other cell hazard x its Markov score. A route stays until the expected dwell
+    is spent, moves to the Markov chain's next cell, and repeats: a plain chain on the uncollapsed
+    sequence ranks "stay" first at nearly every step and, rolled out greedily, never moves. On
+    collapsed tracks every run lasts one step and this is the collapsed Markov chain.
+    """
+
+    needs_fit = True
+
+    def __init__(self, order: int = 1, prior: float = 1.0) -> None:
+        self.order = order
+        self.prior = prior
+        self.name = f"markov{order}_dwell"
+
+    def fit(self, tracks: list[Track]) -> "MarkovDwell":
+        self.where_ = Markov(self.order, spatial=True).fit([collapse_repeats(t) for t in tracks])
+        self.dwell_ = Dwell([t.cells for t in tracks], self.prior)
+        self.counts_ = self.where_.counts_
+        return self
+
+    def _state(self, prefix: np.ndarray) -> tuple[list[Cell], int]:
+        """(the last `order` distinct cells, the steps spent in the current one)."""
+        cells = np.asarray(prefix).reshape(-1, 2)
+        starts, lengths = _runs(cells)
+        return [_cell(cells[i]) for i in starts[-max(self.order, 2):]], int(lengths[-1])
+
+    def scores(self, prefix: np.ndarray) -> dict[Cell, float]:
+        changes, spent = self._state(prefix)
+        here = changes[-1]
+        leave = self.dwell_.hazard(here, spent)
+        scores = {here: 1.0 - leave}
+        for cell, score in self.where_.scores(np.asarray(changes)).items():
+            scores.setdefault(cell, leave * score)
+        return scores
+
+    def rollout(self, prefix: np.ndarray, horizon: int) -> list[Cell]:
+        changes, spent = self._state(prefix)
+        out: list[Cell] = []
+        while len(out) < horizon:
+            stays = self.dwell_.remaining(changes[-1], spent, horizon - len(out))
+            out.extend([changes[-1]] * stays)
+            if len(out) >= horizon:
+                break
+            changes.append(self.where_.next_cell(changes))
+            out.append(changes[-1])
+            spent = 1
+        return out
+
+
 def default_baselines() -> list[CellBaseline]:
     """The baselines shown beside every next-cell model (evaluate, demo, the GeoLife/UCI benchmarks)."""
     return [MostFrequentNext(), Markov(1), Markov(2), Markov(2, spatial=True), MarkovNeighbours(2), Stay(),
-            ConstantVelocity()]
+            ConstantVelocity(), MarkovDwell(1), MarkovDwell(2)]

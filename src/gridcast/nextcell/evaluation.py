@@ -10,7 +10,12 @@ Two questions, one table:
 
 Bootstrap intervals resample whole test tracks. `paired_difference` compares two predictors on the
 very same steps (model minus baseline), resampling tracks for both at once: the honest test of
-"beats", since both share every hard and easy trip.
+"beats", since both share every hard and easy trip. `verdict` says it in one line per metric
+(`gridcast evaluate` and `gridcast demo` both print it).
+
+Baselines are fitted on the tracks the model saw before the test period (its training *and*
+validation tracks, stored in the model directory), whatever the model's head: `evaluate` fits any
+baseline passed unfitted on exactly those.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from gridcast.errors import InputError
 from gridcast.grid import Grid
 from gridcast.metrics import MISS_RANK, bootstrap_interval, per_example_errors, ranking_metrics
 from gridcast.nextcell.baselines import CellBaseline
@@ -25,6 +31,7 @@ from gridcast.nextcell.forecaster import Forecaster
 from gridcast.tracks import Track
 
 RANK_METRICS = ("acc@1", "acc@5", "mrr")
+LOWER_IS_BETTER = ("ade", "fde", "nll", "ece")  # prefixes: ade_cells, fde_cells too
 
 
 def baseline_ranks(baseline: CellBaseline, cells: np.ndarray) -> np.ndarray:
@@ -131,8 +138,13 @@ def evaluate(model: Forecaster | None, baselines: list[CellBaseline], tracks: li
              grid: Grid | None = None, cut: float = 0.5, intervals: bool = False, horizon: int | None = None) -> dict:
     """The **contract** shape of ``gridcast evaluate --json``:
     ``{"model": {metric: value}, "baselines": {name: {metric: value}}, "n": int}`` (n = next-cell steps).
-    `horizon`: continue routes for at most this many cells (default: the rest of each track)."""
+    `horizon`: continue routes for at most this many cells (default: the rest of each track).
+
+    Baselines not yet fitted are fitted here on ``model.train_tracks_`` (every track the model saw
+    before the test period: training and validation); without a model that stored its tracks, an
+    unfitted baseline is an `InputError` saying to call ``baseline.fit(training_tracks)`` first."""
     tracks = [t for t in tracks if len(t) >= 2]
+    fit_unfitted(baselines, model)
     result: dict = {"baselines": {}}
     if model is not None:
         ranks, nll = model_ranks(model, tracks) if tracks else ((), ())
@@ -149,9 +161,52 @@ def evaluate(model: Forecaster | None, baselines: list[CellBaseline], tracks: li
     return result
 
 
+def fit_unfitted(baselines: list[CellBaseline], model: Forecaster | None) -> None:
+    """Fit every baseline that is not fitted yet on the model's stored tracks (in place)."""
+    unfitted = [b for b in baselines if not b.fitted]
+    if not unfitted:
+        return
+    seen = getattr(model, "train_tracks_", None) if model is not None else None
+    if not seen:
+        names = ", ".join(b.name for b in unfitted)
+        raise InputError(f"baselines {names} are not fitted and there is no fitted model whose training tracks "
+                         "they could be fitted on: call baseline.fit(training_tracks) first")
+    for baseline in unfitted:
+        baseline.fit(seen)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Errors (ade, fde, nll, ece, and their _cells forms) are better low; ranking metrics high."""
+    return metric.startswith(LOWER_IS_BETTER)
+
+
 def best_baseline(result: dict, metric: str = "acc@1") -> tuple[str, float]:
-    """The strongest baseline on `metric` (higher is better for ranking metrics, lower for errors)."""
-    lower_is_better = metric.startswith(("ade", "fde", "nll"))
-    items = [(name, m[metric]) for name, m in result["baselines"].items() if metric in m]
-    pick = min if lower_is_better else max
+    """The strongest baseline on `metric` (higher is better for ranking metrics, lower for errors);
+    NaN values (a metric a baseline could not measure) never win."""
+    items = [(name, m[metric]) for name, m in result["baselines"].items()
+             if metric in m and m[metric] is not None and np.isfinite(m[metric])]
+    if not items:
+        raise KeyError(f"no baseline measured {metric!r}")
+    pick = min if lower_is_better(metric) else max
     return pick(items, key=lambda kv: kv[1])
+
+
+def verdict(table: dict, metric: str) -> str:
+    """One honest line: does the best model beat the strongest baseline on `metric`?
+
+    `table`: ``{"models": {name: {metric: value}}, "baselines": {name: {metric: value}}}`` (the demo's
+    shape; `gridcast evaluate` passes its one model as ``{"models": {label: result["model"]}}``).
+    A tie within 1e-9 relative says "ties", never "beats"."""
+    name, value = best_baseline({"baselines": table["baselines"]}, metric)
+    lower = lower_is_better(metric)
+    measured = {k: m[metric] for k, m in table["models"].items()
+                if m.get(metric) is not None and np.isfinite(m[metric])}
+    if not measured:
+        return f"{metric}: no model measured it; the strongest baseline {name} has {value:.3f}"
+    kind = (min if lower else max)(measured, key=measured.get)
+    ours = measured[kind]
+    if np.isclose(ours, value, rtol=1e-9, atol=0.0):
+        word = "ties"
+    else:
+        word = "beats" if (ours < value if lower else ours > value) else "does NOT beat"
+    return f"{metric}: best model {kind} {ours:.3f} {word} the strongest baseline {name} {value:.3f}"

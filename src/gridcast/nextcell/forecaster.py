@@ -328,8 +328,10 @@ class Forecaster:
                                             resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
         if self.config.target == "offset" and self.config.offset_loss == "mse":
             self.norm_.offset_std = self._residual_std(val_tracks or tracks)
-        if self.fusion:  # predictions count every transition seen before the test period
-            self.train_tracks_ = list(tracks) + [t for t in val_tracks if len(t) >= 2]
+        # every track seen before the test period, whatever the head: the fusion prior counts them and
+        # `evaluate` fits the baselines on them, so baseline rows never depend on the model kind
+        self.train_tracks_ = list(tracks) + [t for t in val_tracks if len(t) >= 2]
+        if self.fusion:
             self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
         if out_dir is not None:
             self.save(out_dir)

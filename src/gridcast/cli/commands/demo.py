@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     cells = parse_kinds(args.cells)
     import torch
 
-    from gridcast.bench.demo import run_demo, verdict
+    from gridcast.bench.demo import run_demo
+    from gridcast.nextcell.evaluation import verdict
 
     torch.set_num_threads(1)  # small matmuls: a second thread only spin-waits when the cores are busy
     log = (lambda *a, **k: None) if args.json else print
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
           "test trip from its first half; ade/fde in metres.")
     print(metrics_table(rows, KEYS))
     print()
-    for metric in ("acc@1", "acc@5", "ade"):
+    for metric in ("acc@1", "acc@5", "mrr", "ade", "fde"):
         print(verdict(table, metric))
     print(f"\nwrote {args.out}/model, {args.out}/prediction.png, {args.out}/training.png, {args.out}/metrics.json "
           f"[{table['seconds']} s]")

@@ -6,13 +6,16 @@ import argparse
 from gridcast.cli.common import add_column_args, metrics_table, prepare_data, print_json
 
 KEYS = ["acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "ade", "fde"]
+VERDICT_KEYS = ["acc@1", "acc@5", "mrr", "ade", "fde"]  # ade_cells / fde_cells where the grid knows no metres
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="next-cell and route metrics of a model beside baselines",
                        description="Score a model on held-out tracks beside stay, constant velocity and Markov "
-                                   "baselines refitted on the model's own training tracks. Raw input is gridded "
-                                   "on the model's grid.")
+                                   "baselines (with dwell, for a fixed step) refitted on every track the model saw "
+                                   "before the test period (its training and validation tracks, stored in the model "
+                                   "directory), the same for every model kind; one verdict line per metric. Raw "
+                                   "input is gridded on the model's grid.")
     p.add_argument("model", metavar="MODEL_DIR")
     p.add_argument("data", metavar="DATA", help="gridded Parquet or raw points (with column flags)")
     p.add_argument("--collapse", action="store_true",
@@ -21,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help='print {"model": {metric: value}, "baselines": {name: {metric: value}}, "n": int}')
     p.add_argument("--plot", metavar="PNG", help="also draw the longest track: observed part, truth and the 3 most "
-                                                  "probable continuations")
+                                                  "probable continuations (an immediate end of route is marked [end])")
     add_column_args(p)
     p.add_argument("--sep", help="CSV field separator (default: sniffed)")
     p.set_defaults(func=run)
@@ -38,18 +41,39 @@ def run(args: argparse.Namespace) -> int:
     model = Forecaster.load(args.model)
     ready = prepare_data(args.data, args, like=model, like_name=args.model, collapse=args.collapse)
     tracks, grid = ready.tracks, ready.grid
-    baselines = [b.fit(model.train_tracks_) for b in default_baselines()]
-    result = evaluate(model, baselines, tracks, grid=grid, cut=args.cut)
+    result = evaluate(model, default_baselines(), tracks, grid=grid, cut=args.cut)  # fitted on model.train_tracks_
     if args.plot:
         _plot_longest(model, tracks, args.cut, args.plot)
     if args.json:
         print_json(result)
         return 0
     keys = [k for k in KEYS if k in result["model"]]
-    rows = {f"model ({model.config.cell}/{model.config.target})": result["model"], **result["baselines"]}
-    print(f"{len(tracks)} tracks, {result['n']} next-cell steps")
+    label = f"model ({model.config.cell}/{model.config.target})"
+    rows = {label: result["model"], **result["baselines"]}
+    print(f"{len(tracks)} tracks, {result['n']} next-cell steps; baselines fitted on the model's "
+          f"{len(model.train_tracks_)} training + validation tracks")
     print(metrics_table(rows, keys))
+    print()
+    for line in verdict_lines(result, label):
+        print(line)
     return 0
+
+
+def verdict_lines(result: dict, label: str) -> list[str]:
+    """One verdict per metric the model and at least one baseline both measured."""
+    from gridcast.nextcell.evaluation import verdict
+
+    metric_grid = "ade" in result["model"]
+    keys = [k if metric_grid or not k.startswith(("ade", "fde")) else f"{k}_cells" for k in VERDICT_KEYS]
+    table = {"models": {label: result["model"]}, "baselines": result["baselines"]}
+    lines = []
+    for key in keys + ["nll", "ece"]:  # the model's own scores, where a baseline measures them too
+        if key in result["model"]:
+            try:
+                lines.append(verdict(table, key))
+            except KeyError:  # no baseline measured it
+                continue
+    return lines
 
 
 def _plot_longest(model, tracks, cut: float, path: str) -> None:
@@ -63,6 +87,6 @@ def _plot_longest(model, tracks, cut: float, path: str) -> None:
     routes = model.beam(track.cells[:n_obs], max(1, len(track) - n_obs), width=3)
     size = f"{model.grid.cell_size:g} {'m ' if model.grid.metric else ''}cells" if model.grid is not None else "cells"
     written = plot_route_prediction(path, track.cells[:n_obs], track.cells[n_obs:], routes,
-                                    background=model.train_tracks_,
+                                    background=model.train_tracks_, grid=model.grid,
                                     title=f"track {track.id}: {model.config.cell.upper()} continuation ({size})")
     print(f"plot: {written}", file=sys.stderr)
