@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(model.train_tracks_)} training + validation tracks")
     print(metrics_table(rows, keys))
     print()
-    for line in verdict_lines(result, label):
+    for line in verdict_lines(result, f"{model.config.cell}/{model.config.target}"):
         print(line)
     return 0
 
