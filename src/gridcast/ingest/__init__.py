@@ -17,6 +17,7 @@ from gridcast.ingest.gridded_file import (
                                           write_gridded,
 )
 from gridcast.ingest.pipeline import grid_tracks
+from gridcast.ingest.points import RawPoints, parse_points, points_track
 from gridcast.ingest.prepare import Like, Prepared, prepare, resolve_like
 from gridcast.ingest.report import IngestReport
 
@@ -24,4 +25,5 @@ __all__ = [
     "ColumnMap", "IngestReport", "GriddedTracks", "FRAME_COLUMNS", "grid_tracks",
     "GRID_KEY", "REPORT_KEY", "INGEST_KEY", "write_gridded", "read_gridded", "load_grid", "load_like", "is_gridded",
     "prepare", "Prepared", "Like", "resolve_like",
+    "RawPoints", "parse_points", "points_track",
 ]

@@ -73,3 +73,11 @@ def project(lon: np.ndarray, lat: np.ndarray, crs: str) -> tuple[np.ndarray, np.
             "the data spans too wide an area for one local CRS; pass --crs with a CRS that covers it"
         )
     return x, y
+
+
+def unproject(x: np.ndarray, y: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray]:
+    """`crs` coordinates -> WGS84 (lon, lat) in degrees: the inverse of `project`, so answers on a
+    grid can be given back in the coordinates the user's points came in."""
+    tr = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    lon, lat = tr.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)

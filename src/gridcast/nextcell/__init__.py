@@ -16,6 +16,7 @@ The data flow, module by module:
 `gridcast.nextcell.plots` where figures are wanted.
 """
 from gridcast.errors import CheckpointError
+from gridcast.nextcell.answers import Place, answer_json
 from gridcast.nextcell.baselines import (
                                          CellBaseline,
                                          ConstantVelocity,
@@ -29,9 +30,11 @@ from gridcast.nextcell.baselines import (
 from gridcast.nextcell.batch import Prediction, beam_many, predict_many, rollout_many
 from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.nextcell.config import CellForecasterConfig, recommended
+from gridcast.nextcell.coverage import Coverage
 from gridcast.nextcell.evaluation import best_baseline, evaluate, verdict
 from gridcast.nextcell.features import CellVocab, MoveClasses, Normalisation
 from gridcast.nextcell.forecaster import Ensemble, Forecaster, NextCell, Route
+from gridcast.nextcell.geojson import check_geojson_grid, feature_collection, prediction_features, write_geojson
 from gridcast.nextcell.network import ForecasterNet
 from gridcast.nextcell.prior import MarkovPrior, count_transitions
 from gridcast.nextcell.streaming import StreamingPredictor
@@ -43,4 +46,6 @@ __all__ = ["Forecaster", "Ensemble", "NextCell", "Route", "CellForecasterConfig"
            "MarkovNeighbours", "MarkovDwell", "MostFrequentNext", "default_baselines", "evaluate", "best_baseline",
            "verdict",
            "beam_many", "rollout_many", "predict_many", "Prediction", "StreamingPredictor",
+           "Place", "answer_json", "Coverage", "prediction_features", "feature_collection", "write_geojson",
+           "check_geojson_grid",
            "save_checkpoint", "load_checkpoint", "CheckpointError"]

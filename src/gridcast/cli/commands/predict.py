@@ -1,27 +1,40 @@
-"""`gridcast predict MODEL_DIR --track "x,y x,y ..." [--horizon N] [--top-k K] [--json]`, or
-`gridcast predict MODEL_DIR DATA [column flags]`: the same after the end of every track in a file
-(raw points are gridded on the model's own grid), one JSON object per track with ``--json``."""
+"""`gridcast predict MODEL_DIR --track "x,y x,y ..." [--horizon N] [--top-k K] [--json] [--geojson FILE]`,
+`gridcast predict MODEL_DIR --points "lat,lon[,time] ..."` (raw positions, gridded on the model's
+grid), or `gridcast predict MODEL_DIR DATA [column flags]`: the same after the end of every track in
+a file (raw points are gridded on the model's own grid), one JSON object per track with ``--json``.
+Answers carry cell centres in the input's coordinates (and times, where the prefix has them); a
+prefix outside the training area gets a warning on stderr."""
 from __future__ import annotations
 
 import argparse
+import sys
 
-from gridcast.cli.common import add_column_args, prepare_data, print_json
+from gridcast.cli.common import add_column_args, prepare_data, print_json, print_note
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="next cell (top-k) and most probable routes after a track prefix",
-                       description="Predict the next cell and whole-route continuations (beam search) from a prefix of cells.")
+                       description="Predict the next cell and whole-route continuations (beam search) from a prefix "
+                                   "of cells (--track), of raw positions (--points) or after every track of a DATA file.")
     p.add_argument("model", metavar="MODEL_DIR")
     p.add_argument("data", nargs="?", metavar="DATA",
-                   help="instead of --track: raw points (column flags) or a gridded Parquet; predicts after "
+                   help="instead of --track/--points: raw points (column flags) or a gridded Parquet; predicts after "
                         "the end of every track, gridded on the model's grid")
     p.add_argument("--track", help='the cells so far, e.g. "14,3 13,3 12,3"')
+    p.add_argument("--points", help='the positions so far, gridded on the model\'s grid: "lat,lon lat,lon ..." '
+                                    '(a grid with a CRS) or "x,y x,y ..." (planar); each may end in ",TIME" '
+                                    '(ISO-8601 such as 2026-01-26T15:57:02Z, or seconds) to resample at the model\'s step')
     p.add_argument("--horizon", type=int, default=10, help="cells to continue the route by (default 10)")
     p.add_argument("--top-k", type=int, default=5, help="next-cell candidates and routes to return (default 5)")
     p.add_argument("--json", action="store_true",
-                   help='print {"next": [{"cell": [x, y], "p": p}, ...], "routes": [{"cells": [[x, y], ...], "p": p}, ...]} '
-                        '(with DATA: one such object per track and line, plus "track")')
-    p.add_argument("--collapse", action="store_true", help="with DATA: drop consecutive repeats (default: as the model's training tracks)")
+                   help='print {"next": [{"cell": [x, y], "p": p, "lon", "lat"}, ...], "routes": [{"cells": [[x, y], ...], '
+                        '"p": p, "ended", "coords", "times"}, ...], "p_end"} (coordinates on a model with a grid; '
+                        'with DATA: one such object per track and line, plus "track")')
+    p.add_argument("--geojson", metavar="FILE",
+                   help="also write prefix, routes and next cells as a GeoJSON FeatureCollection (lon, lat; "
+                        "all tracks of DATA in one file); a model on a planar grid is refused")
+    p.add_argument("--collapse", action="store_true",
+                   help="with DATA or --points: drop consecutive repeats (default: as the model's training tracks)")
     add_column_args(p)
     p.add_argument("--sep", help="CSV field separator (default: sniffed)")
     p.set_defaults(func=run)
@@ -30,56 +43,144 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gridcast.errors import InputError
     from gridcast.nextcell.forecaster import Forecaster
-    from gridcast.tracks import parse_track
+    from gridcast.nextcell.geojson import check_geojson_grid, check_geojson_target
 
     if args.horizon < 1 or args.top_k < 1:
         raise InputError(f"--horizon and --top-k must be >= 1, got {args.horizon} and {args.top_k}")
-    if (args.track is None) == (args.data is None):
-        raise InputError("give either --track \"x,y x,y ...\" or a DATA file, not both or neither")
-    if args.data is not None:
-        return _predict_file(args)
-    prefix = parse_track(args.track)
+    given = [name for name, value in (("--track", args.track), ("--points", args.points), ("DATA", args.data))
+             if value is not None]
+    if len(given) != 1:
+        raise InputError(f"give either --track \"x,y x,y ...\", --points \"lat,lon ...\" or a DATA file: exactly one of "
+                         f"them, not both or neither{' (got ' + ' and '.join(given) + ')' if given else ''}")
     model = Forecaster.load(args.model)
-    nexts, p_end = model.predict_next_with_end(prefix, args.top_k)
-    routes = model.beam(prefix, args.horizon, width=args.top_k)
+    if args.geojson is not None:
+        check_geojson_grid(model.grid, args.model)
+        check_geojson_target(args.geojson, _protected(args))
+    if args.data is not None:
+        return _predict_file(args, model)
+    if args.points is not None:
+        track, warning = _points_prefix(args, model)
+    else:
+        from gridcast.nextcell.coverage import Coverage
+        from gridcast.tracks import Track, parse_track
+
+        track = Track("track", parse_track(args.track))
+        coverage = Coverage.of_model(model)
+        warning = coverage.warning(track.cells) if coverage is not None else None
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    collapsed = args.points is not None and _collapses(args, model)
+    times = track.times if model.config.time_features else None
+    nexts, p_end = model.predict_next_with_end(track.cells, args.top_k, times=times)
+    routes = model.beam(track.cells, args.horizon, width=args.top_k, times=times)
+    answer = _Answer(track, nexts, p_end, routes)
+    place = _place(model, collapsed)
+    if args.geojson is not None:
+        _write_geojson(args, [answer], place, with_track=False)
     if args.json:
-        print_json(_as_json(nexts, p_end, routes))
+        print_json(answer.json(place))
         return 0
-    _print_text(prefix, nexts, p_end, routes, args.horizon)
+    _print_text(track.cells, nexts, p_end, routes, args.horizon)
     return 0
 
 
-def _as_json(nexts, p_end: float, routes) -> dict:
-    """The **contract** shape of `predict --json`."""
-    return {"next": [{"cell": list(n.cell), "p": n.p} for n in nexts],
-            "routes": [{"cells": [list(c) for c in r.cells], "p": r.p, "ended": r.ended} for r in routes],
-            "p_end": p_end}
+class _Answer:
+    """One prefix and what the model said after it."""
+
+    def __init__(self, track, nexts, p_end: float, routes) -> None:
+        self.track, self.nexts, self.p_end, self.routes = track, nexts, p_end, routes
+
+    def last_time(self) -> float | None:
+        times = self.track.times
+        return None if times is None or not len(times) else float(times[-1])
+
+    def json(self, place) -> dict:
+        from gridcast.nextcell.answers import answer_json
+
+        return answer_json(self.nexts, self.p_end, self.routes, place, self.last_time())
 
 
-def _predict_file(args: argparse.Namespace) -> int:
+def _collapses(args: argparse.Namespace, model) -> bool:
+    return bool(args.collapse or (model.preprocessing or {}).get("collapse"))
+
+
+def _place(model, collapsed: bool):
+    """Where answers are written (None: a model fitted on bare cells keeps today's cells-only output)."""
+    from gridcast.nextcell.answers import Place
+
+    return None if model.grid is None else Place(model.grid, timed=not collapsed)
+
+
+def _points_prefix(args: argparse.Namespace, model):
+    """--points -> (one track on the model's grid, prepared like its training tracks; a coverage
+    warning or None)."""
+    from gridcast.errors import InputError
+    from gridcast.ingest.points import parse_points, points_track, positions
+    from gridcast.ingest.prepare import resolve_like
+    from gridcast.nextcell.coverage import Coverage
+
+    if model.grid is None:
+        raise InputError(f"--points needs a grid: {args.model} was fitted on bare cells (from Python); use --track")
+    points = parse_points(args.points, geographic=model.grid.crs is not None)
+    like = resolve_like(model, args.model)
+    # without times there are no gaps to split at: only the collapse is followed
+    collapse, max_gap = like.follow(args.collapse, None, gap_given=points.times is None, log=print_note)
+    track = points_track(points, model.grid, max_gap=max_gap, collapse=collapse, log=print_note)
+    coverage = Coverage.of_model(model)
+    warning = None
+    if coverage is not None:
+        warning = coverage.warning(coverage.in_cells(*positions(points, model.grid)), "the --points prefix")
+    return track, warning
+
+
+def _predict_file(args: argparse.Namespace, model) -> int:
     """Every track of DATA as a prefix: beams for all tracks at once and the next cell per track
     (`predict_many`). Raw points land on the model's grid, so cell ids mean what the model learned."""
     from gridcast.errors import InputError
     from gridcast.ingest.gridded_file import is_gridded
     from gridcast.nextcell.batch import predict_many
-    from gridcast.nextcell.forecaster import Forecaster
+    from gridcast.nextcell.coverage import Coverage
 
-    model = Forecaster.load(args.model)
     if model.grid is None and not is_gridded(args.data):
         raise InputError(f"{args.model} carries no grid (fitted on cells from Python): give DATA as a "
                          f"gridded Parquet or use --track")
-    tracks = prepare_data(args.data, args, like=model, like_name=args.model, collapse=args.collapse,
-                          min_len=1).tracks
+    ready = prepare_data(args.data, args, like=model, like_name=args.model, collapse=args.collapse, min_len=1)
+    tracks = ready.tracks
+    coverage = Coverage.of_model(model)
+    if coverage is not None:
+        warning = coverage.tracks_warning([(t.id, t.cells) for t in tracks])
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     timed = model.config.time_features
     predictions = predict_many(model, [t.cells for t in tracks], args.horizon, width=args.top_k, k=args.top_k,
                                times=[t.times for t in tracks] if timed else None, exact=False)
-    for track, prediction in zip(tracks, predictions):
+    answers = [_Answer(t, p.next, p.p_end, p.routes) for t, p in zip(tracks, predictions)]
+    place = _place(model, bool(ready.preprocessing.get("collapse")))
+    if args.geojson is not None:
+        _write_geojson(args, answers, place, with_track=True)
+    for answer in answers:
         if args.json:
-            print_json({"track": track.id, **_as_json(prediction.next, prediction.p_end, prediction.routes)})
+            print_json({"track": answer.track.id, **answer.json(place)})
         else:
-            print(f"track {track.id}: ", end="")
-            _print_text(track.cells, prediction.next, prediction.p_end, prediction.routes, args.horizon)
+            print(f"track {answer.track.id}: ", end="")
+            _print_text(answer.track.cells, answer.nexts, answer.p_end, answer.routes, args.horizon)
     return 0
+
+
+def _write_geojson(args: argparse.Namespace, answers: list[_Answer], place, with_track: bool) -> None:
+    from gridcast.nextcell.geojson import feature_collection, prediction_features, write_geojson
+
+    features = []
+    for a in answers:
+        features += prediction_features(a.track.cells, a.nexts, a.routes, place,
+                                        track=a.track.id if with_track else None, prefix_times=a.track.times)
+    write_geojson(args.geojson, feature_collection(features), protect=_protected(args))
+    print_note(f"wrote {args.geojson} ({len(features)} features)")
+
+
+def _protected(args: argparse.Namespace) -> list[str]:
+    """What --geojson must never overwrite: the model directory and the input data."""
+    return [args.model] + ([args.data] if args.data is not None else [])
 
 
 def _print_text(prefix, nexts, p_end: float, routes, horizon: int) -> None:
