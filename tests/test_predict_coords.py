@@ -7,6 +7,7 @@ test.
 """
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -319,3 +320,23 @@ def test_planar_coverage_warning_is_in_cells(planar, capsys):
     model_dir, _ = planar
     code, _, err = _run(capsys, model_dir, "--track", "14,3 14,20")
     assert code == 0 and "warning:" in err and "8.5 cells" in err and " m " not in err, err
+
+
+# ------------------------------------------------------------------ the README example
+
+
+def test_readme_example_runs_and_answers_in_lonlat(tmp_path):
+    from test_readme import code_blocks, run_bash
+
+    (block,) = code_blocks("### `gridcast predict` in the user's coordinates: `--points`, `--geojson`")
+    (tmp_path / "src").symlink_to(Path(__file__).resolve().parents[1] / "src")
+    done = run_bash(block, tmp_path)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(next(line for line in done.stdout.splitlines() if line.startswith('{"next"')))
+    assert all(-3.1 < n["lon"] < -2.7 and 53.3 < n["lat"] < 53.6 for n in answer["next"])
+    # the points resampled on the 30 s clock: the last at 15:59:00 (<= 15:59:15), the first step ahead at 15:59:30
+    assert all(r["times"][0] == "2026-01-26T15:59:30Z" and len(r["times"]) == len(r["cells"]) for r in answer["routes"])
+    doc = json.loads((tmp_path / "bus-next.geojson").read_text())
+    _check_feature_collection(doc)
+    trips = prepare(LIVERPOOL, tmp_path / "bus-model", columns=_colmap(), min_len=1).tracks
+    assert {f["properties"]["track"] for f in doc["features"]} == {t.id for t in trips}  # every trip of the file

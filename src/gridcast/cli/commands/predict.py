@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(answer.json(place))
         return 0
-    _print_text(track.cells, nexts, p_end, routes, args.horizon)
+    _print_text(track.cells, nexts, p_end, routes, args.horizon, place)
     return 0
 
 
@@ -163,7 +163,7 @@ def _predict_file(args: argparse.Namespace, model) -> int:
             print_json({"track": answer.track.id, **answer.json(place)})
         else:
             print(f"track {answer.track.id}: ", end="")
-            _print_text(answer.track.cells, answer.nexts, answer.p_end, answer.routes, args.horizon)
+            _print_text(answer.track.cells, answer.nexts, answer.p_end, answer.routes, args.horizon, place)
     return 0
 
 
@@ -178,16 +178,24 @@ def _write_geojson(args: argparse.Namespace, answers: list[_Answer], place, with
     print_note(f"wrote {args.geojson} ({len(features)} features)")
 
 
+def _centre_text(place, centre: list[float]) -> str:
+    """A cell centre for people: labelled, so lon/lat order cannot be misread."""
+    if place.geographic:
+        return f"lat {centre[1]:.6f}, lon {centre[0]:.6f}"
+    return f"x {centre[0]:g}, y {centre[1]:g}"
+
+
 def _protected(args: argparse.Namespace) -> list[str]:
     """What --geojson must never overwrite: the model directory and the input data."""
     return [args.model] + ([args.data] if args.data is not None else [])
 
 
-def _print_text(prefix, nexts, p_end: float, routes, horizon: int) -> None:
+def _print_text(prefix, nexts, p_end: float, routes, horizon: int, place=None) -> None:
     print(f"after {len(prefix)} cells ending at {tuple(int(v) for v in prefix[-1])}:")
-    print("  next cell      p")
-    for n in nexts:
-        print(f"  {str(n.cell):<12} {n.p:.3f}")
+    print("  next cell      p" + ("      centre" if place is not None else ""))
+    centres = place.coords([n.cell for n in nexts]) if place is not None else [None] * len(nexts)
+    for n, centre in zip(nexts, centres):
+        print(f"  {str(n.cell):<12} {n.p:.3f}" + (f"  {_centre_text(place, centre)}" if centre is not None else ""))
     if p_end > 0.01:
         print(f"  (route ends here: p = {p_end:.3f})")
     print(f"most probable continuations (up to {horizon} cells):")
