@@ -163,7 +163,7 @@ def evaluate(model: Forecaster | None, baselines: list[CellBaseline], tracks: li
 
 def fit_unfitted(baselines: list[CellBaseline], model: Forecaster | None) -> None:
     """Fit every baseline that is not fitted yet on the model's stored tracks (in place)."""
-    unfitted = [b for b in baselines if not b.fitted]
+    unfitted = [b for b in baselines if not getattr(b, "fitted", True)]  # duck-typed baselines: taken as fitted
     if not unfitted:
         return
     seen = getattr(model, "train_tracks_", None) if model is not None else None
