@@ -1,6 +1,6 @@
 """Evaluation metrics under their contract names (docs/contracts.md); every caller computes them here.
 
-Next cell: ``acc@1``, ``acc@5``, ``mrr``, ``nll``. Continuation: ``ade``/``fde`` (metres where the
+Next cell: ``acc@1``, ``acc@5``, ``mrr``, ``nll``, ``ece`` (top-1 calibration). Continuation: ``ade``/``fde`` (metres where the
 grid knows metres, else the data's own units) and ``ade_cells``/``fde_cells`` (grid units).
 Functions return per-example arrays where that makes paired bootstrap intervals possible.
 """
@@ -109,3 +109,37 @@ def bootstrap_interval(values: np.ndarray, groups: np.ndarray | None = None, n_b
     means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+ECE_BINS = 15  # contract: ``ece`` is top-1 expected calibration error over 15 equal-width bins
+
+
+def reliability(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin of (0, 1]: mean confidence, accuracy and count (NaN where a
+    bin is empty); what the reliability diagram draws and `ece` sums. Bin b holds (b/B, (b+1)/B]."""
+    confidences = np.asarray(confidences, dtype=np.float64).reshape(-1)
+    correct = np.asarray(correct, dtype=np.float64).reshape(-1)
+    if confidences.shape != correct.shape:
+        raise ValueError(f"confidences and correct must have one value per step, got {confidences.shape} "
+                         f"and {correct.shape}")
+    index = np.clip(np.ceil(confidences * bins).astype(np.int64) - 1, 0, bins - 1)
+    counts = np.bincount(index, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(index, weights=confidences, minlength=bins) / counts
+        accuracy = np.bincount(index, weights=correct, minlength=bins) / counts
+    return mean_conf, accuracy, counts
+
+
+def ece(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-1 expected calibration error: over equal-width bins of the top prediction's probability,
+    the step-weighted mean of |accuracy - mean confidence| (0: "p = 0.7" is right 70% of the time).
+
+    >>> round(ece([0.7] * 10, [1] * 7 + [0] * 3), 6), round(ece([0.9, 0.9], [1, 0]), 6)
+    (0.0, 0.4)
+    """
+    mean_conf, accuracy, counts = reliability(confidences, correct, bins)
+    if counts.sum() == 0:
+        return float("nan")
+    used = counts > 0
+    return float((counts[used] * np.abs(accuracy[used] - mean_conf[used])).sum() / counts.sum())

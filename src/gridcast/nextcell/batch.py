@@ -232,6 +232,8 @@ def _distribution(model: Forecaster, output: Tensor, last: np.ndarray, before: n
     ours to overwrite), saving a copy of the largest tensor of the search. Same ops, same numbers."""
     if model.config.target != "cell" or getattr(model, "fusion", False):
         return model.distribution(output, last, before) if model.config.target == "cell" else model.distribution(output, last)
+    if model.temperature != 1.0:  # calibration, as in `Forecaster.distribution`
+        output.div_(model.temperature)
     output[:, PAD] = -math.inf
     output[:, UNKNOWN] = -math.inf
     logp = torch.log_softmax(output, dim=-1)

@@ -61,8 +61,9 @@ class CellForecasterConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CellForecasterConfig":
-        """Settings saved by any version; fields added later take their defaults, which are the old
-        behaviour (so an old checkpoint rebuilds the network it was trained with)."""
+        """Settings saved by any version; fields added later take the dataclass defaults, which are
+        the old behaviour (the plain head, no time inputs, every cell an id), never `default_config`'s,
+        so an old checkpoint rebuilds the network it was trained with."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -70,10 +71,17 @@ class CellForecasterConfig:
         return cls(**d)
 
 
+def default_config(**settings) -> CellForecasterConfig:
+    """What `Forecaster(**settings)` and `gridcast fit` build: `recommended` for the target, then
+    `settings` on top. One function for both, so the Python API and the CLI train the same model."""
+    return CellForecasterConfig(**{**recommended(settings.get("target", "cell")), **settings})
+
+
 def recommended(target: str) -> dict:
     """The settings `gridcast fit` adds by default for `target`: the winners of the real-commute
-    benchmarks (docs/benchmarks-geolife.md). The dataclass defaults stay those of the original
-    plain model, so code that builds `ForecasterNet` by hand and old checkpoints keep working."""
+    benchmarks (docs/benchmarks-geolife.md); `Forecaster(**settings)` starts from them too
+    (`default_config`). The dataclass defaults stay those of the original plain model, so code that
+    builds a config or `ForecasterNet` by hand and old checkpoints keep working."""
     if target == "cell":
         # Time inputs: no gain measured. min_tracks 2 helped only GeoLife, where it was tuned; UCI and
         # the Liverpool demo (3 seeds each) did better with every training cell given an id.

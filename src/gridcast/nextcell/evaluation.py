@@ -27,6 +27,7 @@ from gridcast.errors import InputError
 from gridcast.grid import Grid
 from gridcast.metrics import MISS_RANK, bootstrap_interval, per_example_errors, ranking_metrics
 from gridcast.nextcell.baselines import CellBaseline
+from gridcast.nextcell.calibration import calibration_error
 from gridcast.nextcell.forecaster import Forecaster
 from gridcast.tracks import Track
 
@@ -153,10 +154,12 @@ def evaluate(model: Forecaster | None, baselines: list[CellBaseline], tracks: li
         finite = np.concatenate(nll) if nll else np.zeros(0)
         finite = finite[np.isfinite(finite)]
         result["model"]["nll"] = float(finite.mean()) if len(finite) else float("nan")
+        result["model"]["ece"] = calibration_error(model, tracks)
     for baseline in baselines:
         ranks = [baseline_ranks(baseline, t.cells) for t in tracks]
         ade, fde = route_errors(baseline.rollout, tracks, cut, horizon)
         result["baselines"][baseline.name] = _summarise(ranks, ade, fde, grid, intervals)
+        result["baselines"][baseline.name]["ece"] = calibration_error(baseline, tracks, baseline=True)
     result["n"] = int(sum(len(t) - 1 for t in tracks))
     return result
 

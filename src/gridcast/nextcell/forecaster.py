@@ -27,9 +27,11 @@ from torch import Tensor
 from gridcast import __version__
 from gridcast.errors import CheckpointError, InputError
 from gridcast.grid import Grid
+from gridcast.ingest.prepare import Prepared
 from gridcast.metrics import MISS_RANK
+from gridcast.nextcell.calibration import NO_CALIBRATION, Calibration, fit_temperature, scaled_log_softmax
 from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
-from gridcast.nextcell.config import CellForecasterConfig
+from gridcast.nextcell.config import CellForecasterConfig, default_config
 from gridcast.nextcell.features import (
     END,
     NO_CELL,
@@ -87,9 +89,13 @@ class Forecaster:
     """Next-cell and route forecaster over grid cells with an RNN, LSTM or GRU.
 
     Args:
-        config: a `CellForecasterConfig`, or its fields as keyword arguments
-            (``cell``, ``target``, ``hidden``, ``layers``, ``embed``, ``dropout``, ...).
+        config: a `CellForecasterConfig` (taken as it is), or its fields as keyword arguments
+            (``cell``, ``target``, ``hidden``, ``layers``, ``embed``, ``dropout``, ...), which start
+            from `gridcast fit`'s defaults (`config.default_config`: the fusion head for cell targets).
         grid: the grid the cells live on (stored with the model; needed for errors in metres).
+
+    After `fit`, probabilities are temperature-scaled (`calibration_`, fitted on the validation
+    tracks; ``fit(..., calibrate=False)`` keeps T = 1): every prediction path applies it.
 
     Besides fit / predict / beam / save / load, a public seam for the fast paths (`batch`,
     `streaming`, `gridcast.insight`), so that they compute with the model's own code: `encode`
@@ -98,13 +104,20 @@ class Forecaster:
     """
 
     def __init__(self, config: CellForecasterConfig | None = None, grid: Grid | None = None, **settings) -> None:
-        self.config = config if config is not None else CellForecasterConfig(**settings)
         if config is not None and settings:
             raise InputError("pass either a CellForecasterConfig or keyword settings, not both")
+        self.config = config if config is not None else default_config(**settings)
         self.grid = grid
         #: how the training tracks were prepared ({"max_gap", "collapse"}); saved, and reused by
         #: `gridcast evaluate`/`predict` on raw input
         self.preprocessing: dict = {}
+        #: the temperature every prediction divides the logits by (T = 1 until `fit` calibrates)
+        self.calibration_: Calibration = NO_CALIBRATION
+
+    @property
+    def temperature(self) -> float:
+        """The fitted calibration temperature (1: probabilities as the network gives them)."""
+        return self.calibration_.temperature
 
     # ------------------------------------------------------------------------------ encoding
     @property
@@ -282,12 +295,22 @@ class Forecaster:
         return sequence_loss(self.config, outputs, batch.targets, batch.mask)
 
     # ----------------------------------------------------------------------------------- fit
-    def fit(self, tracks: list[Track], val_tracks: list[Track] | None = None, *, val_fraction: float = 0.15,
+    def fit(self, tracks: list[Track] | Prepared, val_tracks: list[Track] | None = None, *, val_fraction: float = 0.15,
             train: TrainConfig | None = None, log_path: str | Path | None = None, out_dir: str | Path | None = None,
             progress: bool = False, resume: bool = False, skip_nonfinite: bool = False,
-            **train_settings) -> "Forecaster":
+            calibrate: bool = True, preprocessing: dict | None = None, **train_settings) -> "Forecaster":
         """Train on `tracks`; early stopping on `val_tracks` (default: a random `val_fraction` of the
         tracks, split by track). Keyword settings override `TrainConfig` fields (``epochs=``, ``lr=``...).
+
+        `tracks` may be what `gridcast.ingest.prepare` returns: its grid (when the model has none) and
+        its preprocessing are then the model's, as `gridcast fit` does. `preprocessing`
+        (``{"max_gap", "collapse"}``) says how plain tracks were prepared; without either, and none set
+        on the model, it is read off the tracks (collapse: no track ever stays in a cell), so
+        `gridcast evaluate` on the saved model prepares raw input as training input was.
+
+        `calibrate`: after training, fit the temperature on the validation tracks (`calibration`;
+        their transitions are not yet in the fusion head's prior, so they are held out as test
+        tracks will be). Rankings and greedy routes never change; probabilities do.
 
         With `out_dir`, the best model so far is saved after every improvement and the whole trainer
         state after every epoch (in ``out_dir/resume``): nothing is lost on a crash, and
@@ -298,9 +321,18 @@ class Forecaster:
             if not hasattr(train_config, key):
                 raise InputError(f"unknown training setting {key!r}")
             setattr(train_config, key, value)
+        if isinstance(tracks, Prepared):
+            if self.grid is None:
+                self.grid = tracks.grid
+            preprocessing = dict(tracks.preprocessing) if preprocessing is None else preprocessing
+            tracks = tracks.tracks
         tracks = [t for t in tracks if len(t) >= 2]
         if not tracks:
             raise InputError("no track has at least 2 cells: nothing to learn from")
+        if preprocessing is not None:
+            self.preprocessing = dict(preprocessing)
+        elif not self.preprocessing:
+            self.preprocessing = _preprocessing_of(tracks)
         if val_tracks is None:
             tracks, val_tracks = split_by_track(tracks, val_fraction, train_config.seed)
         self.train_tracks_ = tracks
@@ -328,6 +360,9 @@ class Forecaster:
                                             resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
         if self.config.target == "offset" and self.config.offset_loss == "mse":
             self.norm_.offset_std = self._residual_std(val_tracks or tracks)
+        self.calibration_ = NO_CALIBRATION
+        if calibrate and val_batches:
+            self._calibrate_on(val_batches)
         # every track seen before the test period, whatever the head: the fusion prior counts them and
         # `evaluate` fits the baselines on them, so baseline rows never depend on the model kind
         self.train_tracks_ = list(tracks) + [t for t in val_tracks if len(t) >= 2]
@@ -349,7 +384,43 @@ class Forecaster:
         batches = self._shuffled_batches(encoded, train.batch_size, bucket=False)
         self.train_config_ = train
         self.result_ = fit_loop(self.net_, batches, val_batches, self._loss, train, log_path=log_path)
+        self.calibration_ = NO_CALIBRATION  # a temperature fitted for other weights would not fit these
         return self.result_
+
+    def calibrate(self, tracks: list[Track]) -> Calibration:
+        """Fit the temperature on `tracks` (say, later trips than the training ones) and use it from
+        now on; `fit` already does this on its validation tracks. Tracks the model was trained on
+        would make it look more certain than it is (and a fusion model's prior counts its training
+        and validation tracks). Offset targets are not calibrated (T stays 1)."""
+        self.check_fitted()
+        tracks = [t for t in tracks if len(t) >= 2]
+        if not tracks:
+            raise InputError("calibration needs at least one track of 2 or more cells")
+        return self._calibrate_on([self._batch(chunk) for chunk in _batched(self._chunks(tracks, self.train_config_.max_len), 64)])
+
+    def _calibrate_on(self, batches: list[Batch]) -> Calibration:
+        self.calibration_ = NO_CALIBRATION
+        if self.config.target != "offset":
+            self.calibration_ = fit_temperature(lambda: self._held_out_logits(batches))
+        return self.calibration_
+
+    @torch.no_grad()
+    def _held_out_logits(self, batches: list[Batch]):
+        """Per batch, the logits of every scored step as prediction forms them (masked tokens at
+        -inf) and the index of the truth: what the temperature is fitted on."""
+        self.net_.eval()
+        for batch in batches:
+            outputs, _, _ = self.net_(batch.ids, batch.features, batch.lengths)
+            outputs = outputs.flatten(0, 1)
+            if self.fusion:
+                logits = self._logits(outputs, batch.context)
+            else:
+                logits = outputs.clone()
+                if self.config.target == "cell":
+                    logits[:, PAD] = -math.inf
+                    logits[:, UNKNOWN] = -math.inf
+            mask = batch.mask.flatten()
+            yield logits[mask], batch.targets.flatten()[mask]
 
     def _shuffled_batches(self, encoded: list, batch_size: int, bucket: bool):
         """Per epoch (given its generator), the encoded chunks in a new random order, as batches;
@@ -389,13 +460,14 @@ class Forecaster:
         duplicate slot or impossible: it never ranks.
 
         The one place head outputs become probabilities: `predict_next`, `beam`, `batch.beam_many`
-        and `StreamingPredictor` (for offset targets) all go through it."""
+        and `StreamingPredictor` (for offset targets) all go through it. Logits are divided by the
+        calibration temperature (cell and move targets; offset targets are not calibrated)."""
         target, batch = self.config.target, outputs.shape[0]
         if target == "cell" and self.fusion:
             if before is None:
                 before = np.full_like(last, NO_CELL)
             context = {k: torch.from_numpy(v) for k, v in self._context(last, before).items()}
-            logp = F.log_softmax(self._logits(outputs, context), dim=-1)
+            logp = scaled_log_softmax(self._logits(outputs, context), self.temperature)
             vocab = np.broadcast_to(self.vocab_.cells, (batch,) + self.vocab_.cells.shape)
             window = np.asarray(last)[:, None, :] + self.moves_.moves[None]
             cands = np.concatenate([vocab, window], axis=1)
@@ -404,11 +476,11 @@ class Forecaster:
             logits = outputs.clone()
             logits[:, PAD] = -math.inf
             logits[:, UNKNOWN] = -math.inf
-            logp = F.log_softmax(logits, dim=-1)
+            logp = scaled_log_softmax(logits, self.temperature)
             cands = np.broadcast_to(self.vocab_.cells, (batch,) + self.vocab_.cells.shape)
             return cands, logp[:, RESERVED:], logp[:, END]
         if target == "move":
-            logp = F.log_softmax(outputs, dim=-1)
+            logp = scaled_log_softmax(outputs, self.temperature)
             cands = last[:, None, :] + self.moves_.moves[None]
             return cands, logp[:, : self.moves_.end], logp[:, self.moves_.end]
         mean = outputs[:, :2].double()
@@ -561,6 +633,7 @@ class Forecaster:
             "normalisation": self.norm_.to_dict(),
             "output_size": self.output_size(),
             "preprocessing": self.preprocessing,
+            "calibration": self.calibration_.to_dict(),
         }
         tensors = dict(self.net_.state_dict())
         tensors.update(_pack_tracks(self.train_tracks_))
@@ -579,6 +652,7 @@ class Forecaster:
             self.net_ = ForecasterNet(model_config, len(self.vocab_), int(config["output_size"]))
             self.train_tracks_ = _unpack_tracks(tensors)
             self.preprocessing = dict(config.get("preprocessing") or {})
+            self.calibration_ = Calibration.from_dict(config.get("calibration"))
             if self.fusion:
                 self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
             self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DATA_PREFIX)})
@@ -701,6 +775,13 @@ def _slice_context(context: dict, start: int, stop: int) -> dict:
     return {"window": context["window"][start:stop], "evidence": context["evidence"][start:stop],
             "geometry": context["geometry"][start:stop],
             "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep]}
+
+
+def _preprocessing_of(tracks: list[Track]) -> dict:
+    """How plain tracks look prepared, for a model told nothing: collapsed when no track ever stays
+    in its cell (then new input must be collapsed to look like them), no gap split known."""
+    stays = any(bool(np.any(np.all(np.diff(t.cells, axis=0) == 0, axis=1))) for t in tracks)
+    return {"max_gap": None, "collapse": not stays}
 
 
 def _check_times(times: np.ndarray | None, n: int) -> np.ndarray | None:

@@ -149,6 +149,7 @@ class _PackedFusion:
         self._vocab = vocab
         self.m = np.empty(M, np.float32)
         self.mass = np.empty(V + M, np.float32)
+        self.inverse_temperature = np.float32(1.0 / model.temperature)  # calibration (1: none)
         # Windows of the vocabulary cells, all at once.
         if len(vocab.cells):
             window = vocab.ids((vocab.cells[:, None, :] + moves[None]).reshape(-1, 2)).reshape(-1, M)
@@ -293,6 +294,8 @@ class _PackedFusion:
         o[PAD] = -np.inf
         o[UNKNOWN] = -np.inf
         logits = o[:V + M]
+        if self.inverse_temperature != 1.0:
+            logits *= self.inverse_temperature             # calibration, as in `Forecaster.distribution`
         mass = self.mass
         np.subtract(logits, logits.max(), out=mass)
         np.exp(mass, out=mass)
@@ -391,6 +394,8 @@ class StreamingPredictor:
             self._first, self._count = 0, moves.end
             self._moves = [tuple(int(v) for v in m) for m in moves.moves]
         self._head_b = head_b
+        # Calibration of the softmax paths (offset targets go through `Forecaster.distribution`).
+        self._inverse_temperature = np.float32(1.0 / model.temperature)
         self._fusion = bool(getattr(model, "fusion", False))
         self._fused_head = _PackedFusion(model, self._head_w.shape[1]) if self._fusion else None
         self._time_features = bool(getattr(config, "time_features", False))
@@ -545,6 +550,8 @@ class StreamingPredictor:
         # Softmax numerators e^(l - max) once; their sum (END included) normalises. The top k are
         # then k argmax passes over the candidates (argmax is a fast SIMD scan; for k << n this
         # beats argpartition + sort by ~3x), each winner knocked out with -1 < any e^x.
+        if self._inverse_temperature != 1.0:
+            logits *= self._inverse_temperature
         mass = self._mass
         np.subtract(logits, logits[logits.argmax()], out=mass)
         np.exp(mass, out=mass)

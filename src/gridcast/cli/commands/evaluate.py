@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='print {"model": {metric: value}, "baselines": {name: {metric: value}}, "n": int}')
     p.add_argument("--plot", metavar="PNG", help="also draw the longest track: observed part, truth and the 3 most "
                                                   "probable continuations (an immediate end of route is marked [end])")
+    p.add_argument("--plot-calibration", metavar="PNG",
+                   help="also draw the reliability diagram of the model's top next cell (and before calibration)")
     add_column_args(p)
     p.add_argument("--sep", help="CSV field separator (default: sniffed)")
     p.set_defaults(func=run)
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model, default_baselines(), tracks, grid=grid, cut=args.cut)  # fitted on model.train_tracks_
     if args.plot:
         _plot_longest(model, tracks, args.cut, args.plot)
+    if args.plot_calibration:
+        _plot_calibration(model, tracks, args.plot_calibration)
     if args.json:
         print_json(result)
         return 0
@@ -90,3 +94,26 @@ def _plot_longest(model, tracks, cut: float, path: str) -> None:
                                     background=model.train_tracks_, grid=model.grid,
                                     title=f"track {track.id}: {model.config.cell.upper()} continuation ({size})")
     print(f"plot: {written}", file=sys.stderr)
+
+
+def _plot_calibration(model, tracks, path: str) -> None:
+    """The reliability diagram of the model as calibrated and, where its temperature is not 1, as
+    the network gave its probabilities."""
+    import sys
+
+    import numpy as np
+
+    from gridcast.nextcell.calibration import NO_CALIBRATION, plot_reliability, top1_along
+
+    def along(predictor) -> tuple:
+        parts = [top1_along(predictor, t.cells, t.times) for t in tracks if len(t) >= 2]
+        return np.concatenate([c for c, _ in parts]), np.concatenate([k for _, k in parts])
+
+    label = f"{model.config.cell}/{model.config.target}"
+    series = {f"{label}, T = {model.temperature:.2f}": along(model)}
+    if model.temperature != 1.0:
+        fitted, model.calibration_ = model.calibration_, NO_CALIBRATION
+        series[f"{label} before calibration"] = along(model)
+        model.calibration_ = fitted
+    written = plot_reliability(path, series, title=f"{len(tracks)} tracks: is the top next cell as likely as said?")
+    print(f"calibration plot: {written}", file=sys.stderr)

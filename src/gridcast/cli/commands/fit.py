@@ -9,39 +9,55 @@ from gridcast.cli.common import add_column_args, add_gridding_args, prepare_data
 from gridcast.kinds import CELL_KINDS
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows each flag's default, except where there is none to show (None, off switches)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit", help="train a forecaster on gridded (or raw) tracks",
+    p = sub.add_parser("fit", help="train a forecaster on gridded (or raw) tracks", formatter_class=DefaultsHelp,
                        description="Train an RNN/LSTM/GRU forecaster. The model directory gets safetensors weights, "
-                                   "a JSON config with the grid and vocabulary, and train_log.jsonl (one line per epoch).")
+                                   "a JSON config with the grid and vocabulary, and train_log.jsonl (one line per epoch). "
+                                   "After training, a temperature fitted on the validation tracks calibrates the "
+                                   "probabilities (saved in config.json; --no-calibrate keeps them raw). The Python "
+                                   "API's Forecaster(...).fit(...) has the same defaults.")
     p.add_argument("data", metavar="DATA", help="gridded Parquet from `gridcast grid`, or raw points with column flags")
-    p.add_argument("--cell", choices=CELL_KINDS, default="lstm")
+    p.add_argument("--cell", choices=CELL_KINDS, default="lstm", help="recurrent cell kind")
     p.add_argument("--target", choices=("cell", "move", "offset"), default="cell",
                    help="cell: next cell id; move: displacement class; offset: continuous displacement")
-    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--out", required=True, help="model directory to write (required)")
     model = p.add_argument_group("model")
-    model.add_argument("--hidden", type=int, default=128)
-    model.add_argument("--layers", type=int, default=1)
-    model.add_argument("--embed", type=int, default=32)
-    model.add_argument("--dropout", type=float, default=0.1)
-    model.add_argument("--init-state", choices=("zeros", "learned", "noise"), default="zeros")
+    model.add_argument("--hidden", type=int, default=128, help="hidden state size")
+    model.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
+    model.add_argument("--embed", type=int, default=32, help="cell-id embedding size")
+    model.add_argument("--dropout", type=float, default=0.1, help="on embeddings and between layers")
+    model.add_argument("--init-state", choices=("zeros", "learned", "noise"), default="zeros",
+                       help="initial recurrent state")
     model.add_argument("--max-move", type=int, default=2, help="move target: classes cover [-R, R]^2 cells")
-    model.add_argument("--offset-loss", choices=("gaussian", "mse"), default="gaussian")
+    model.add_argument("--offset-loss", choices=("gaussian", "mse"), default="gaussian", help="offset target: its loss")
     model.add_argument("--head", choices=("fusion", "plain"), default=None,
                        help="cell target: fusion (default: cell ids + moves + Markov prior, the GeoLife/UCI winner) "
                             "or plain (cell-id softmax only)")
     train = p.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=40)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--epochs", type=int, default=40, help="most epochs (early stopping usually ends sooner)")
+    train.add_argument("--batch-size", type=int, default=32, help="tracks per step")
+    train.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
     train.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
     train.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the batches")
     train.add_argument("--val-fraction", type=float, default=0.15, help="share of tracks held out for early stopping")
     train.add_argument("--collapse", action="store_true", help="drop consecutive repeats: 'which cell next' sequences")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in --out (same DATA and settings): ends with the same weights")
     train.add_argument("--skip-nonfinite", action="store_true", help="skip batches whose loss is NaN/inf instead of stopping")
+    train.add_argument("--no-calibrate", action="store_true",
+                       help="keep the network's raw probabilities (default: a temperature fitted on the validation "
+                            "tracks; rankings and greedy routes are the same either way)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_column_args(p)
     add_gridding_args(p)
@@ -49,17 +65,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gridcast.nextcell.config import CellForecasterConfig, recommended
+    from gridcast.nextcell.config import default_config
     from gridcast.nextcell.forecaster import Forecaster
     from gridcast.nextcell.plots import plot_training_curves
     from gridcast.nextcell.training import TrainConfig
 
     ready = prepare_data(args.data, args, collapse=args.collapse)
     tracks, grid, prep = ready.tracks, ready.grid, ready.preprocessing
-    config = CellForecasterConfig(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
-                                  embed=args.embed, dropout=args.dropout, init_state=args.init_state,
-                                  max_move=args.max_move, offset_loss=args.offset_loss,
-                                  **(recommended(args.target) if args.head != "plain" else {}))
+    config = default_config(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
+                            embed=args.embed, dropout=args.dropout, init_state=args.init_state,
+                            max_move=args.max_move, offset_loss=args.offset_loss,
+                            **({"head": args.head} if args.head is not None else {}))
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip,
                         patience=args.patience, seed=args.seed)
     out = Path(args.out)
@@ -67,21 +83,25 @@ def run(args: argparse.Namespace) -> int:
     log = out / "train_log.jsonl"
     started = time.perf_counter()
     model = Forecaster(config, grid)
-    model.preprocessing = prep  # evaluate/predict prepare raw input the same way
     model = model.fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log, out_dir=out,
                       progress=not args.no_progress and not args.json, resume=args.resume,
-                      skip_nonfinite=args.skip_nonfinite)
+                      skip_nonfinite=args.skip_nonfinite, calibrate=not args.no_calibrate,
+                      preprocessing=prep)  # evaluate/predict prepare raw input the same way
     result = model.result_
     plot = plot_training_curves(out / "training.png", {f"{args.cell}/{args.target}": result.history})
     summary = {"out": str(out), "tracks": len(tracks), "cells": len(model.vocab_.cells),
                "epochs": len(result.history), "best_epoch": result.best_epoch,
                "best_val_loss": result.best_val_loss, "seconds": round(time.perf_counter() - started, 2),
-               "plot": str(plot)}
+               "plot": str(plot), "calibration": model.calibration_.to_dict()}
     if args.json:
         print_json(summary)
     else:
         print(f"trained {args.cell}/{args.target} on {len(tracks)} tracks ({summary['cells']} cells) "
               f"in {summary['seconds']} s: best epoch {result.best_epoch} of {summary['epochs']}, "
               f"validation loss {result.best_val_loss:.4f}")
+        c = model.calibration_
+        if c.method == "temperature":
+            print(f"calibrated on {c.steps} validation steps: temperature {c.temperature:.3f} "
+                  f"(validation NLL {c.nll_before:.4f} -> {c.nll_after:.4f})")
         print(f"model written to {out} (training log: {log}; loss and gradient-norm curves: {plot})")
     return 0
