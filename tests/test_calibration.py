@@ -54,6 +54,16 @@ def test_fit_temperature_undoes_a_known_overconfidence():
     assert fit_temperature(lambda: [(z, targets)]).temperature == pytest.approx(1.0, rel=0.06)
 
 
+def test_a_few_steps_cannot_push_the_temperature_far_from_one():
+    """Ten confident, always right steps: the likelihood alone says T -> 0; the prior keeps it
+    moderate, and with many such steps the data wins."""
+    logits = torch.tensor([[3.0, 0.0]])
+    few = fit_temperature(lambda: [(logits.repeat(10, 1), torch.zeros(10, dtype=torch.long))])
+    many = fit_temperature(lambda: [(logits.repeat(10000, 1), torch.zeros(10000, dtype=torch.long))])
+    assert 0.5 < few.temperature < 1.0
+    assert many.temperature < few.temperature and many.temperature < 0.4
+
+
 def test_fit_temperature_leaves_out_impossible_targets_and_needs_some_rows():
     logits = torch.tensor([[2.0, -float("inf")], [2.0, 0.0]])
     assert fit_temperature(lambda: [(logits, torch.tensor([1, 0]))]).steps == 1
@@ -85,9 +95,10 @@ def test_calibrated_model_says_0_7_where_the_truth_is_0_7_and_its_ece_is_small(k
 
 def test_an_overconfident_network_gets_a_temperature_above_one(known):
     """Logits scaled up 3x (the head is linear) make the network 3x too sure: calibration on the
-    same held-out trips finds a temperature 3x as large (above 1), and gives the same p back."""
+    same held-out trips finds a temperature 3x as large (above 1), and gives the same p back (up to
+    the prior that keeps T near 1, which 400 trips outweigh)."""
     model, _ = known
-    fitted, held_out = model.calibration_, _tracks(60, 2)
+    fitted, held_out = model.calibration_, _tracks(400, 2)
     try:
         plain = model.calibrate(held_out).temperature
         before = model.predict_next(ROUTE_A[:1], k=1)[0].p
@@ -97,8 +108,8 @@ def test_an_overconfident_network_gets_a_temperature_above_one(known):
         model.calibration_ = NO_CALIBRATION
         assert model.predict_next(ROUTE_A[:1], k=1)[0].p > 0.9  # overconfident
         hot = model.calibrate(held_out).temperature
-        assert hot > 1.0 and hot / plain == pytest.approx(3.0, rel=0.02)
-        assert model.predict_next(ROUTE_A[:1], k=1)[0].p == pytest.approx(before, abs=0.01)
+        assert hot > 1.0 and hot / plain == pytest.approx(3.0, rel=0.05)
+        assert model.predict_next(ROUTE_A[:1], k=1)[0].p == pytest.approx(before, abs=0.02)
     finally:
         with torch.no_grad():
             model.net_.head.weight.div_(3.0)

@@ -55,7 +55,24 @@ def test_shared_start_beam_holds_both_routes_with_their_share(model_dir, capsys)
     routes = {tuple(map(tuple, r["cells"])): r["p"] for r in result["routes"]}
     assert set(routes) == {tuple(ROUTE_A[1:]), tuple(ROUTE_B[1:])}
     for p in routes.values():
-        assert abs(p - 0.5) <= 0.15  # each route is half of the training trips
+        assert abs(p - 0.5) <= 0.02  # each route is half of the training trips (seeds 0-2: within 0.002)
+
+
+def test_at_fit_defaults_the_shared_start_splits_within_0_10_of_half(tmp_path, capsys):
+    """The README case with `gridcast fit`'s defaults (only the column flags and cell size given),
+    calibration included: each route within 0.10 of its training share (seeds 0, 1, 2 gave
+    0.573 / 0.591 / 0.585 for Home->A). Not met with 20 trips each way (0.64-0.79): see the README."""
+    data = tmp_path / "routes.csv"
+    _write_routes(data)
+    out = tmp_path / "model"
+    assert main(["fit", str(data), "--x-col", "x", "--y-col", "y", "--cell-size", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    result = _predict(capsys, out, "--track", "14,3", "--horizon", "20", "--top-k", "2")
+    routes = {tuple(map(tuple, r["cells"])): r["p"] for r in result["routes"]}
+    assert set(routes) == {tuple(ROUTE_A[1:]), tuple(ROUTE_B[1:])}
+    for p in routes.values():
+        assert abs(p - 0.5) <= 0.10
 
 
 def test_next_cell_probabilities_are_a_distribution(model_dir, capsys):
