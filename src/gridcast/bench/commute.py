@@ -69,7 +69,10 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
     Model metrics are means over seeds (``<metric>_std`` beside them); their intervals and the paired
     differences use each step's metric averaged over seeds. With several seeds, ``models`` also holds
     ``"<kind>-ensemble"``: the same trained models with their probabilities averaged (`Ensemble`).
-    Route errors (ADE/FDE) carry intervals from resampling test tracks.
+    Route errors (ADE/FDE) carry intervals from resampling test tracks. ``strongest_baseline`` names
+    the best baseline per metric (highest acc@k/MRR, lowest ADE/FDE); ``paired`` holds model minus
+    baseline for each of them (ADE/FDE in metres on a metric grid, else cells: negative = model better).
+    The data's ``protocol["mode"]`` (collapsed | fixed) is passed through to ``"protocol"``.
     """
     spec = spec or ModelSpec()
     say = log or (lambda _m: None)
@@ -164,7 +167,10 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
             say(f"  {name}: acc@1 {models[name]['acc@1']:.3f}  acc@5 {models[name]['acc@5']:.3f}  "
                 f"mrr {models[name]['mrr']:.3f}")
 
+    route_key = {"ade": 0, "fde": 1}  # lower is better; one value per test track
     strongest = {k: max(base_summary, key=lambda b: base_summary[b][k]) for k in RANK_METRICS}
+    strongest.update({k: min(base_summary, key=lambda b: base_summary[b][f"{k}_cells"]) for k in route_key})
+    unit = metres or 1.0
     paired = {}
     for kind in names:
         paired[kind] = {}
@@ -172,6 +178,10 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
             paired[kind][b] = {k: paired_difference([model_values[kind][k][groups == i] for i in range(len(test))],
                                                     [base_values[b][k][groups == i] for i in range(len(test))],
                                                     "values", n_boot=n_boot) for k in RANK_METRICS}
+            for k, j in route_key.items():  # model minus baseline, in metres on a metric grid (< 0: model better)
+                paired[kind][b][k] = paired_difference([np.array([v * unit]) for v in routes[kind][j]],
+                                                       [np.array([v * unit]) for v in base_routes[b][j]],
+                                                       "values", n_boot=n_boot)
     best = max(names, key=lambda k: models[k]["mrr"]) if names else None
     result = {"model": models[best] if best else {}, "baselines": base_summary,
               "n": int(len(groups)), "best_kind": best, "models": models, "per_seed": per_seed,
@@ -216,8 +226,10 @@ def rows(result: dict) -> list[tuple[str, dict]]:
 def text_report(result: dict) -> str:
     """A plain-text table: Acc@1/Acc@5/MRR with 95% intervals, route error, paired differences."""
     proto = result["protocol"]
-    lines = [f"{proto['dataset']}: {result['n']} test transitions on {result['sizes']['test_tracks']} test tracks "
-             f"({proto['cell_size']:.0f} m, {proto['step']:.0f} s, {proto['split']}); route: {proto['horizon']} cells",
+    unit = "cells" if proto.get("mode", "collapsed") == "collapsed" else "steps"
+    lines = [f"{proto['dataset']} ({proto.get('mode', 'collapsed')}): {result['n']} test transitions on "
+             f"{result['sizes']['test_tracks']} test tracks ({proto['cell_size']:.0f} m, {proto['step']:.0f} s, "
+             f"{proto['split']}); route: {proto['horizon']} {unit}",
              f"{'':<24}{'acc@1':>26}{'acc@5':>26}{'mrr':>26}{'ade m':>9}{'fde m':>9}"]
     for name, m in rows(result):
         lines.append(f"{name:<24}" + "".join(f"{_ci(m, k):>26}" for k in ("acc@1", "acc@5", "mrr"))
@@ -226,14 +238,39 @@ def text_report(result: dict) -> str:
     for kind, per in result["paired"].items():
         for base, diffs in per.items():
             lines.append(f"  {kind} - {base:<20}" + "".join(
-                f"  {k} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" for k, d in diffs.items()))
+                f"  {k} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" if k not in ("ade", "fde") else
+                f"  {k} {d['diff']:+.0f} [{d['lo']:+.0f}, {d['hi']:+.0f}]" for k, d in diffs.items()))
+    lines.append("strongest baseline per metric: " + ", ".join(f"{k} {b}" for k, b in result["strongest_baseline"].items()))
     lines.append(f"({result['seconds']:.0f} s{'; --quick: a protocol check, not a result' if result.get('quick') else ''})")
     return "\n".join(lines)
 
 
 def markdown_table(result: dict) -> str:
     """The README/doc table of one benchmark result."""
-    head = "| method | Acc@1 | Acc@5 | MRR | ADE (m), 10 cells | FDE (m) |\n|---|---|---|---|---|---|"
+    proto = result["protocol"]
+    unit = "cells" if proto.get("mode", "collapsed") == "collapsed" else "steps"
+    head = (f"| method | Acc@1 | Acc@5 | MRR | ADE (m), {proto['horizon']} {unit} | FDE (m) |\n"
+            "|---|---|---|---|---|---|")
     body = [f"| {name} | " + " | ".join(_ci(m, k) for k in ("acc@1", "acc@5", "mrr"))
             + " | " + " | ".join(_route(m, k) for k in ("ade", "fde")) + " |" for name, m in rows(result)]
     return "\n".join([head, *body])
+
+
+def versus_strongest(result: dict, kind: str | None = None) -> str:
+    """The both-modes summary table: per metric, the model (`kind`, default the best kind), the strongest
+    baseline and their paired difference with its 95% interval, and whether the interval clears zero."""
+    kind = kind or result["best_kind"]
+    model = result["models"][kind]
+    lines = ["| metric | model | strongest baseline | model - baseline [95%] | verdict |", "|---|---|---|---|---|"]
+    for key, base in result["strongest_baseline"].items():
+        d = result["paired"][kind][base][key]
+        better = d["lo"] > 0 if key not in ("ade", "fde") else d["hi"] < 0
+        worse = d["hi"] < 0 if key not in ("ade", "fde") else d["lo"] > 0
+        fmt = "{:.3f}" if key not in ("ade", "fde") else "{:.0f}"
+        sign = "{:+.3f}" if key not in ("ade", "fde") else "{:+.0f}"
+        got = model.get(key, model.get(f"{key}_cells"))
+        theirs = result["baselines"][base].get(key, result["baselines"][base].get(f"{key}_cells"))
+        verdict = "beats" if better else ("loses" if worse else "tie (interval spans 0)")
+        lines.append(f"| {key} | {fmt.format(got)} | {base} {fmt.format(theirs)} | {sign.format(d['diff'])} "
+                     f"[{sign.format(d['lo'])}, {sign.format(d['hi'])}] | {verdict} |")
+    return "\n".join(lines)

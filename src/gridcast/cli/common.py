@@ -112,8 +112,11 @@ def metrics_table(rows: dict[str, dict[str, float]], keys: list[str]) -> str:
 COMMUTE_QUICK = {"epochs": 4, "hidden": 32, "patience": 2}  # --quick: a protocol check, not a result
 
 
-def add_commute_args(p: argparse.ArgumentParser, columns: dict[str, str]) -> None:
-    """Flags shared by the real-commute benchmarks (GeoLife, UCI)."""
+def add_commute_args(p: argparse.ArgumentParser, columns: dict[str, str] | None, cell_size: float = 250.0,
+                     step: float = 60.0, max_gap: float = 600.0, mode: str = "collapsed") -> None:
+    """Flags shared by the real-track benchmarks (GeoLife, UCI, fishers, Liverpool); the protocol
+    defaults are each dataset's own. ``columns=None``: a bundled dataset with a fixed protocol (only
+    ``--mode``, no grid or column flags)."""
     p.add_argument("--cells", default=",".join(CELL_KINDS), help=f"cell kinds to train (default: {','.join(CELL_KINDS)})")
     p.add_argument("--seeds", default="0,1,2", help="seeds per kind; metrics are means over them (default: 0,1,2)")
     p.add_argument("--epochs", type=int, help="override the epoch budget")
@@ -127,9 +130,15 @@ def add_commute_args(p: argparse.ArgumentParser, columns: dict[str, str]) -> Non
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--out", help="also write the JSON result to this file")
     grid = p.add_argument_group("protocol")
-    grid.add_argument("--cell-size", type=float, default=250.0, help="cell size in metres (default: 250)")
-    grid.add_argument("--step", type=float, default=60.0, help="resampling step in seconds (default: 60)")
-    grid.add_argument("--max-gap", type=float, default=600.0, help="split tracks at gaps longer than this (s)")
+    grid.add_argument("--mode", choices=("collapsed", "fixed"), default=mode,
+                      help="collapsed: consecutive repeats collapsed (which cell next); fixed: one cell per --step, "
+                           f"no collapse (where at t + k*step) (default: {mode})")
+    if columns is None:
+        return
+    grid.add_argument("--cell-size", type=float, default=cell_size, help=f"cell size in metres (default: {cell_size:g})")
+    grid.add_argument("--step", type=float, default=step, help=f"resampling step in seconds (default: {step:g})")
+    grid.add_argument("--max-gap", type=float, default=max_gap,
+                      help=f"split tracks at gaps longer than this (s) (default: {max_gap:g})")
     cols = p.add_argument_group("columns")
     for role, name in columns.items():
         cols.add_argument(f"--{role}-col", default=name, help=f"{role} column (default: {name})")

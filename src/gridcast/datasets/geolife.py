@@ -7,8 +7,10 @@ Protocol (why each choice):
   human pace; 250 m is about a city block, coarse enough that a commute visits the same cells on
   most days (users 001/005 visit 63/30 cells on >= 10 different days), fine enough to tell streets.
   Finer grids (100 m) make most test cells unseen; coarser ones make "next cell" trivial.
-* **cell-change sequences** (consecutive repeats collapsed): the question is "which cell next",
-  not "how long does it stay"; otherwise "stay" wins every metric.
+* **two modes**: ``collapsed`` (the default here): cell-change sequences, consecutive repeats
+  collapsed: the question is "which cell next", not "how long does it stay"; ``fixed``: one cell
+  per time step, no collapse: "where at t + k*step", where most steps are stays and the
+  dwell-aware baselines (stay, Markov with dwell) are the ones to beat.
 * **split per person by time, never by window**: each person's days in order, the first 70% train,
   the next 10% validation (early stopping), the last 20% test; a track belongs to the day it
   starts on (local clock). No step of a test track, nor any track after the test period starts,
@@ -41,7 +43,8 @@ GEOLIFE_FILE = "geolife_sample.txt.gz"
 GEOLIFE_COLUMNS = {"track": "uid", "time": "datetime", "lat": "lat", "lon": "lng"}
 GEOLIFE_UTC_OFFSET_H = 8.0  # GeoLife times are UTC; the people live in Beijing
 DAY_FRACTIONS = (0.7, 0.1, 0.2)
-HORIZON = 10  # cells of route continuation scored
+HORIZON = 10  # cells (collapsed) or steps (fixed) of route continuation scored
+MODES = ("collapsed", "fixed")  # consecutive repeats collapsed | one cell per time step
 VAL_FRACTION = 0.15  # data without a validation period: this share of training trips stops training early
 
 
@@ -88,18 +91,32 @@ def user_map(track_ids: list[str], originals: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def cell_tracks(source, columns: dict[str, str], cell_size: float = CELL_SIZE, step: float = STEP,
-                max_gap: float = MAX_GAP, utc_offset_h: float = 0.0) -> tuple[list[Track], GriddedTracks]:
-    """Raw GPS (path or DataFrame) -> (cell-change tracks with local-clock times, gridded table).
+def check_mode(mode: str) -> bool:
+    """True when `mode` collapses repeats; a one-line error for a mode that is not one of `MODES`."""
+    if mode not in MODES:
+        raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode == "collapsed"
 
-    Only `gridcast.ingest.grid_tracks` and column names: the same call serves any dataset."""
+
+def sequences_note(mode: str) -> str:
+    """What one step of a track is, for the protocol record of a benchmark."""
+    return "cell changes (repeats collapsed)" if check_mode(mode) else "one cell per time step (no collapse)"
+
+
+def cell_tracks(source, columns: dict[str, str], cell_size: float = CELL_SIZE, step: float = STEP,
+                max_gap: float = MAX_GAP, utc_offset_h: float = 0.0,
+                collapse: bool = True) -> tuple[list[Track], GriddedTracks]:
+    """Raw GPS (path or DataFrame) -> (cell tracks with local-clock times, gridded table).
+
+    `collapse`: cell-change sequences (True) or one cell per resampled step (False). Only
+    `gridcast.ingest.grid_tracks` and column names: the same call serves any dataset."""
     from gridcast.ingest.columns import ColumnMap
     from gridcast.ingest.pipeline import grid_tracks
 
     gridded = grid_tracks(source, cell_size=cell_size, step=step, columns=ColumnMap(**columns), max_gap=max_gap)
     shift = utc_offset_h * 3600.0
     tracks = [Track(t.id, t.cells, None if t.times is None else t.times + shift)
-              for t in gridded.tracks(collapse=True, min_len=2)]
+              for t in gridded.tracks(collapse=collapse, min_len=2)]
     return tracks, gridded
 
 
@@ -164,19 +181,23 @@ def check_no_leakage(train: list[Track], test: list[Track], user_of: dict[str, s
 
 def load_geolife(data_dir: str | Path, cell_size: float = CELL_SIZE, step: float = STEP, max_gap: float = MAX_GAP,
                  utc_offset_h: float = GEOLIFE_UTC_OFFSET_H, fractions: tuple[float, float, float] = DAY_FRACTIONS,
-                 columns: dict[str, str] | None = None, filename: str = GEOLIFE_FILE) -> CommuteData:
-    """GeoLife users' GPS (the skmob sample of two users) -> `CommuteData` split per person by day."""
+                 columns: dict[str, str] | None = None, filename: str = GEOLIFE_FILE,
+                 mode: str = "collapsed") -> CommuteData:
+    """GeoLife users' GPS (the skmob sample of two users) -> `CommuteData` split per person by day.
+
+    `mode`: ``"collapsed"`` (cell changes) or ``"fixed"`` (one cell per `step`, no collapse)."""
+    collapse = check_mode(mode)
     path = Path(data_dir)
     source = path / filename if path.is_dir() else path
     if not source.exists():
         raise InputError(f"{source}: no such file (expected the GeoLife sample {filename} in {path})")
     columns = dict(columns or GEOLIFE_COLUMNS)
-    tracks, gridded = cell_tracks(source, columns, cell_size, step, max_gap, utc_offset_h)
+    tracks, gridded = cell_tracks(source, columns, cell_size, step, max_gap, utc_offset_h, collapse=collapse)
     originals = {tid.rsplit("#", 1)[0]: tid.rsplit("#", 1)[0] for tid in (t.id for t in tracks)}
     user_of = user_map([t.id for t in tracks], originals)
     train, val, test = split_per_user(tracks, user_of, fractions, by="day")
     check_no_leakage(train + val, test, user_of)
     protocol = {"cell_size": cell_size, "step": step, "max_gap": max_gap, "utc_offset_h": utc_offset_h,
-                "split": f"per person by local day: {fractions}", "sequences": "cell changes (repeats collapsed)",
+                "split": f"per person by local day: {fractions}", "mode": mode, "sequences": sequences_note(mode),
                 "horizon": HORIZON}
     return CommuteData("geolife", train, val, test, user_of, gridded.grid, gridded.report.to_json(), protocol)

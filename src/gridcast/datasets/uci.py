@@ -19,7 +19,9 @@ from gridcast.datasets.geolife import (
     STEP,
     CommuteData,
     cell_tracks,
+    check_mode,
     check_no_leakage,
+    sequences_note,
     split_per_user,
     user_map,
 )
@@ -32,10 +34,13 @@ TRACK_FRACTIONS = (0.7, 0.0, 0.3)
 
 def load_uci(data_dir: str | Path, cell_size: float = CELL_SIZE, step: float = STEP, max_gap: float = MAX_GAP,
              fractions: tuple[float, float, float] = TRACK_FRACTIONS, user_col: str = "id_android",
-             columns: dict[str, str] | None = None) -> CommuteData:
-    """The UCI GPS Trajectories folder -> `CommuteData` split per person by trip."""
+             columns: dict[str, str] | None = None, mode: str = "collapsed") -> CommuteData:
+    """The UCI GPS Trajectories folder -> `CommuteData` split per person by trip.
+
+    `mode`: ``"collapsed"`` (cell changes) or ``"fixed"`` (one cell per `step`, no collapse)."""
     import pandas as pd  # here, not at the top: `gridcast --help` registers this benchmark without pandas
 
+    collapse = check_mode(mode)
     columns = dict(columns or UCI_COLUMNS)
     directory = Path(data_dir)
     points, trips = directory / POINTS_FILE, directory / TRACKS_FILE
@@ -53,12 +58,12 @@ def load_uci(data_dir: str | Path, cell_size: float = CELL_SIZE, step: float = S
     missing = int(frame[user_col].isna().sum())
     if missing:
         raise InputError(f"{points}: {missing} points belong to trips missing from {trips}")
-    tracks, gridded = cell_tracks(frame, columns, cell_size, step, max_gap, utc_offset_h=0.0)
+    tracks, gridded = cell_tracks(frame, columns, cell_size, step, max_gap, utc_offset_h=0.0, collapse=collapse)
     originals = {str(k): str(v) for k, v in zip(frame[columns["track"]], frame[user_col])}
     user_of = user_map([t.id for t in tracks], originals)
     train, val, test = split_per_user(tracks, user_of, fractions, by="track")
     check_no_leakage(train + val, test, user_of, whole_days=False)
     protocol = {"cell_size": cell_size, "step": step, "max_gap": max_gap, "utc_offset_h": 0.0,
-                "split": f"per person by trip start: {fractions}", "sequences": "cell changes (repeats collapsed)",
+                "split": f"per person by trip start: {fractions}", "mode": mode, "sequences": sequences_note(mode),
                 "horizon": HORIZON}
     return CommuteData("uci", train, val, test, user_of, gridded.grid, gridded.report.to_json(), protocol)

@@ -16,6 +16,8 @@ TARGETS: dict[str, str] = {
     "mouse": "gridcast.cli.commands.bench_mouse",
     "geolife": "gridcast.cli.commands.bench_geolife",
     "uci": "gridcast.cli.commands.bench_uci",
+    "fishers": "gridcast.cli.commands.bench_fishers",
+    "liverpool": "gridcast.cli.commands.bench_liverpool",
     "speed": "gridcast.cli.commands.bench_speed",
 }
 

@@ -29,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
 
     columns = {"track": args.track_col, "time": args.time_col, "lat": args.lat_col, "lon": args.lon_col}
     data = load_geolife(args.data, cell_size=args.cell_size, step=args.step, max_gap=args.max_gap,
-                        utc_offset_h=args.utc_offset, columns=columns)
+                        utc_offset_h=args.utc_offset, columns=columns, mode=args.mode)
     return run_commute_bench(args, data)

@@ -22,5 +22,5 @@ def run(args: argparse.Namespace) -> int:
     from gridcast.datasets.uci import load_uci
 
     data = load_uci(args.data, cell_size=args.cell_size, step=args.step, max_gap=args.max_gap, user_col=args.user_col,
-                    columns={"track": args.track_col, "time": args.time_col, "lat": args.lat_col, "lon": args.lon_col})
+                    columns={"track": args.track_col, "time": args.time_col, "lat": args.lat_col, "lon": args.lon_col}, mode=args.mode)
     return run_commute_bench(args, data)

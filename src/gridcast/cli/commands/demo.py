@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cells", default=",".join(CELL_KINDS), help=f"cell kinds to train (default: {','.join(CELL_KINDS)})")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=("collapsed", "fixed"), default="collapsed",
+                   help="collapsed: consecutive repeats collapsed (which cell next); fixed: one cell per 30 s step, "
+                        "no collapse (default: collapsed)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=run)
 
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # small matmuls: a second thread only spin-waits when the cores are busy
     log = (lambda *a, **k: None) if args.json else print
-    table = run_demo(args.out, cells, seed=args.seed, epochs=args.epochs, progress=not args.json, log=log)
+    table = run_demo(args.out, cells, seed=args.seed, epochs=args.epochs, progress=not args.json, log=log,
+                     mode=args.mode)
     if args.json:
         print_json(table)
         return 0
