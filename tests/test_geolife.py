@@ -101,3 +101,42 @@ def test_bench_geolife_quick_json_contract(geolife, capsys, tmp_path):
 def test_bench_geolife_missing_data_is_exit_2(tmp_path, capsys):
     assert main(["bench", "geolife", "--data", str(tmp_path)]) == 2
     assert "geolife_sample.txt.gz" in capsys.readouterr().err
+
+
+def test_bench_geolife_fixed_mode_quick_end_to_end(capsys):
+    """`--mode fixed`: one cell per 60 s step, no collapse; the same split and output shape."""
+    from conftest import SHARED_DATA
+
+    path = SHARED_DATA / "geolife_skmob"
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}")
+    code = main(["bench", "geolife", "--data", str(path), "--mode", "fixed", "--quick", "--epochs", "1", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"]["mode"] == "fixed" and "no collapse" in result["protocol"]["sequences"]
+    assert result["n"] > 717  # every 60 s step counts, the stays too
+    # at a fixed step "stay" is right whenever the person stays: it beats the collapsed-mode Markov chain
+    assert result["baselines"]["stay"]["acc@1"] > result["baselines"]["markov2"]["acc@1"]
+    assert result["baselines"]["stay"]["acc@1"] == pytest.approx(0.666, abs=5e-4)  # docs/benchmarks-fixed-step.md
+    assert result["baselines"]["markov2_dwell"]["acc@1"] == pytest.approx(0.689, abs=5e-4)
+    assert result["strongest_baseline"]["acc@1"] == "markov2_dwell"
+    for metric, base in result["strongest_baseline"].items():
+        d = result["paired"]["lstm"][base][metric]
+        assert d["lo"] <= d["diff"] <= d["hi"]
+    assert sum(e["n"] for e in result["users"].values()) == result["n"]
+
+
+def test_fixed_mode_split_is_the_collapsed_split_without_the_collapse(geolife):
+    from conftest import SHARED_DATA
+
+    fixed = load_geolife(SHARED_DATA / "geolife_skmob", mode="fixed")
+    check_no_leakage(fixed.train + fixed.val, fixed.test, fixed.user_of)
+    assert all(np.allclose(np.diff(t.times), 60.0) for t in fixed.test)
+    assert fixed.sizes()["test_transitions"] > geolife.sizes()["test_transitions"]
+    # the same rule by day: a day is on one side only; tracks that never leave their cell (dropped when
+    # collapsed) add days, so the cut can move by a day
+    def days(tracks):
+        return {(fixed.user_of[t.id], int(t.times[0] // 86400)) for t in tracks}
+
+    assert not days(fixed.train + fixed.val) & days(fixed.test)
+    assert days(geolife.train + geolife.val + geolife.test) <= days(fixed.train + fixed.val + fixed.test)

@@ -18,6 +18,7 @@ Protocol (why each choice):
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,13 @@ SPAN_FRACTIONS = (0.6, 0.1, 0.3)  # train, validation, test shares of each anima
 
 
 def animal_of(track_id: str) -> str:
-    """Gridded track id -> animal: gap splitting renames track "F1" to "F1#1", "F1#2"..."""
-    return track_id.rsplit("#", 1)[0]
+    """Track id -> animal: gap splitting renames track "F1" to "F1#1", "F1#2"..., and the time split
+    marks a cut track's pieces "F1#2@0", "F1#2@2".
+
+    >>> animal_of("F1#2@0"), animal_of("F1#2"), animal_of("M5"), animal_of("M5@1")
+    ('F1', 'F1', 'M5', 'M5')
+    """
+    return re.sub(r"(#\d+)?(@\d+)?$", "", track_id)
 
 
 def split_per_animal_span(tracks: list[Track], fractions: tuple[float, ...] = SPAN_FRACTIONS,
