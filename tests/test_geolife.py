@@ -117,7 +117,7 @@ def test_bench_geolife_fixed_mode_quick_end_to_end(capsys):
     assert result["n"] > 717  # every 60 s step counts, the stays too
     # at a fixed step "stay" is right whenever the person stays: it beats the collapsed-mode Markov chain
     assert result["baselines"]["stay"]["acc@1"] > result["baselines"]["markov2"]["acc@1"]
-    assert result["baselines"]["stay"]["acc@1"] == pytest.approx(0.666, abs=5e-4)  # docs/benchmarks-fixed-step.md
+    assert result["baselines"]["stay"]["acc@1"] == pytest.approx(0.666, abs=5e-4)  # docs/benchmarks-geolife.md
     assert result["baselines"]["markov2_dwell"]["acc@1"] == pytest.approx(0.689, abs=5e-4)
     assert result["strongest_baseline"]["acc@1"] == "markov2_dwell"
     for metric, base in result["strongest_baseline"].items():
