@@ -33,7 +33,18 @@ import torch
 from torch import Tensor
 
 from gridcast.errors import InputError
-from gridcast.nextcell.features import CONTINUOUS_FEATURES, END, NO_CELL, PAD, RESERVED, UNKNOWN, step_features
+from gridcast.nextcell.features import (
+    CONTINUOUS_FEATURES,
+    END,
+    NO_CELL,
+    PAD,
+    RESERVED,
+    TIME_FEATURES,
+    UNKNOWN,
+    advance_dwell,
+    dwell_counts,
+    step_features,
+)
 from gridcast.nextcell.forecaster import Forecaster, NextCell, Route
 
 __all__ = ["beam_many", "rollout_many", "predict_many", "Prediction"]
@@ -131,8 +142,9 @@ class _Finished:
 
 @torch.no_grad()
 def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None):
-    """Head outputs after each prefix's last cell (N, O), the recurrent state, and the time inputs
-    of each prefix's last step (N, 6) or None, all from one packed pass."""
+    """Head outputs after each prefix's last cell (N, O), the recurrent state, the time inputs
+    of each prefix's last step (N, 6) or None, and each prefix's dwell counts at its last step
+    ((N,), (N,)), all from one packed pass."""
     n = len(prefixes)
     sizes = np.array([len(p) for p in prefixes])
     longest = int(sizes.max())
@@ -140,7 +152,8 @@ def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None):
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     track = np.repeat(np.arange(n), sizes)
     position = np.arange(len(flat)) - np.repeat(starts, sizes)
-    if getattr(model.config, "time_features", False):  # per track: time inputs depend on its own times
+    timed = getattr(model.config, "time_features", False)
+    if timed or getattr(model.config, "dwell_features", False):  # per track: inputs depend on its own times / stays
         rows = np.concatenate([model.encode(p, None if times is None else times[i])[1]
                                for i, p in enumerate(prefixes)])
     else:
@@ -155,8 +168,11 @@ def _encode(model: Forecaster, prefixes: list[np.ndarray], times: list | None):
     net = model.net_
     out = net.recurrent(net.inputs(ids, features), lengths=lengths)
     last_h = out.output[torch.arange(n), lengths - 1]
-    clock = features[torch.arange(n), lengths - 1, CONTINUOUS_FEATURES:].numpy() if rows.shape[1] > CONTINUOUS_FEATURES else None
-    return net.head(last_h), out.state, clock
+    clock = features[torch.arange(n), lengths - 1, CONTINUOUS_FEATURES:CONTINUOUS_FEATURES + TIME_FEATURES].numpy() \
+        if timed else None
+    counts = [dwell_counts(p) for p in prefixes]
+    dwell = (np.array([r[-1] for r, _ in counts], np.int64), np.array([h[-1] for _, h in counts], np.int64))
+    return net.head(last_h), out.state, clock, dwell
 
 
 @torch.no_grad()
@@ -165,7 +181,7 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
     n = len(prefixes)
     lstm = model.config.cell == "lstm"
     plain_cells = model.config.target == "cell" and not getattr(model, "fusion", False)
-    output, state, clock = _encode(model, prefixes, times)
+    output, state, clock, (run, held) = _encode(model, prefixes, times)
     last = np.stack([p[-1] for p in prefixes])                                   # (N, 2) per beam row
     before = np.stack([p[-2] if len(p) > 1 else np.array([NO_CELL, NO_CELL]) for p in prefixes])
     beams = 1                                                                   # beams per track so far
@@ -210,6 +226,7 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
         rows_np, j_np = row.reshape(-1).numpy(), j.reshape(-1).numpy()
         new_cells = np.asarray(cands[rows_np, j_np], dtype=np.int64)            # (N*W', 2)
         before, last = last[rows_np], new_cells
+        run, held = advance_dwell(run[rows_np], held[rows_np], np.all(new_cells == before, axis=1))
         new_open = open_cells.view(n * beams, horizon, 2).index_select(0, row.reshape(-1)).view(n, slots, horizon, 2)
         new_open[:, :, step] = torch.from_numpy(new_cells).view(n, slots, 2)
         open_cells, logps, beams = new_open, keep_values, slots
@@ -219,9 +236,9 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
         if step + 1 == horizon:
             break  # the last step's state would be used by nobody (Forecaster.beam computes it anyway)
         token = (j_np + RESERVED) if plain_cells else model.vocab_.ids(new_cells)
-        step_rows = step_features(new_cells, before, model.norm_)
-        if clock is not None:  # time inputs ahead repeat those of the prefix's last step
-            step_rows = np.concatenate([step_rows, np.repeat(clock, slots, axis=0)], axis=1)
+        # time inputs ahead repeat those of the prefix's last step; dwell counts follow each beam
+        step_rows = model.step_inputs(new_cells, before, None if clock is None else np.repeat(clock, slots, axis=0),
+                                      (run, held))
         features = torch.from_numpy(step_rows)
         output, state = model.net_.step(torch.from_numpy(np.asarray(token, dtype=np.int64)), features, state)
     return _collect(finished, logps, open_cells, steps_done, width), nexts
@@ -230,7 +247,7 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
 def _distribution(model: Forecaster, output: Tensor, last: np.ndarray, before: np.ndarray):
     """`Forecaster.distribution`; for the plain cell head in place on the head output (which is
     ours to overwrite), saving a copy of the largest tensor of the search. Same ops, same numbers."""
-    if model.config.target != "cell" or getattr(model, "fusion", False):
+    if model.config.target != "cell" or getattr(model, "fusion", False) or not model.config.learns_end:
         return model.distribution(output, last, before) if model.config.target == "cell" else model.distribution(output, last)
     if model.temperature != 1.0:  # calibration, as in `Forecaster.distribution`
         output.div_(model.temperature)

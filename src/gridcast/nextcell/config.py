@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass, fields
 
 from gridcast.errors import InputError
 from gridcast.kinds import CELL_KINDS
-from gridcast.nextcell.features import CONTINUOUS_FEATURES, TIME_FEATURES
+from gridcast.nextcell.features import CONTINUOUS_FEATURES, DWELL_FEATURES, TIME_FEATURES
 
 TARGETS = ("cell", "move", "offset")
 HEADS = ("plain", "fusion")
+END_OF_ROUTE = ("learn", "never", "auto")  # auto: decided by `fit` from the tracks (see `ends_are_real`)
 
 
 @dataclass
@@ -32,6 +33,8 @@ class CellForecasterConfig:
     head: str = "plain"         # cell target: plain (cell-id softmax) | fusion (cell ids + moves + Markov prior)
     time_features: bool = False  # time of day / day of week / time since the last cell as inputs (needs times)
     min_tracks: int = 1         # a cell enters the vocabulary when this many training tracks visit it
+    dwell_features: bool | None = False  # steps stayed in this cell / held the last one as inputs (None: fit decides)
+    end_of_route: str = "learn"  # learn: the end is a target; never: never a target, p(end) = 0; auto: fit decides
 
     def __post_init__(self) -> None:
         checks = {
@@ -40,6 +43,8 @@ class CellForecasterConfig:
             "init_state": self.init_state in ("zeros", "learned", "noise"),
             "offset_loss": self.offset_loss in ("gaussian", "mse"),
             "head": self.head in HEADS,
+            "end_of_route": self.end_of_route in END_OF_ROUTE,
+            "dwell_features": self.dwell_features in (True, False, None),
         }
         for name, ok in checks.items():
             if not ok:
@@ -57,7 +62,14 @@ class CellForecasterConfig:
 
     @property
     def input_size(self) -> int:
-        return self.embed + CONTINUOUS_FEATURES + (TIME_FEATURES if self.time_features else 0)
+        return (self.embed + CONTINUOUS_FEATURES + (TIME_FEATURES if self.time_features else 0)
+                + (DWELL_FEATURES if self.dwell_features else 0))
+
+    @property
+    def learns_end(self) -> bool:
+        """Whether the end of route is a training target and a prediction ("auto" counts as yes
+        until `fit` resolves it)."""
+        return self.end_of_route != "never"
 
     @classmethod
     def from_dict(cls, d: dict) -> "CellForecasterConfig":
@@ -85,5 +97,7 @@ def recommended(target: str) -> dict:
     if target == "cell":
         # Time inputs: no gain measured. min_tracks 2 helped only GeoLife, where it was tuned; UCI and
         # the Liverpool demo (3 seeds each) did better with every training cell given an id.
-        return {"head": "fusion", "time_features": False, "min_tracks": 1}
-    return {}
+        # Dwell inputs and end-of-route learning are decided by `fit` from the training tracks
+        # (`Forecaster.fit`: dwell on when tracks stay in cells; ends learned unless tracks were cut at gaps).
+        return {"head": "fusion", "time_features": False, "min_tracks": 1, "dwell_features": None, "end_of_route": "auto"}
+    return {"dwell_features": None, "end_of_route": "auto"}

@@ -18,6 +18,7 @@ PAD, END, UNKNOWN = 0, 1, 2
 RESERVED = 3  # ids below this are not cells
 CONTINUOUS_FEATURES = 4  # relative col, relative row, last move dx, dy
 TIME_FEATURES = 6  # sin/cos time of day, sin/cos day of week, times known, log minutes since the last cell
+DWELL_FEATURES = 2  # log1p steps spent in the current cell so far, log1p steps the previous cell was held
 GEOMETRY_FEATURES = 2  # per window cell: -distance from where the last move points, -length of the move
 NO_CELL = np.iinfo(np.int64).min  # "no previous cell" (the first step of a track has no order-2 context)
 
@@ -149,6 +150,37 @@ def time_features(times: np.ndarray | None, n: int) -> np.ndarray:
     out[:, 4] = 1.0
     out[:, 5] = np.log1p(np.clip(gap, 0.0, 1e4))
     return out
+
+
+def dwell_counts(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per step of a track, causally: how many steps it has already stayed in the current cell (0 on
+    entering it) and how many extra steps it stayed in the previous cell before leaving (0 when the
+    prefix holds no earlier cell). At a fixed step most steps are stays: the first count says how
+    long it has been here (a bus stop, a den), the second how fast it moves (cells held k steps
+    each). On collapsed tracks both are always 0, so the inputs change nothing there."""
+    cells = np.asarray(cells).reshape(-1, 2)
+    n = len(cells)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    index = np.arange(n)
+    entered = np.concatenate([[True], np.any(cells[1:] != cells[:-1], axis=1)])
+    start = np.maximum.accumulate(np.where(entered, index, 0))
+    run = index - start
+    held_before = np.where(entered & (index > 0), np.concatenate([[0], run[:-1]]), 0)
+    return run.astype(np.int64), held_before[start].astype(np.int64)
+
+
+def advance_dwell(run: np.ndarray, previous: np.ndarray, stayed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`dwell_counts` one step on, per row (beams): a stay adds a step, a move starts a new count and
+    remembers how long the cell it left was held."""
+    stayed = np.asarray(stayed, dtype=bool)
+    return np.where(stayed, run + 1, 0), np.where(stayed, previous, run)
+
+
+def dwell_features(run: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """(n, 2) network inputs of `dwell_counts`, log1p-scaled (a stay of 1 or 100 steps both matter)."""
+    counts = np.stack([np.asarray(run, np.float64), np.asarray(previous, np.float64)], axis=-1).reshape(-1, 2)
+    return np.log1p(counts).astype(np.float32)
 
 
 def window_moves(radius: int) -> np.ndarray:

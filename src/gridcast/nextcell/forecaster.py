@@ -16,7 +16,8 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,14 @@ from gridcast.nextcell.features import (
     NO_CELL,
     PAD,
     RESERVED,
+    TIME_FEATURES,
     UNKNOWN,
     CellVocab,
     MoveClasses,
     Normalisation,
+    advance_dwell,
+    dwell_counts,
+    dwell_features,
     sequence_features,
     step_features,
     time_features,
@@ -81,6 +86,7 @@ class Batch:
     context: dict | None = None  # fusion head: window ids, sparse Markov prior, evidence (see `_context`)
 
 
+NO_END_LOGIT = -1e4  # the end logit of models that never end a route: exp() of it is exactly 0
 OFFSET_WINDOW = 2  # offset models spread probability over a (2W+1)^2 window around the predicted mean
 HIDE_TIMES = 0.1  # share of training tracks whose times are hidden, so predicting without times works
 
@@ -148,11 +154,26 @@ class Forecaster:
         return self.vocab_.ids(cells), self._features(cells, _check_times(times, len(cells)))
 
     def _features(self, cells: np.ndarray, times: np.ndarray | None) -> np.ndarray:
-        """Per-step network inputs besides the cell id: position, last move (and time, if configured)."""
+        """Per-step network inputs besides the cell id: position, last move (then time and dwell, if
+        configured, in that order)."""
         features = sequence_features(cells, self.norm_)
         if self.config.time_features:
             features = np.concatenate([features, time_features(times, len(cells))], axis=1)
+        if self.config.dwell_features:
+            features = np.concatenate([features, dwell_features(*dwell_counts(cells))], axis=1)
         return features
+
+    def step_inputs(self, cells: np.ndarray, before: np.ndarray, clock: np.ndarray | None,
+                    dwell: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """Inputs of one step ahead for many rows (beams): `step_features` of each row's new cell, the
+        time inputs `clock` (one row per row, or None) and the rows' dwell counts (None for models
+        without them), laid out as `encode` lays out a track's steps."""
+        parts = [step_features(cells, before, self.norm_)]
+        if clock is not None:
+            parts.append(np.asarray(clock, np.float32).reshape(len(parts[0]), -1))
+        if self.config.dwell_features and dwell is not None:
+            parts.append(dwell_features(*dwell))
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
     def _context(self, last: np.ndarray, before: np.ndarray, exclude: tuple | None = None) -> dict:
         """What the fusion head needs besides the network at steps standing at `last` (coming from
@@ -201,6 +222,7 @@ class Forecaster:
         near = np.abs(move[unseen]).max(axis=1) <= radius if len(unseen) else np.zeros(0, bool)
         targets[unseen[near]] = len(self.vocab_) + (move[unseen[near], 0] + radius) * side + move[unseen[near], 1] + radius
         mask[unseen[~near]] = False
+        mask[-1] &= self.config.learns_end  # end_of_route "never": the track's end is no target
         return targets, mask
 
     def _encode(self, track: Track, exclude_own: bool = False, hide_times: bool = False):
@@ -216,8 +238,10 @@ class Forecaster:
         if self.config.target == "cell":
             targets = np.append(ids[1:], END)
             mask &= targets != UNKNOWN  # a next cell never seen in training cannot be a target
+            mask[-1] &= self.config.learns_end
         elif self.config.target == "move":
             targets = np.append(self.moves_.ids(np.diff(cells, axis=0)), self.moves_.end)
+            mask[-1] &= self.config.learns_end
         else:
             targets = np.zeros((len(cells), 2), dtype=np.float32)
             targets[:-1] = np.diff(cells, axis=0)
@@ -333,6 +357,7 @@ class Forecaster:
             self.preprocessing = dict(preprocessing)
         elif not self.preprocessing:
             self.preprocessing = _preprocessing_of(tracks)
+        self.config = resolve_auto(self.config, tracks)
         if val_tracks is None:
             tracks, val_tracks = split_by_track(tracks, val_fraction, train_config.seed)
         self.train_tracks_ = tracks
@@ -343,6 +368,7 @@ class Forecaster:
             self.prior_ = MarkovPrior([t.cells for t in tracks])  # validation tracks stay out while training
         torch.manual_seed(train_config.seed)
         self.net_ = ForecasterNet(self.config, len(self.vocab_), self.output_size())
+        self._forbid_end()
         self.train_config_ = train_config
         train_encoded = self._chunks(tracks, train_config.max_len, training=True)
         val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train_config.max_len), 64)]
@@ -445,6 +471,22 @@ class Forecaster:
             residuals.append((outputs[0, :, :2].numpy() - targets)[mask])
         return float(np.sqrt(np.mean(np.concatenate(residuals) ** 2))) if residuals else 1.0
 
+    def _end_slot(self) -> int | None:
+        """The head output that scores the end of route (None: offset targets never end)."""
+        return {"cell": END, "move": self.moves_.end}.get(self.config.target)
+
+    @torch.no_grad()
+    def _forbid_end(self) -> None:
+        """end_of_route "never": the head's end logit is pinned at `NO_END_LOGIT` (zero weights), so
+        every path that turns head outputs into probabilities (this class, `batch`, `streaming`,
+        calibration) gives ending probability 0 exactly (exp underflows), with no path of its own to
+        keep in step. Its gradient is then exactly 0, so training leaves it there."""
+        slot = self._end_slot()
+        if self.config.learns_end or slot is None:
+            return
+        self.net_.head.weight[slot] = 0.0
+        self.net_.head.bias[slot] = NO_END_LOGIT
+
     def check_fitted(self) -> None:
         """Raise `InputError` unless the model is fitted or loaded (every prediction path starts here)."""
         if not hasattr(self, "net_"):
@@ -462,6 +504,12 @@ class Forecaster:
         The one place head outputs become probabilities: `predict_next`, `beam`, `batch.beam_many`
         and `StreamingPredictor` (for offset targets) all go through it. Logits are divided by the
         calibration temperature (cell and move targets; offset targets are not calibrated)."""
+        cands, logp, end = self._distribution(outputs, last, before)
+        if not self.config.learns_end:
+            end = torch.full_like(end, -math.inf)  # never an end: not even as the last of `width` routes
+        return cands, logp, end
+
+    def _distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None):
         target, batch = self.config.target, outputs.shape[0]
         if target == "cell" and self.fusion:
             if before is None:
@@ -574,7 +622,8 @@ class Forecaster:
         if horizon < 1 or width < 1:
             raise InputError(f"horizon and beam width must be >= 1, got {horizon} and {width}")
         output, state, prefix, last_features = self._encode_prefix(prefix, times)
-        clock = last_features[4:].numpy() if self.config.time_features else None
+        clock = last_features[4:4 + TIME_FEATURES].numpy() if self.config.time_features else None
+        run, held = (x[-1:] for x in dwell_counts(prefix))
         lstm = self.config.cell == "lstm"
         logps = torch.zeros(1, dtype=torch.float64)
         routes: list[list[tuple[int, int]]] = [[]]
@@ -607,10 +656,10 @@ class Forecaster:
             logps = torch.tensor(keep_logp, dtype=torch.float64)
             state = tuple(s.index_select(1, parents) for s in state) if lstm else state.index_select(1, parents)
             before, last = last[keep_parent], new_cells
+            run, held = advance_dwell(run[keep_parent], held[keep_parent], np.all(new_cells == before, axis=1))
             ids = torch.from_numpy(self.vocab_.ids(new_cells))
-            step = step_features(new_cells, before, self.norm_)
-            if clock is not None:
-                step = np.concatenate([step, np.repeat(clock[None], len(step), axis=0)], axis=1)
+            step = self.step_inputs(new_cells, before, None if clock is None else np.repeat(clock[None], len(new_cells), axis=0),
+                                    (run, held))
             output, state = self.net_.step(ids, torch.from_numpy(step), state)
         open_routes = [Route(r, math.exp(v), False) for r, v in zip(routes, logps.tolist())]
         return sorted(finished + open_routes, key=lambda r: -r.p)[:width]
@@ -777,11 +826,51 @@ def _slice_context(context: dict, start: int, stop: int) -> dict:
             "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep]}
 
 
+def resolve_auto(config: CellForecasterConfig, tracks: list[Track]) -> CellForecasterConfig:
+    """`config` with its "decide from the data" settings decided on the training tracks, so the
+    saved config says what was built: dwell inputs on when any track stays in a cell (a fixed time
+    step; on collapsed tracks they would be constant zeros), end of route learned when
+    `ends_are_real`."""
+    settings = {}
+    if config.dwell_features is None:
+        settings["dwell_features"] = _stays(tracks)
+    if config.end_of_route == "auto":
+        settings["end_of_route"] = "learn" if ends_are_real(tracks) else "never"
+    return replace(config, **settings) if settings else config
+
+
+GAP_PART = re.compile(r"(?P<id>[^#]*)#(?P<part>\d+)")  # ingestion names the parts of a track cut at gaps <id>#<k>
+CUT_SHARE = 0.1  # ends are learned while at most this share of tracks ends at a gap cut
+
+
+def ends_are_real(tracks: list[Track]) -> bool:
+    """Whether the ends of these tracks are ends of routes, for end_of_route "auto".
+
+    A track that ingestion cut at ``--max-gap`` is named ``<id>#<k>`` (anything after is a later
+    split's, e.g. a dataset's time periods, ``@p``); every part but the last of
+    an id ends where the recording paused, not where the trip ended (the animal, the person walks
+    on). When more than `CUT_SHARE` of the tracks end at such a cut, ends are no learnable event:
+    "never". Otherwise (each id is one trip, as in route or trip logs; a few dropouts tolerated)
+    the tracks' ends are taken as real: "learn"."""
+    last: dict[str, int] = {}
+    parts = 0
+    for track in tracks:
+        match = GAP_PART.match(str(track.id))
+        if match:
+            parts += 1
+            last[match["id"]] = max(last.get(match["id"], -1), int(match["part"]))
+    cut = parts - len(last)  # all parts of an id but its last end at a cut
+    return not tracks or cut <= CUT_SHARE * len(tracks)
+
+
+def _stays(tracks: list[Track]) -> bool:
+    return any(bool(np.any(np.all(np.diff(t.cells, axis=0) == 0, axis=1))) for t in tracks)
+
+
 def _preprocessing_of(tracks: list[Track]) -> dict:
     """How plain tracks look prepared, for a model told nothing: collapsed when no track ever stays
     in its cell (then new input must be collapsed to look like them), no gap split known."""
-    stays = any(bool(np.any(np.all(np.diff(t.cells, axis=0) == 0, axis=1))) for t in tracks)
-    return {"max_gap": None, "collapse": not stays}
+    return {"max_gap": None, "collapse": not _stays(tracks)}
 
 
 def _check_times(times: np.ndarray | None, n: int) -> np.ndarray | None:

@@ -57,14 +57,16 @@ __all__ = ["StreamingPredictor"]
 
 class _TrackState:
     """One live track: per layer ``z = [h, layer input]`` (and ``c`` for LSTM), its last two cells,
-    the time of its last point (for time features) and when it was last updated (for eviction)."""
+    the time of its last point (for time features), its dwell counts (`features.dwell_counts`: steps
+    stayed in this cell, steps the previous one was held) and when it was last updated (for eviction)."""
 
-    __slots__ = ("z", "c", "last", "before", "time", "seen")
+    __slots__ = ("z", "c", "last", "before", "time", "seen", "run", "held")
 
     def __init__(self, z: list[np.ndarray], c: list[np.ndarray] | None, last: tuple[int, int], seen: float):
         self.z, self.c, self.last, self.seen = z, c, last, seen
         self.before: tuple[int, int] | None = None
         self.time: float | None = None
+        self.run, self.held = 0, 0
 
 
 class _PackedLayer:
@@ -399,6 +401,8 @@ class StreamingPredictor:
         self._fusion = bool(getattr(model, "fusion", False))
         self._fused_head = _PackedFusion(model, self._head_w.shape[1]) if self._fusion else None
         self._time_features = bool(getattr(config, "time_features", False))
+        self._dwell_features = bool(getattr(config, "dwell_features", False))
+        self._dwell_at = H + CONTINUOUS_FEATURES + (TIME_FEATURES if self._time_features else 0)
         self._ids = model.vocab_.index
         norm = model.norm_
         self._centre = (float(norm.centre[0]), float(norm.centre[1]))
@@ -468,10 +472,17 @@ class StreamingPredictor:
             tracks.move_to_end(track_id)
             state.seen = now
             state.before = state.last
+            if state.last == (col, row):  # `features.advance_dwell`, one track
+                state.run += 1
+            else:
+                state.run, state.held = 0, state.run
         if self.idle_seconds is not None:
             self.evict_idle(now)
         if self._time_features:
             self._write_time(state, t)
+        if self._dwell_features:  # as `features.dwell_features`: log1p in float64, stored as float32
+            z0, at = state.z[0], self._dwell_at
+            z0[at], z0[at + 1] = math.log1p(state.run), math.log1p(state.held)
         h = self._step(state, col, row)
         state.last = (col, row)
         return self._top(h, state)

@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--head", choices=("fusion", "plain"), default=None,
                        help="cell target: fusion (default: cell ids + moves + Markov prior, the GeoLife/UCI winner) "
                             "or plain (cell-id softmax only)")
+    model.add_argument("--end-of-route", choices=("auto", "learn", "never"), default="auto",
+                       help="learn: the end of each track is a learned event (routes can end); never: tracks only "
+                            "stop being recorded (p(end) = 0); auto: learn unless over 10%% of the tracks end "
+                            "where --max-gap cut them (decided on DATA, saved in config.json)")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=40, help="most epochs (early stopping usually ends sooner)")
     train.add_argument("--batch-size", type=int, default=32, help="tracks per step")
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     tracks, grid, prep = ready.tracks, ready.grid, ready.preprocessing
     config = default_config(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
                             embed=args.embed, dropout=args.dropout, init_state=args.init_state,
-                            max_move=args.max_move, offset_loss=args.offset_loss,
+                            max_move=args.max_move, offset_loss=args.offset_loss, end_of_route=args.end_of_route,
                             **({"head": args.head} if args.head is not None else {}))
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip,
                         patience=args.patience, seed=args.seed)
@@ -92,13 +96,17 @@ def run(args: argparse.Namespace) -> int:
     summary = {"out": str(out), "tracks": len(tracks), "cells": len(model.vocab_.cells),
                "epochs": len(result.history), "best_epoch": result.best_epoch,
                "best_val_loss": result.best_val_loss, "seconds": round(time.perf_counter() - started, 2),
-               "plot": str(plot), "calibration": model.calibration_.to_dict()}
+               "plot": str(plot), "calibration": model.calibration_.to_dict(),
+               "dwell_features": bool(model.config.dwell_features), "end_of_route": model.config.end_of_route}
     if args.json:
         print_json(summary)
     else:
         print(f"trained {args.cell}/{args.target} on {len(tracks)} tracks ({summary['cells']} cells) "
               f"in {summary['seconds']} s: best epoch {result.best_epoch} of {summary['epochs']}, "
               f"validation loss {result.best_val_loss:.4f}")
+        print(f"inputs: dwell counts {'on' if model.config.dwell_features else 'off'} (tracks "
+              f"{'stay' if model.config.dwell_features else 'never stay'} in cells); end of route "
+              f"{'learned' if model.config.learns_end else 'never predicted'} ({args.end_of_route})")
         c = model.calibration_
         if c.method == "temperature":
             print(f"calibrated on {c.steps} validation steps: temperature {c.temperature:.3f} "
