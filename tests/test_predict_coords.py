@@ -111,7 +111,10 @@ def test_track_json_adds_lonlat_and_keeps_every_contract_value(geo_model, capsys
     assert [(n["cell"], n["p"]) for n in got["next"]] == [(list(n.cell), n.p) for n in nexts]
     assert [(r["cells"], r["p"], r["ended"]) for r in got["routes"]] == \
         [([list(c) for c in r.cells], r.p, r.ended) for r in routes]
-    assert got["p_end"] == p_end and "point" not in got
+    assert got["p_end"] == p_end
+    point = got["point"]  # the point forecast: one cell per step, placed like the routes, no times for --track
+    assert set(point) == {"cells", "coords"} and len(point["cells"]) == 4
+    assert np.allclose(point["coords"], _lonlat(model.grid, point["cells"]), atol=1e-6)
     for n in got["next"]:
         assert set(n) == {"cell", "p", "lon", "lat"}
         assert np.allclose([n["lon"], n["lat"]], _lonlat(model.grid, n["cell"])[0], atol=1e-6)
@@ -153,7 +156,8 @@ def test_model_without_grid_keeps_todays_output_exactly(tmp_path, capsys):
     model = Forecaster(cell="gru", hidden=8).fit([Track(str(i), route) for i in range(4)], epochs=2)
     model.save(tmp_path / "bare")
     got = _json(capsys, tmp_path / "bare", "--track", "14,3 13,3", "--horizon", "3", "--top-k", "2")
-    assert set(got) == {"next", "routes", "p_end"}
+    assert set(got) == {"next", "routes", "p_end", "point"}
+    assert set(got["point"]) == {"cells"} and len(got["point"]["cells"]) == 3  # cells only, as everything else
     assert all(set(n) == {"cell", "p"} for n in got["next"])
     assert all(set(r) == {"cells", "p", "ended"} for r in got["routes"])
     loaded = Forecaster.load(tmp_path / "bare")
@@ -206,12 +210,18 @@ def test_geojson_of_a_data_file_is_valid_and_round_trips_the_cells(geo_model, tm
             back = _cells_of(grid, coords)
             assert back[0] == prefixes[props["track"]][-1].tolist()  # drawn from the prefix's end
             assert back[1:] == route["cells"] == props["cells"]
+        elif props["kind"] == "point":
+            back = _cells_of(grid, coords)
+            assert back[0] == prefixes[props["track"]][-1].tolist()
+            assert back[1:] == answer["point"]["cells"] == props["cells"]
+            assert props["times"] == answer["point"]["times"]
         else:
             assert props["kind"] == "next"
             assert _cells_of(grid, coords) == [answer["next"][props["rank"] - 1]["cell"]]
             assert props["p"] == answer["next"][props["rank"] - 1]["p"]
     assert set(kinds) == set(by_track)
-    assert all(k.count("prefix") == 1 and k.count("route") == 2 and k.count("next") == 2 for k in kinds.values())
+    assert all(k.count("prefix") == 1 and k.count("route") == 2 and k.count("next") == 2 and k.count("point") == 1
+               for k in kinds.values())
     assert not [p for p in tmp_path.iterdir() if p.name != out.name]  # no temporary file left behind
 
 

@@ -101,16 +101,29 @@ def iso_utc(seconds: float) -> str:
     return text + "Z"
 
 
-def answer_json(nexts, p_end: float, routes, place: Place | None = None, last_time: float | None = None) -> dict:
+def answer_json(nexts, p_end: float, routes, place: Place | None = None, last_time: float | None = None,
+                point: Sequence | None = None, samples: Sequence | None = None) -> dict:
     """The **contract** shape of ``predict --json`` for one prefix.
 
     `nexts`: `NextCell`s, `routes`: `Route`s. With a `place`, each next cell gains its centre
     (``"lon", "lat"`` or ``"x", "y"``) and each route ``"coords"``; with a `last_time` too (the
     prefix's last time, seconds) and fixed steps, each route gains ``"times"``, one per cell.
+    `point`: the point forecast's cells (one per step ahead) -> ``"point": {"cells", "coords",
+    "times"}`` (coords and times as for routes); `samples`: sampled routes as ``(cells, ended)``
+    pairs (a sample that drew the end of route stops there) -> ``"samples": [{"cells", "ended",
+    "coords"}, ...]``.
+
+    >>> doc = answer_json([], 0.0, [], point=[(1, 0), (2, 0)], samples=[([(1, 0)], True)])
+    >>> doc["point"], doc["samples"]
+    ({'cells': [[1, 0], [2, 0]]}, [{'cells': [[1, 0]], 'ended': True}])
     """
     doc = {"next": [{"cell": list(n.cell), "p": n.p} for n in nexts],
            "routes": [{"cells": [list(c) for c in r.cells], "p": r.p, "ended": r.ended} for r in routes],
            "p_end": p_end}
+    if point is not None:
+        doc["point"] = _path(point, place, last_time)
+    if samples is not None:
+        doc["samples"] = [{**_path(cells, place, None), "ended": bool(ended)} for cells, ended in samples]
     if place is None:
         return doc
     keys = place.keys
@@ -122,3 +135,14 @@ def answer_json(nexts, p_end: float, routes, place: Place | None = None, last_ti
         if last_time is not None and place.has_times:
             entry["times"] = place.times_after(last_time, len(route.cells))
     return doc
+
+
+def _path(cells: Sequence, place: Place | None, last_time: float | None) -> dict:
+    """``{"cells"}`` plus ``"coords"`` (with a place) and ``"times"`` (with a last time at fixed steps)."""
+    cells = [[int(c), int(r)] for c, r in np.asarray(cells, dtype=np.int64).reshape(-1, 2)]
+    out: dict = {"cells": cells}
+    if place is not None:
+        out["coords"] = place.coords(cells)
+        if last_time is not None and place.has_times:
+            out["times"] = place.times_after(last_time, len(cells))
+    return out

@@ -19,6 +19,7 @@ baseline passed unfitted on exactly those.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -29,9 +30,12 @@ from gridcast.metrics import MISS_RANK, bootstrap_interval, per_example_errors, 
 from gridcast.nextcell.baselines import CellBaseline
 from gridcast.nextcell.calibration import calibration_error
 from gridcast.nextcell.forecaster import Forecaster
+from gridcast.nextcell.sampling import DEFAULT_SAMPLES, POINT_TOP_P, modal_cells, point_forecast, sample_routes
 from gridcast.tracks import Track
 
 RANK_METRICS = ("acc@1", "acc@5", "mrr")
+HORIZONS = (1, 5, 10)  # steps ahead at which ``acc@1+k`` is measured
+MAX_HORIZON_CASES = 60  # prefixes continued for acc@1+k at most (evenly spaced steps): keeps evaluate fast
 LOWER_IS_BETTER = ("ade", "fde", "nll", "ece")  # prefixes: ade_cells, fde_cells too
 
 
@@ -53,39 +57,142 @@ def route_errors(rollout: Callable[[np.ndarray, int], list], tracks: list[Track]
     From the first `cut` of each track, continue for `horizon` cells (default: as many as the track
     really had; fewer where the track ends sooner). `with_times`: pass the observed part's times
     to ``rollout(prefix, n, times=...)`` (models with time inputs)."""
-    ade, fde = [], []
+    cases = route_cases(tracks, cut, horizon)
+    return _errors([_rollout(rollout, c, with_times) for c in cases], cases)
+
+
+@dataclass
+class RouteCase:
+    """One track cut for the route metrics: what was observed and what really followed."""
+
+    prefix: np.ndarray
+    times: np.ndarray | None
+    truth: np.ndarray  # (h, 2) the cells that really came next (h >= 1)
+
+
+def route_cases(tracks: list[Track], cut: float = 0.5, horizon: int | None = None) -> list[RouteCase]:
+    """The first `cut` of each track observed, the rest (at most `horizon` cells) to predict;
+    tracks with nothing left to predict are skipped."""
+    cases = []
     for track in tracks:
         n_obs = max(1, int(len(track) * cut))
-        truth = track.cells[n_obs:].astype(np.float64)
+        truth = track.cells[n_obs:]
         if horizon is not None:
             truth = truth[:horizon]
-        if len(truth) == 0:
-            continue
-        if with_times:
-            times = None if track.times is None else track.times[:n_obs]
-            predicted = rollout(track.cells[:n_obs], len(truth), times=times)
-        else:
-            predicted = rollout(track.cells[:n_obs], len(truth))
-        predicted = np.asarray(predicted, dtype=np.float64).reshape(-1, 2)
-        if len(predicted) == 0:
-            predicted = track.cells[n_obs - 1:n_obs].astype(np.float64)
-        if len(predicted) < len(truth):  # the route ended early: it stays at its last cell
-            predicted = np.concatenate([predicted, np.repeat(predicted[-1:], len(truth) - len(predicted), axis=0)])
-        errors = per_example_errors(predicted[None, : len(truth)], truth[None])
+        if len(truth):
+            cases.append(RouteCase(track.cells[:n_obs], None if track.times is None else track.times[:n_obs], truth))
+    return cases
+
+
+def _rollout(rollout: Callable, case: RouteCase, with_times: bool) -> np.ndarray:
+    """A predictor's continuation for `case`, as (h, 2) cells: a route that ends early (or at once)
+    stays at its last cell."""
+    n = len(case.truth)
+    predicted = rollout(case.prefix, n, times=case.times) if with_times else rollout(case.prefix, n)
+    return _padded(np.asarray(predicted, dtype=np.int64).reshape(-1, 2), case)
+
+
+def _padded(predicted: np.ndarray, case: RouteCase) -> np.ndarray:
+    n = len(case.truth)
+    if len(predicted) == 0:
+        predicted = case.prefix[-1:]
+    if len(predicted) < n:
+        predicted = np.concatenate([predicted, np.repeat(predicted[-1:], n - len(predicted), axis=0)])
+    return predicted[:n]
+
+
+def _errors(predicted: list[np.ndarray], cases: list[RouteCase]) -> tuple[np.ndarray, np.ndarray]:
+    ade, fde = [], []
+    for route, case in zip(predicted, cases):
+        errors = per_example_errors(route[None].astype(np.float64), case.truth[None].astype(np.float64))
         ade.append(errors["ade"][0])
         fde.append(errors["fde"][0])
     return np.asarray(ade), np.asarray(fde)
 
 
-def _summarise(ranks: list[np.ndarray], ade: np.ndarray, fde: np.ndarray, grid: Grid | None,
-               with_intervals: bool) -> dict[str, float]:
+def horizon_cases(tracks: list[Track], stride: int = 1) -> list[RouteCase]:
+    """Every `stride`-th step of every track as a prefix, with the next ``max(HORIZONS)`` true cells:
+    the cases of ``acc@1+k`` (a step counts for k when its track goes on for k more cells)."""
+    longest = max(HORIZONS)
+    cases = []
+    for track in tracks:
+        for t in range(1, len(track), stride):
+            times = None if track.times is None else track.times[:t]
+            cases.append(RouteCase(track.cells[:t], times, track.cells[t:t + longest]))
+    return cases
+
+
+def horizon_stride(tracks: list[Track]) -> int:
+    """The stride between the steps taken as ``acc@1+k`` prefixes, so that at most
+    ``MAX_HORIZON_CASES`` are continued (each costs `samples` sampled routes)."""
+    steps = sum(max(0, len(t) - 1) for t in tracks)
+    return max(1, -(-steps // MAX_HORIZON_CASES))
+
+
+def horizon_accuracy(predicted: list[np.ndarray], cases: list[RouteCase]) -> dict[str, float]:
+    """``acc@1+k`` for k in `HORIZONS`: the share of cases, among those that really go on for k
+    steps, whose predicted cell k steps after the prefix is the true one (the key is left out where
+    no case goes on for k steps)."""
+    out = {}
+    for k in HORIZONS:
+        hits = [bool(np.array_equal(p[k - 1], c.truth[k - 1])) for p, c in zip(predicted, cases) if len(c.truth) >= k]
+        if hits:
+            out[f"acc@1+{k}"] = float(np.mean(hits))
+    return out
+
+
+def _route_metrics(ade: np.ndarray, fde: np.ndarray, grid: Grid | None, suffix: str = "") -> dict[str, float]:
+    """``ade_cells``/``fde_cells`` (and ``ade``/``fde`` in metres on a metric grid), with `suffix`."""
+    metrics = {f"ade_cells{suffix}": float(ade.mean()) if len(ade) else float("nan"),
+               f"fde_cells{suffix}": float(fde.mean()) if len(fde) else float("nan")}
+    if grid is not None and grid.metric:
+        metrics[f"ade{suffix}"] = metrics[f"ade_cells{suffix}"] * grid.cell_size
+        metrics[f"fde{suffix}"] = metrics[f"fde_cells{suffix}"] * grid.cell_size
+    return metrics
+
+
+def model_routes(model: Forecaster, cases: list[RouteCase], samples: int = DEFAULT_SAMPLES, seed: int = 0,
+                 grid: Grid | None = None) -> dict[str, float]:
+    """The model's route metrics: ``ade``/``fde`` of its point forecast (`sampling.point_forecast`:
+    the per-step medoid of `samples` continuations drawn from the ``POINT_TOP_P`` nucleus, given
+    that the route goes on as long as the truth does, as the baselines' rollouts do),
+    ``ade_greedy``/``fde_greedy`` of the greedy rollout (what ``ade``/``fde`` were before), and
+    ``ade_best_of_N``/``fde_best_of_N`` (the sample nearest the truth, each measure on its own).
+    Seeded: reproducible."""
+    if not cases:
+        return {}
+    timed = getattr(model.config, "time_features", False)
+    times = [c.times for c in cases] if timed else None
+    drawn = sample_routes(model, [c.prefix for c in cases], max(len(c.truth) for c in cases), n=samples,
+                          seed=seed, times=times, continuing=True, top_p=POINT_TOP_P)
+    points = [point_forecast(s.cells)[:len(c.truth)] for s, c in zip(drawn, cases)]
+    metrics = _route_metrics(*_errors(points, cases), grid)
+    greedy = [_rollout(model.rollout, c, True) for c in cases]
+    metrics.update(_route_metrics(*_errors(greedy, cases), grid, "_greedy"))
+    best_ade, best_fde = [], []
+    for s, c in zip(drawn, cases):
+        d = np.linalg.norm(s.cells[:, :len(c.truth)].astype(np.float64) - c.truth[None].astype(np.float64), axis=2)
+        best_ade.append(d.mean(axis=1).min())
+        best_fde.append(d[:, -1].min())
+    metrics.update(_route_metrics(np.asarray(best_ade), np.asarray(best_fde), grid, f"_best_of_{samples}"))
+    return metrics
+
+
+def model_horizons(model: Forecaster, cases: list[RouteCase], samples: int = DEFAULT_SAMPLES,
+                   seed: int = 0) -> dict[str, float]:
+    """``acc@1+k`` of the model: the most frequent of `samples` sampled cells k steps ahead."""
+    if not cases:
+        return horizon_accuracy([], [])
+    times = [c.times for c in cases] if getattr(model.config, "time_features", False) else None
+    drawn = sample_routes(model, [c.prefix for c in cases], max(HORIZONS), n=samples, seed=seed, times=times,
+                          continuing=True, top_p=POINT_TOP_P)
+    return horizon_accuracy([modal_cells(s.cells) for s in drawn], cases)
+
+
+def _summarise(ranks: list[np.ndarray], routes: dict[str, float], with_intervals: bool) -> dict[str, float]:
     flat = np.concatenate(ranks) if ranks else np.zeros(0)
     metrics = ranking_metrics(flat)
-    metrics["ade_cells"] = float(ade.mean()) if len(ade) else float("nan")
-    metrics["fde_cells"] = float(fde.mean()) if len(fde) else float("nan")
-    if grid is not None and grid.metric:
-        metrics["ade"] = metrics["ade_cells"] * grid.cell_size
-        metrics["fde"] = metrics["fde_cells"] * grid.cell_size
+    metrics.update(routes)
     if with_intervals and len(flat):
         groups = np.concatenate([np.full(len(r), i) for i, r in enumerate(ranks)])
         for key, values in (("acc@1", flat <= 1), ("acc@5", flat <= 5), ("mrr", 1.0 / flat)):
@@ -136,29 +243,37 @@ def metric_values(ranks: np.ndarray, metric: str) -> np.ndarray:
 
 
 def evaluate(model: Forecaster | None, baselines: list[CellBaseline], tracks: list[Track],
-             grid: Grid | None = None, cut: float = 0.5, intervals: bool = False, horizon: int | None = None) -> dict:
+             grid: Grid | None = None, cut: float = 0.5, intervals: bool = False, horizon: int | None = None,
+             samples: int = DEFAULT_SAMPLES, seed: int = 0) -> dict:
     """The **contract** shape of ``gridcast evaluate --json``:
     ``{"model": {metric: value}, "baselines": {name: {metric: value}}, "n": int}`` (n = next-cell steps).
     `horizon`: continue routes for at most this many cells (default: the rest of each track).
+    The model's ``ade``/``fde`` are its point forecast's, from `samples` continuations drawn with
+    `seed` (`model_routes`); baselines' are their greedy rollouts'; both report ``acc@1+k``.
 
     Baselines not yet fitted are fitted here on ``model.train_tracks_`` (every track the model saw
     before the test period: training and validation); without a model that stored its tracks, an
     unfitted baseline is an `InputError` saying to call ``baseline.fit(training_tracks)`` first."""
     tracks = [t for t in tracks if len(t) >= 2]
     fit_unfitted(baselines, model)
+    cases = route_cases(tracks, cut, horizon)
+    ahead = horizon_cases(tracks, horizon_stride(tracks))
     result: dict = {"baselines": {}}
     if model is not None:
         ranks, nll = model_ranks(model, tracks) if tracks else ((), ())
-        ade, fde = route_errors(model.rollout, tracks, cut, horizon, with_times=True)
-        result["model"] = _summarise(list(ranks), ade, fde, grid, intervals)
+        routes = model_routes(model, cases, samples, seed, grid) if cases else _route_metrics(*_errors([], []), grid)
+        routes.update(model_horizons(model, ahead, samples, seed))
+        result["model"] = _summarise(list(ranks), routes, intervals)
         finite = np.concatenate(nll) if nll else np.zeros(0)
         finite = finite[np.isfinite(finite)]
         result["model"]["nll"] = float(finite.mean()) if len(finite) else float("nan")
         result["model"]["ece"] = calibration_error(model, tracks)
     for baseline in baselines:
         ranks = [baseline_ranks(baseline, t.cells) for t in tracks]
-        ade, fde = route_errors(baseline.rollout, tracks, cut, horizon)
-        result["baselines"][baseline.name] = _summarise(ranks, ade, fde, grid, intervals)
+        predicted = [_rollout(baseline.rollout, c, False) for c in cases]
+        routes = _route_metrics(*_errors(predicted, cases), grid)
+        routes.update(horizon_accuracy([_rollout(baseline.rollout, c, False) for c in ahead], ahead))
+        result["baselines"][baseline.name] = _summarise(ranks, routes, intervals)
         result["baselines"][baseline.name]["ece"] = calibration_error(baseline, tracks, baseline=True)
     result["n"] = int(sum(len(t) - 1 for t in tracks))
     return result

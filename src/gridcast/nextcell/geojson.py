@@ -2,8 +2,9 @@
 
 Per prefix: the observed prefix as a LineString (a Point when it is one cell), each route as a
 LineString from the prefix's last cell through the route's cells (so it draws as a continuation;
-a route that ends at once is a Point there), and each next-cell candidate as a Point. Every
-feature's properties say what it is (``"kind"``: prefix, route, next), its cells and, where
+a route that ends at once is a Point there), the point forecast (where it will be, step by step)
+as a LineString the same way, and each next-cell candidate as a Point. Every feature's
+properties say what it is (``"kind"``: prefix, route, point, next), its cells and, where
 known, ``"p"``, ``"rank"``, ``"ended"``, ``"times"`` and ``"track"``.
 
 GeoJSON positions are WGS84 longitude, latitude (RFC 7946 section 4), so only a grid with a CRS
@@ -36,8 +37,10 @@ def check_geojson_grid(grid: Grid | None, model_name: str = "the model") -> None
 
 
 def prediction_features(prefix: np.ndarray, nexts, routes, place: Place, *, track: str | None = None,
-                        prefix_times: Sequence[float] | None = None) -> list[dict]:
-    """The features of one prediction: prefix, routes (most probable first), next cells."""
+                        prefix_times: Sequence[float] | None = None, point: Sequence | None = None) -> list[dict]:
+    """The features of one prediction: prefix, routes (most probable first), next cells and, given
+    `point` (the point forecast's cells), the point forecast as a LineString from the prefix's
+    last cell (``"kind": "point"``, with its ``cells`` and ``times`` where known)."""
     check_geojson_grid(place.grid)
     prefix = np.asarray(prefix, dtype=np.int64).reshape(-1, 2)
     common = {} if track is None else {"track": track}
@@ -53,6 +56,12 @@ def prediction_features(prefix: np.ndarray, nexts, routes, place: Place, *, trac
         if last_time is not None and place.has_times:
             props["times"] = place.times_after(last_time, len(route.cells))
         features.append(_feature(_line_or_point(path[-1:] + place.coords(route.cells)), props))
+    if point is not None:
+        cells = np.asarray(point, dtype=np.int64).reshape(-1, 2)
+        props = {"kind": "point", **common, "cells": cells.tolist()}
+        if last_time is not None and place.has_times:
+            props["times"] = place.times_after(last_time, len(cells))
+        features.append(_feature(_line_or_point(path[-1:] + place.coords(cells)), props))
     for rank, (candidate, centre) in enumerate(zip(nexts, place.coords([n.cell for n in nexts])), 1):
         props = {"kind": "next", **common, "rank": rank, "p": candidate.p, "cell": list(candidate.cell)}
         features.append(_feature({"type": "Point", "coordinates": centre}, props))

@@ -6,7 +6,9 @@ import argparse
 from gridcast.cli.common import add_column_args, metrics_table, prepare_data, print_json
 
 KEYS = ["acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "ade", "fde"]
+AHEAD_KEYS = ["acc@1+1", "acc@1+5", "acc@1+10"]
 VERDICT_KEYS = ["acc@1", "acc@5", "mrr", "ade", "fde"]  # ade_cells / fde_cells where the grid knows no metres
+AHEAD_VERDICT_KEYS = ["acc@1+1", "acc@1+5", "acc@1+10"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,10 +59,28 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(tracks)} tracks, {result['n']} next-cell steps; baselines fitted on the model's "
           f"{len(model.train_tracks_)} training + validation tracks")
     print(metrics_table(rows, keys))
+    ahead = [k for k in AHEAD_KEYS if any(k in m for m in rows.values())]
+    if ahead:
+        print("\nthe cell k steps ahead (acc@1+k):")
+        print(metrics_table(rows, ahead))
     print()
+    print(_route_note(result["model"]))
     for line in verdict_lines(result, f"{model.config.cell}/{model.config.target}"):
         print(line)
     return 0
+
+
+def _route_note(model: dict) -> str:
+    """What the model's route columns are, with its other route answers beside them."""
+    from gridcast.nextcell.sampling import DEFAULT_SAMPLES
+
+    unit, suffix = ("m", "") if "ade" in model else ("cells", "_cells")
+    best = f"_best_of_{DEFAULT_SAMPLES}"
+    return (f"model routes: ade/fde are its point forecast's (per step the medoid of {DEFAULT_SAMPLES} sampled routes); "
+            f"its greedy rollout: {model.get(f'ade{suffix}_greedy', float('nan')):.1f} / "
+            f"{model.get(f'fde{suffix}_greedy', float('nan')):.1f} {unit}; the nearest of the {DEFAULT_SAMPLES} samples "
+            f"(best of {DEFAULT_SAMPLES}): {model.get(f'ade{suffix}{best}', float('nan')):.1f} / "
+            f"{model.get(f'fde{suffix}{best}', float('nan')):.1f} {unit}")
 
 
 def verdict_lines(result: dict, label: str) -> list[str]:
@@ -71,7 +91,7 @@ def verdict_lines(result: dict, label: str) -> list[str]:
     keys = [k if metric_grid or not k.startswith(("ade", "fde")) else f"{k}_cells" for k in VERDICT_KEYS]
     table = {"models": {label: result["model"]}, "baselines": result["baselines"]}
     lines = []
-    for key in keys + ["nll", "ece"]:  # the model's own scores, where a baseline measures them too
+    for key in keys + AHEAD_VERDICT_KEYS + ["nll", "ece"]:  # the model's own scores, where a baseline measures them too
         if key in result["model"]:
             try:
                 lines.append(verdict(table, key))

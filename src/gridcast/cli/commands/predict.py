@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     '(ISO-8601 such as 2026-01-26T15:57:02Z, or seconds) to resample at the model\'s step')
     p.add_argument("--horizon", type=int, default=10, help="cells to continue the route by (default 10)")
     p.add_argument("--top-k", type=int, default=5, help="next-cell candidates and routes to return (default 5)")
+    p.add_argument("--samples", type=int, default=0, metavar="N",
+                   help='also return N routes sampled from the model (seed 0; --json "samples"); the point forecast '
+                        '("point": where it will be at each step) is the per-step medoid of 20 such samples')
     p.add_argument("--json", action="store_true",
                    help='print {"next": [{"cell": [x, y], "p": p, "lon", "lat"}, ...], "routes": [{"cells": [[x, y], ...], '
                         '"p": p, "ended", "coords", "times"}, ...], "p_end"} (coordinates on a model with a grid; '
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.horizon < 1 or args.top_k < 1:
         raise InputError(f"--horizon and --top-k must be >= 1, got {args.horizon} and {args.top_k}")
+    if args.samples < 0:
+        raise InputError(f"--samples must be >= 0, got {args.samples}")
     given = [name for name, value in (("--track", args.track), ("--points", args.points), ("DATA", args.data))
              if value is not None]
     if len(given) != 1:
@@ -73,22 +78,37 @@ def run(args: argparse.Namespace) -> int:
     times = track.times if model.config.time_features else None
     nexts, p_end = model.predict_next_with_end(track.cells, args.top_k, times=times)
     routes = model.beam(track.cells, args.horizon, width=args.top_k, times=times)
-    answer = _Answer(track, nexts, p_end, routes)
+    point, samples = _points_and_samples(args, model, [track.cells], None if times is None else [times])
+    answer = _Answer(track, nexts, p_end, routes, point[0], samples[0])
     place = _place(model, collapsed)
     if args.geojson is not None:
         _write_geojson(args, [answer], place, with_track=False)
     if args.json:
         print_json(answer.json(place))
         return 0
-    _print_text(track.cells, nexts, p_end, routes, args.horizon, place)
+    _print_text(track.cells, nexts, p_end, routes, args.horizon, place, answer.point, answer.samples)
     return 0
 
 
-class _Answer:
-    """One prefix and what the model said after it."""
+def _points_and_samples(args: argparse.Namespace, model, prefixes: list, times: list | None) -> tuple[list, list]:
+    """The point forecast of every prefix, and its `--samples` sampled routes (None without the flag;
+    a sample that draws the end of route stops there)."""
+    from gridcast.nextcell.sampling import POINT_TOP_P, point_forecasts, sample_routes
 
-    def __init__(self, track, nexts, p_end: float, routes) -> None:
+    points = point_forecasts(model, prefixes, args.horizon, times=times)
+    if not args.samples:
+        return points, [None] * len(prefixes)
+    drawn = sample_routes(model, prefixes, args.horizon, n=args.samples, seed=0, times=times, top_p=POINT_TOP_P)
+    return points, [[(s.route(i), bool(s.ended[i] >= 0)) for i in range(args.samples)] for s in drawn]
+
+
+class _Answer:
+    """One prefix and what the model said after it: next cells, routes, the point forecast and
+    (with --samples) sampled routes."""
+
+    def __init__(self, track, nexts, p_end: float, routes, point=None, samples=None) -> None:
         self.track, self.nexts, self.p_end, self.routes = track, nexts, p_end, routes
+        self.point, self.samples = point, samples
 
     def last_time(self) -> float | None:
         times = self.track.times
@@ -97,7 +117,8 @@ class _Answer:
     def json(self, place) -> dict:
         from gridcast.nextcell.answers import answer_json
 
-        return answer_json(self.nexts, self.p_end, self.routes, place, self.last_time())
+        return answer_json(self.nexts, self.p_end, self.routes, place, self.last_time(), point=self.point,
+                           samples=self.samples)
 
 
 def _collapses(args: argparse.Namespace, model) -> bool:
@@ -154,7 +175,10 @@ def _predict_file(args: argparse.Namespace, model) -> int:
     timed = model.config.time_features
     predictions = predict_many(model, [t.cells for t in tracks], args.horizon, width=args.top_k, k=args.top_k,
                                times=[t.times for t in tracks] if timed else None, exact=False)
-    answers = [_Answer(t, p.next, p.p_end, p.routes) for t, p in zip(tracks, predictions)]
+    points, samples = _points_and_samples(args, model, [t.cells for t in tracks],
+                                          [t.times for t in tracks] if timed else None)
+    answers = [_Answer(t, p.next, p.p_end, p.routes, point, drawn)
+               for t, p, point, drawn in zip(tracks, predictions, points, samples)]
     place = _place(model, bool(ready.preprocessing.get("collapse")))
     if args.geojson is not None:
         _write_geojson(args, answers, place, with_track=True)
@@ -163,7 +187,8 @@ def _predict_file(args: argparse.Namespace, model) -> int:
             print_json({"track": answer.track.id, **answer.json(place)})
         else:
             print(f"track {answer.track.id}: ", end="")
-            _print_text(answer.track.cells, answer.nexts, answer.p_end, answer.routes, args.horizon, place)
+            _print_text(answer.track.cells, answer.nexts, answer.p_end, answer.routes, args.horizon, place,
+                        answer.point, answer.samples)
     return 0
 
 
@@ -173,7 +198,8 @@ def _write_geojson(args: argparse.Namespace, answers: list[_Answer], place, with
     features = []
     for a in answers:
         features += prediction_features(a.track.cells, a.nexts, a.routes, place,
-                                        track=a.track.id if with_track else None, prefix_times=a.track.times)
+                                        track=a.track.id if with_track else None, prefix_times=a.track.times,
+                                        point=a.point)
     write_geojson(args.geojson, feature_collection(features), protect=_protected(args))
     print_note(f"wrote {args.geojson} ({len(features)} features)")
 
@@ -190,7 +216,7 @@ def _protected(args: argparse.Namespace) -> list[str]:
     return [args.model] + ([args.data] if args.data is not None else [])
 
 
-def _print_text(prefix, nexts, p_end: float, routes, horizon: int, place=None) -> None:
+def _print_text(prefix, nexts, p_end: float, routes, horizon: int, place=None, point=None, samples=None) -> None:
     print(f"after {len(prefix)} cells ending at {tuple(int(v) for v in prefix[-1])}:")
     print("  next cell      p" + ("      centre" if place is not None else ""))
     centres = place.coords([n.cell for n in nexts]) if place is not None else [None] * len(nexts)
@@ -202,3 +228,8 @@ def _print_text(prefix, nexts, p_end: float, routes, horizon: int, place=None) -
     for r in routes:
         tail = " [end]" if r.ended else ""
         print(f"  p = {r.p:.3f}: " + " ".join(f"{c},{rw}" for c, rw in r.cells) + tail)
+    if point is not None:
+        print("where it will be, step by step (point forecast: the medoid of sampled routes):")
+        print("  " + " ".join(f"{int(c)},{int(rw)}" for c, rw in point))
+    for i, (cells, ended) in enumerate(samples or [], 1):
+        print(f"  sample {i}: " + " ".join(f"{c},{rw}" for c, rw in cells) + (" [end]" if ended else ""))
