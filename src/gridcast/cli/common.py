@@ -131,7 +131,7 @@ def add_commute_args(p: argparse.ArgumentParser, columns: dict[str, str] | None,
     p.add_argument("--out", help="also write the JSON result to this file")
     grid = p.add_argument_group("protocol")
     grid.add_argument("--mode", choices=("collapsed", "fixed"), default=mode,
-                      help="collapsed: consecutive repeats collapsed (which cell next); fixed: one cell per --step, "
+                      help="collapsed: consecutive repeats collapsed (which cell next); fixed: one cell per time step, "
                            f"no collapse (where at t + k*step) (default: {mode})")
     if columns is None:
         return
