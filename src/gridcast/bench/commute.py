@@ -69,7 +69,9 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
     Model metrics are means over seeds (``<metric>_std`` beside them); their intervals and the paired
     differences use each step's metric averaged over seeds. With several seeds, ``models`` also holds
     ``"<kind>-ensemble"``: the same trained models with their probabilities averaged (`Ensemble`).
-    Route errors (ADE/FDE) carry intervals from resampling test tracks. ``strongest_baseline`` names
+    Route errors (ADE/FDE) carry intervals from resampling test tracks; a kind's are those of its point
+    forecast (``"route": "point forecast"``; the greedy rollout's beside them as ``ade_greedy``,
+    ``fde_greedy``), a seed ensemble's those of its greedy rollout. ``strongest_baseline`` names
     the best baseline per metric (highest acc@k/MRR, lowest ADE/FDE); ``paired`` holds model minus
     baseline for each of them (ADE/FDE in metres on a metric grid, else cells: negative = model better).
     The data's ``protocol["mode"]`` (collapsed | fixed) is passed through to ``"protocol"``.
@@ -124,7 +126,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
     models, model_values, per_seed, routes = {}, {}, {}, {}
     names = []
     for kind in kinds:
-        runs, nlls, ades, fdes, members = [], [], [], [], []
+        runs, nlls, ades, fdes, members, greedy = [], [], [], [], [], []
         for seed in seeds:
             torch.manual_seed(seed)
             model = Forecaster(grid=data.grid, **spec.config(kind))
@@ -134,9 +136,10 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
             runs.append({k: metric_values(flat, k) for k in RANK_METRICS})
             finite = np.concatenate(nll)
             nlls.append(float(finite[np.isfinite(finite)].mean()))
-            ade, fde = route_errors(model.rollout, test, 0.5, horizon, with_times=True)
+            ade, fde = point_route_errors(model, test, 0.5, horizon)
             ades.append(ade)
             fdes.append(fde)
+            greedy.append(route_errors(model.rollout, test, 0.5, horizon, with_times=True))
             members.append(model)
             say(f"  {kind} seed {seed}: acc@1 {runs[-1]['acc@1'].mean():.3f}  acc@5 {runs[-1]['acc@5'].mean():.3f}  "
                 f"mrr {runs[-1]['mrr'].mean():.3f}  ({len(model.result_.history)} epochs, "
@@ -149,6 +152,11 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
             s[f"{k}_std"] = float(np.std([r[k].mean() for r in runs]))
         s["nll"] = float(np.mean(nlls))
         s["seeds"] = list(seeds)
+        s["route"] = "point forecast"
+        for key, j in (("ade", 0), ("fde", 1)):  # the greedy rollout's route, as it was reported before
+            s[f"{key}_cells_greedy"] = float(np.mean([g[j].mean() for g in greedy]))
+            if metres:
+                s[f"{key}_greedy"] = s[f"{key}_cells_greedy"] * metres
         models[kind] = s
         names.append(kind)
         per_seed[kind] = [{k: float(r[k].mean()) for k in RANK_METRICS} for r in runs]
@@ -163,6 +171,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
             finite = np.concatenate(nll)
             models[name]["nll"] = float(finite[np.isfinite(finite)].mean())
             models[name]["seeds"] = list(seeds)
+            models[name]["route"] = "greedy rollout"  # sampling needs one network: ensembles roll out greedily
             names.append(name)
             say(f"  {name}: acc@1 {models[name]['acc@1']:.3f}  acc@5 {models[name]['acc@5']:.3f}  "
                 f"mrr {models[name]['mrr']:.3f}")
@@ -201,6 +210,35 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
     result["ingest"] = data.report
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+def point_route_errors(model: Forecaster, tracks: list, cut: float = 0.5, horizon: int = HORIZON,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-track ADE/FDE (cells) of the model's point forecast (`sampling.point_forecasts`, the
+    answer to "where will it be"), on the same prefixes and horizons as `route_errors`: from the
+    first `cut` of each track, up to `horizon` cells, given that the route goes on that long."""
+    from gridcast.nextcell.sampling import point_forecasts
+
+    prefixes, times, truths = [], [], []
+    for track in tracks:
+        n_obs = max(1, int(len(track) * cut))
+        truth = track.cells[n_obs:n_obs + horizon].astype(np.float64)
+        if len(truth) == 0:
+            continue
+        prefixes.append(track.cells[:n_obs])
+        times.append(None if track.times is None else track.times[:n_obs])
+        truths.append(truth)
+    if not truths:
+        return np.zeros(0), np.zeros(0)
+    timed = getattr(model.config, "time_features", False)
+    points = point_forecasts(model, prefixes, max(len(t) for t in truths), times=times if timed else None,
+                             seed=seed, continuing=True)
+    ade, fde = [], []
+    for point, truth in zip(points, truths):
+        d = np.linalg.norm(np.asarray(point, dtype=np.float64)[:len(truth)] - truth, axis=1)
+        ade.append(d.mean())
+        fde.append(d[-1])
+    return np.asarray(ade), np.asarray(fde)
 
 
 def _ci(m: dict, key: str) -> str:
