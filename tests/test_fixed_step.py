@@ -136,6 +136,22 @@ def test_beam_updates_dwell_per_beam_and_batch_and_streaming_agree(fitted):
         assert np.allclose([g.p for g in got], [r.p for r in ref], atol=2e-5)
 
 
+def test_sampled_routes_advance_the_dwell_counts(fitted):
+    """Sampled continuations (the point forecast's) hold each cell 3 steps as the data does: the
+    counts advance per sample (stay -> +1, move -> 0). Frozen at the prefix's last count (just
+    entered), the samples stay too long: 7 of the 9 steps right instead of 9 (measured)."""
+    from gridcast.nextcell.sampling import point_forecast, sample_routes
+
+    model = fitted["default"]
+    route = held_route(ROUTE_A, 0)
+    prefix, truth = route[:7], route[7:16]                # just entered (2, 5); then 3 steps each
+    samples = sample_routes(model, [prefix], horizon=len(truth), n=20, seed=0)[0]
+    point = point_forecast(samples.cells)
+    assert (np.all(point == truth, axis=1)).sum() >= 8, point.tolist()  # measured 9; frozen counts: 7
+    run, _ = dwell_counts(np.concatenate([prefix, point]))
+    assert run.max() <= HOLD
+
+
 @pytest.mark.parametrize("cell,head,time_features", [("lstm", "plain", False), ("gru", "fusion", True),
                                                       ("rnn", "plain", True)])
 def test_streaming_equals_predict_next_with_dwell_inputs(cell, head, time_features):
