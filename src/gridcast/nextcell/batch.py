@@ -47,7 +47,7 @@ from gridcast.nextcell.features import (
 )
 from gridcast.nextcell.forecaster import Forecaster, NextCell, Route
 
-__all__ = ["beam_many", "rollout_many", "predict_many", "Prediction"]
+__all__ = ["beam_many", "rollout_many", "predict_many", "Prediction", "checked_prefixes"]
 
 ROWS_PER_CHUNK = 8_000_000  # tracks x beams x outputs per chunk: bounds the head's memory (~100 MB)
 
@@ -73,12 +73,7 @@ def _search(model: Forecaster, prefixes: list[np.ndarray], horizon: int, width: 
     model.check_fitted()
     if horizon < 1 or width < 1:
         raise InputError(f"horizon and beam width must be >= 1, got {horizon} and {width}")
-    prefixes = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in prefixes]
-    for i, p in enumerate(prefixes):
-        if len(p) == 0:
-            raise InputError(f"prefix {i} is empty: give at least one cell")
-    if times is not None and len(times) != len(prefixes):
-        raise InputError(f"{len(times)} time arrays for {len(prefixes)} prefixes")
+    prefixes = checked_prefixes(prefixes, times)
     if chunk is None:
         outputs = len(model.vocab_) if model.config.target == "cell" else len(model.moves_) + 25
         chunk = max(1, ROWS_PER_CHUNK // (width * outputs))
@@ -312,3 +307,15 @@ def _collect(finished: _Finished, logps: Tensor, open_cells: Tensor, steps: int,
     finally:
         if paused:
             gc.enable()
+
+
+def checked_prefixes(prefixes: list[np.ndarray], times: list | None = None) -> list[np.ndarray]:
+    """Prefixes as (n, 2) int64 cell arrays, each with at least one cell, and (when given) one times
+    array per prefix: what every batched search and sampler needs before it starts."""
+    prefixes = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in prefixes]
+    for i, p in enumerate(prefixes):
+        if len(p) == 0:
+            raise InputError(f"prefix {i} is empty: give at least one cell")
+    if times is not None and len(times) != len(prefixes):
+        raise InputError(f"{len(times)} time arrays for {len(prefixes)} prefixes")
+    return prefixes

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from gridcast.errors import InputError
+from gridcast.nextcell.batch import checked_prefixes
 from gridcast.nextcell.features import (
     CONTINUOUS_FEATURES,
     NO_CELL,
@@ -103,12 +104,7 @@ def sample_routes(model: Forecaster, prefixes: list[np.ndarray], horizon: int, n
         raise InputError(f"top_p must be in (0, 1], got {top_p}")
     if horizon < 1 or n < 1:
         raise InputError(f"horizon and samples must be >= 1, got {horizon} and {n}")
-    prefixes = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in prefixes]
-    for i, p in enumerate(prefixes):
-        if len(p) == 0:
-            raise InputError(f"prefix {i} is empty: give at least one cell")
-    if times is not None and len(times) != len(prefixes):
-        raise InputError(f"{len(times)} time arrays for {len(prefixes)} prefixes")
+    prefixes = checked_prefixes(prefixes, times)
     if chunk is None:
         outputs = model.output_size() + 25 * (model.config.target == "offset")
         chunk = max(1, ROWS_PER_CHUNK // (n * outputs))
