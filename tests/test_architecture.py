@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "gridcast"
 
-ROOT = "root"  # the shared vocabulary: gridcast/{errors,grid,tracks,metrics,kinds}.py
+ROOT = "root"  # the shared vocabulary: gridcast/{errors,grid,tracks,metrics,kinds,jsonsafe}.py
 # Each layer may import from the layers before it; subpackages within one layer never import each other.
 LAYERS: list[set[str]] = [
     {ROOT},
@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     {"bench", "insight"},
     {"cli"},
 ]
-ROOT_MODULES = {"errors", "grid", "tracks", "metrics", "kinds"}
+ROOT_MODULES = {"errors", "grid", "tracks", "metrics", "kinds", "jsonsafe"}
 # `python -m gridcast` runs the command: the one module of the root that may import the CLI.
 ENTRY_POINTS = {"gridcast.__main__": {"cli"}}
 

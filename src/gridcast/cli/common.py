@@ -9,6 +9,7 @@ import pathlib
 import sys
 
 from gridcast.errors import InputError
+from gridcast.jsonsafe import json_safe
 from gridcast.kinds import CELL_KINDS, parse_kinds
 
 
@@ -83,17 +84,7 @@ def run_single_threaded(body, args: argparse.Namespace) -> int:
 
 def print_json(obj) -> None:
     """JSON on stdout with NaN written as null (NaN is not JSON)."""
-    print(json.dumps(_clean(obj)))
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    print(json.dumps(json_safe(obj)))
 
 
 def metrics_table(rows: dict[str, dict[str, float]], keys: list[str]) -> str:

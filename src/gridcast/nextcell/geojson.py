@@ -23,6 +23,7 @@ import numpy as np
 
 from gridcast.errors import InputError
 from gridcast.grid import Grid
+from gridcast.jsonsafe import json_safe
 from gridcast.nextcell.answers import Place
 
 
@@ -98,7 +99,7 @@ def write_geojson(path: str | os.PathLike, collection: dict, protect: Sequence[s
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=resolved.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(_finite(collection), out)
+            json.dump(json_safe(collection), out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, resolved)
@@ -118,13 +119,3 @@ def _line_or_point(coords: list[list[float]]) -> dict:
 def _feature(geometry: dict, properties: dict) -> dict:
     return {"type": "Feature", "geometry": geometry, "properties": properties}
 
-
-def _finite(obj):
-    """NaN is not JSON: written as null, as ``--json`` does."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
