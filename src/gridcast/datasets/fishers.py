@@ -29,6 +29,7 @@ from gridcast.datasets.geolife import (
     cell_tracks,
     check_mode,
     check_no_leakage,
+    data_file,
     sequences_note,
 )
 from gridcast.errors import InputError
@@ -92,10 +93,7 @@ def load_fishers(data_dir: str | Path, cell_size: float = CELL_SIZE, step: float
     """The Movebank fishers CSV (a folder holding `filename`, or the file) -> `CommuteData` split
     per animal by time span (see the module docstring)."""
     collapse = check_mode(mode)
-    path = Path(data_dir)
-    source = path / filename if path.is_dir() else path
-    if not source.exists():
-        raise InputError(f"{source}: no such file (expected the Movebank fishers file {filename} in {path})")
+    source = data_file(data_dir, filename, "the Movebank fishers file")
     columns = dict(columns or FISHERS_COLUMNS)
     tracks, gridded = cell_tracks(source, columns, cell_size, step, max_gap, utc_offset_h=0.0, collapse=collapse)
     train, val, test = split_per_animal_span(tracks, fractions)

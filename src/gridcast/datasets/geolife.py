@@ -179,6 +179,16 @@ def check_no_leakage(train: list[Track], test: list[Track], user_of: dict[str, s
             raise AssertionError(f"training track {t.id} reaches into its person's test period")
 
 
+def data_file(data_dir: str | Path, filename: str, what: str) -> Path:
+    """The dataset file: `filename` inside `data_dir`, or `data_dir` itself when it is the file;
+    a missing one is an InputError naming both (``what``: how the message calls the file)."""
+    path = Path(data_dir)
+    source = path / filename if path.is_dir() else path
+    if not source.exists():
+        raise InputError(f"{source}: no such file (expected {what} {filename} in {path})")
+    return source
+
+
 def load_geolife(data_dir: str | Path, cell_size: float = CELL_SIZE, step: float = STEP, max_gap: float = MAX_GAP,
                  utc_offset_h: float = GEOLIFE_UTC_OFFSET_H, fractions: tuple[float, float, float] = DAY_FRACTIONS,
                  columns: dict[str, str] | None = None, filename: str = GEOLIFE_FILE,
@@ -187,10 +197,7 @@ def load_geolife(data_dir: str | Path, cell_size: float = CELL_SIZE, step: float
 
     `mode`: ``"collapsed"`` (cell changes) or ``"fixed"`` (one cell per `step`, no collapse)."""
     collapse = check_mode(mode)
-    path = Path(data_dir)
-    source = path / filename if path.is_dir() else path
-    if not source.exists():
-        raise InputError(f"{source}: no such file (expected the GeoLife sample {filename} in {path})")
+    source = data_file(data_dir, filename, "the GeoLife sample")
     columns = dict(columns or GEOLIFE_COLUMNS)
     tracks, gridded = cell_tracks(source, columns, cell_size, step, max_gap, utc_offset_h, collapse=collapse)
     originals = {tid.rsplit("#", 1)[0]: tid.rsplit("#", 1)[0] for tid in (t.id for t in tracks)}
