@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
     {"nextcell", "continuous"},
     {"datasets"},
     {"bench", "insight"},
+    {"serve"},
     {"cli"},
 ]
 ROOT_MODULES = {"errors", "grid", "tracks", "metrics", "kinds", "jsonsafe"}

@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "gridcast.cli.commands.evaluate",
     "bench": "gridcast.cli.commands.bench",
     "explain": "gridcast.cli.commands.explain",
+    "export": "gridcast.cli.commands.export",
+    "serve": "gridcast.cli.commands.serve",
 }
 
 

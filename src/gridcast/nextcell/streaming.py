@@ -147,6 +147,9 @@ class _PackedFusion:
         geo = V + M + 1 + PRIOR_FEATURES
         self.geometry_gates = slice(geo, geo + GEOMETRY_FEATURES)
         self.has_geometry = head_width >= geo + GEOMETRY_FEATURES
+        # far="distance" heads: far cells' logits fall with log(chebyshev distance / R) (`network.far_distance`)
+        self.decay = geo + GEOMETRY_FEATURES if model.config.far == "distance" else None
+        self.cell_array = np.asarray(vocab.cells, np.int64).reshape(-1, 2)
         self.ids = vocab.index
         self._vocab = vocab
         self.m = np.empty(M, np.float32)
@@ -281,6 +284,11 @@ class _PackedFusion:
         cells = o[:V]
         cells += far                                       # a + far (END excepted: ending is no move)
         o[END] = a_end
+        if self.decay is not None and len(self.cell_array):  # - softplus(b) * far_distance (0 in the window)
+            cheb = np.abs(self.cell_array - np.asarray(cur, np.int64)).max(axis=1).astype(np.float32)
+            decay = np.float32(np.logaddexp(0.0, o[self.decay]))
+            radius = np.float32(self.radius)
+            cells[RESERVED:] -= decay * np.log(np.maximum(cheb, radius) / radius)
         if any_inside:
             cells[wid] += m[inside] - far                  # window cells in the vocabulary: (a + far) + (m - far)
         extra = o[V:V + M]
@@ -424,6 +432,37 @@ class StreamingPredictor:
     def reset(self, track_id: Hashable) -> bool:
         """Forget a track (its next point starts a new route). True if it was known."""
         return self._tracks.pop(track_id, None) is not None
+
+    def state_of(self, track_id: Hashable) -> dict | None:
+        """A live track's whole state as plain JSON-able values (None if unknown), so a service can
+        write it to disk and `restore` it after a restart: the next answer is then bit-identical."""
+        s = self._tracks.get(track_id)
+        if s is None:
+            return None
+        return {"z": [v.tolist() for v in s.z], "c": None if s.c is None else [v.tolist() for v in s.c],
+                "last": list(s.last), "before": None if s.before is None else list(s.before), "time": s.time,
+                "seen": s.seen, "run": s.run, "held": s.held}
+
+    def restore(self, track_id: Hashable, state: dict) -> None:
+        """Put back a state written by `state_of` (as the most recently updated track).
+
+        Raises:
+            InputError: the state does not fit this model (layer count or widths differ).
+        """
+        try:
+            z = [np.asarray(v, dtype=np.float32) for v in state["z"]]
+            c = None if state["c"] is None else [np.asarray(v, dtype=np.float32) for v in state["c"]]
+            if [len(v) for v in z] != [self._hidden + n for n in self._input_sizes] or \
+                    (c is None) != (self._kind != "lstm") or (c is not None and any(len(v) != self._hidden for v in c)):
+                raise ValueError("layer sizes differ")
+            s = _TrackState(z, c, (int(state["last"][0]), int(state["last"][1])), float(state["seen"]))
+            s.before = None if state["before"] is None else (int(state["before"][0]), int(state["before"][1]))
+            s.time = None if state["time"] is None else float(state["time"])
+            s.run, s.held = int(state["run"]), int(state["held"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise InputError(f"track {track_id!r}: saved state does not fit this model ({exc})") from None
+        self._tracks[track_id] = s
+        self._tracks.move_to_end(track_id)
 
     def evict_idle(self, now: float | None = None) -> int:
         """Drop tracks not updated for ``idle_seconds`` (oldest first); returns how many."""

@@ -63,62 +63,33 @@ def run(args: argparse.Namespace) -> int:
         check_geojson_target(args.geojson, _protected(args))
     if args.data is not None:
         return _predict_file(args, model)
+    from gridcast.nextcell.prefix_answer import cells_prefix, predict_prefix
+    from gridcast.tracks import parse_track
+
     if args.points is not None:
         track, warning = _points_prefix(args, model)
     else:
-        from gridcast.nextcell.coverage import Coverage
-        from gridcast.tracks import Track, parse_track
-
-        track = Track("track", parse_track(args.track))
-        coverage = Coverage.of_model(model)
-        warning = coverage.warning(track.cells) if coverage is not None else None
+        track, warning = cells_prefix(model, parse_track(args.track))
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     collapsed = args.points is not None and _collapses(args, model)
-    times = track.times if model.config.time_features else None
-    nexts, p_end = model.predict_next_with_end(track.cells, args.top_k, times=times)
-    routes = model.beam(track.cells, args.horizon, width=args.top_k, times=times)
-    point, samples = _points_and_samples(args, model, [track.cells], None if times is None else [times])
-    answer = _Answer(track, nexts, p_end, routes, point[0], samples[0])
+    answer = predict_prefix(model, track, args.horizon, args.top_k, args.samples)
     place = _place(model, collapsed)
     if args.geojson is not None:
         _write_geojson(args, [answer], place, with_track=False)
     if args.json:
         print_json(answer.json(place))
         return 0
-    _print_text(track.cells, nexts, p_end, routes, args.horizon, place, answer.point, answer.samples)
+    _print_text(track.cells, answer.nexts, answer.p_end, answer.routes, args.horizon, place, answer.point,
+                answer.samples)
     return 0
 
 
 def _points_and_samples(args: argparse.Namespace, model, prefixes: list, times: list | None) -> tuple[list, list]:
-    """The point forecast of every prefix, and its `--samples` sampled routes (None without the flag;
-    a sample that draws the end of route stops there)."""
-    from gridcast.nextcell.sampling import POINT_TOP_P, point_forecasts, sample_routes
+    """The point forecast of every prefix and its `--samples` sampled routes (`nextcell.prefix_answer`)."""
+    from gridcast.nextcell.prefix_answer import points_and_samples
 
-    points = point_forecasts(model, prefixes, args.horizon, times=times)
-    if not args.samples:
-        return points, [None] * len(prefixes)
-    drawn = sample_routes(model, prefixes, args.horizon, n=args.samples, seed=0, times=times, top_p=POINT_TOP_P)
-    return points, [[(s.route(i), bool(s.ended[i] >= 0)) for i in range(args.samples)] for s in drawn]
-
-
-class _Answer:
-    """One prefix and what the model said after it: next cells, routes, the point forecast and
-    (with --samples) sampled routes."""
-
-    def __init__(self, track, nexts, p_end: float, routes, point=None, samples=None) -> None:
-        self.track, self.nexts, self.p_end, self.routes = track, nexts, p_end, routes
-        self.point, self.samples = point, samples
-
-    def last_time(self) -> float | None:
-        times = self.track.times
-        return None if times is None or not len(times) else float(times[-1])
-
-    def json(self, place) -> dict:
-        from gridcast.nextcell.answers import answer_json
-
-        return answer_json(self.nexts, self.p_end, self.routes, place, self.last_time(), point=self.point,
-                           samples=self.samples)
+    return points_and_samples(model, prefixes, args.horizon, args.samples, times)
 
 
 def _collapses(args: argparse.Namespace, model) -> bool:
@@ -127,31 +98,23 @@ def _collapses(args: argparse.Namespace, model) -> bool:
 
 def _place(model, collapsed: bool):
     """Where answers are written (None: a model fitted on bare cells keeps today's cells-only output)."""
-    from gridcast.nextcell.answers import Place
+    from gridcast.nextcell.prefix_answer import answer_place
 
-    return None if model.grid is None else Place(model.grid, timed=not collapsed)
+    return answer_place(model, collapsed)
 
 
 def _points_prefix(args: argparse.Namespace, model):
     """--points -> (one track on the model's grid, prepared like its training tracks; a coverage
     warning or None)."""
-    from gridcast.errors import InputError
-    from gridcast.ingest.points import parse_points, points_track, positions
-    from gridcast.ingest.prepare import resolve_like
-    from gridcast.nextcell.coverage import Coverage
+    from gridcast.ingest.points import parse_points
+    from gridcast.nextcell.prefix_answer import points_prefix
 
     if model.grid is None:
+        from gridcast.errors import InputError
+
         raise InputError(f"--points needs a grid: {args.model} was fitted on bare cells (from Python); use --track")
     points = parse_points(args.points, geographic=model.grid.crs is not None)
-    like = resolve_like(model, args.model)
-    # without times there are no gaps to split at: only the collapse is followed
-    collapse, max_gap = like.follow(args.collapse, None, gap_given=points.times is None, log=print_note)
-    track = points_track(points, model.grid, max_gap=max_gap, collapse=collapse, log=print_note)
-    coverage = Coverage.of_model(model)
-    warning = None
-    if coverage is not None:
-        warning = coverage.warning(coverage.in_cells(*positions(points, model.grid)), "the --points prefix")
-    return track, warning
+    return points_prefix(model, points, args.collapse, args.model, log=print_note, label="the --points prefix")
 
 
 def _predict_file(args: argparse.Namespace, model) -> int:
@@ -177,7 +140,9 @@ def _predict_file(args: argparse.Namespace, model) -> int:
                                times=[t.times for t in tracks] if timed else None, exact=False)
     points, samples = _points_and_samples(args, model, [t.cells for t in tracks],
                                           [t.times for t in tracks] if timed else None)
-    answers = [_Answer(t, p.next, p.p_end, p.routes, point, drawn)
+    from gridcast.nextcell.prefix_answer import PrefixAnswer
+
+    answers = [PrefixAnswer(t, p.next, p.p_end, p.routes, point, drawn)
                for t, p, point, drawn in zip(tracks, predictions, points, samples)]
     place = _place(model, bool(ready.preprocessing.get("collapse")))
     if args.geojson is not None:
@@ -192,7 +157,7 @@ def _predict_file(args: argparse.Namespace, model) -> int:
     return 0
 
 
-def _write_geojson(args: argparse.Namespace, answers: list[_Answer], place, with_track: bool) -> None:
+def _write_geojson(args: argparse.Namespace, answers: list, place, with_track: bool) -> None:
     from gridcast.nextcell.geojson import feature_collection, prediction_features, write_geojson
 
     features = []
