@@ -13,9 +13,8 @@ from gridcast.cli import main
 from gridcast.cli.commands import bench_speed
 
 KEYS = {"name", "value", "unit", "baseline", "ratio"}
-CONTRACT = ({f"train_fused_{k}_h{h}" for k in ("lstm", "gru", "rnn") for h in (64, 256)}
-            | {"train_explicit_lstm_h64", "train_explicit_lstm_h256", "stream_p50_us", "stream_p99_us",
-               "rollout_beam5"})
+CONTRACT = ({f"train_{p}_{k}_h{h}" for p in ("fused", "explicit") for k in ("lstm", "gru", "rnn") for h in (64, 256)}
+            | {"stream_p50_us", "stream_p99_us", "rollout_beam5"})
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -122,37 +122,51 @@ class LSTMLayer(torch.autograd.Function):
     ``h0``, ``c0`` (B, H); ``w_hh`` (4H, H); ``batch_sizes`` rows running per step (None: all);
     ``variant`` as in `LSTMCell`. Returns the hidden states (T, B, H), zero after each row's end,
     and the final h and c (B, H).
+
+    Each step is the notes' single layer over ``concat(h, x)``: the kernel keeps one time-major
+    buffer ``hx`` whose row t is ``[h_{t-1} | x_t | 1]`` (x and the ones written once, each h_t
+    written by its step), so a step is one matmul against ``[W_hh | W_ih | b]``. Compared with
+    projecting x for all steps first, this drops a (T, B, 4H) pass of a GEMM with K = I (2 here),
+    which MKL runs at a few GFLOP/s on some CPUs, and the bias broadcast; backward then gets every
+    weight and bias gradient from one GEMM, ``hx^T d_pre``.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, w_ih: Tensor, bias: Tensor | None, h0: Tensor, c0: Tensor, w_hh: Tensor,
                 batch_sizes: list[int] | None, variant: str):
-        steps, batch = x.shape[0], x.shape[1]
+        steps, batch, inputs = x.shape
         H = w_hh.shape[1]
         order, back, doubled = _lstm_layout(H, x.dtype, x.device)
-        w_ih, w_hh = w_ih.index_select(0, order), w_hh.index_select(0, order)  # private (o, i, f, g) copies
-        # g = tanh(x) is computed as 2 sigma(2x) - 1: one sigmoid then covers all four gates, and
-        # PyTorch's CPU tanh costs ~4x its sigmoid per element here. The 2x lives in the g rows of
-        # private, forward-only copies of the weights.
-        acts = _project(x, w_ih * doubled, None if bias is None else bias.index_select(0, order) * doubled[:, 0])
-        new = _zeros_if(batch_sizes is not None)
-        cells = new(steps, batch, H, dtype=x.dtype, device=x.device)   # c_t
-        tanh_c = torch.empty_like(cells)                                # tanh(c_t)
-        out = new(steps, batch, H, dtype=x.dtype, device=x.device)     # h_t
-        w_t = (w_hh * doubled).t()
-        # Per-step views, made in bulk: pre-activations become activations in place.
+        # Private (o, i, f, g) copy of [W_hh | W_ih | b]. g = tanh(x) is computed as 2 sigma(2x) - 1:
+        # one sigmoid then covers all four gates (PyTorch's CPU tanh costs ~4x its sigmoid per
+        # element on some CPUs); the 2x lives in the g rows of the forward-only copy.
+        weight = torch.cat([w_hh, w_ih] + ([] if bias is None else [bias.unsqueeze(1)]), 1).index_select(0, order)
+        w_t = (weight * doubled).t()                                    # (K, 4H)
+        ragged = batch_sizes is not None
+        new = _zeros_if(ragged)
+        hx = new(steps + 1, batch, weight.shape[1], dtype=x.dtype, device=x.device)
+        hx[0, :, :H] = h0
+        hx[:steps, :, H:H + inputs] = x
+        if bias is not None:
+            hx[:steps, :, H + inputs] = 1.0
+        if not ragged:
+            hx[steps, :, H:] = 0.0                                      # never read; kept finite
+        acts = new(steps, batch, 4 * H, dtype=x.dtype, device=x.device)  # o, i, f, sigma(2 x_g)
+        cells_0 = new(steps + 1, batch, H, dtype=x.dtype, device=x.device)  # c0, then c_t
+        cells_0[0] = c0
+        cells = cells_0[1:]
+        tanh_c = torch.empty_like(cells)                                 # tanh(c_t)
+        out = hx[1:, :, :H]                                              # h_t, written in place
+        # Per-step views, made in bulk.
         a_t, s_t = _steps(acts, batch_sizes), _steps(acts[..., 3 * H:], batch_sizes)
         o_t, i_t, f_t = (_steps(acts[..., k * H:(k + 1) * H], batch_sizes) for k in range(3))
         c_t, tc_t, h_t = _steps(cells, batch_sizes), _steps(tanh_c, batch_sizes), _steps(out, batch_sizes)
-        hp_t = [h0] + h_t[:-1]                          # the state each step reads (its running rows)
-        cp_t = [c0] + c_t[:-1]
-        if batch_sizes is not None:
-            hp_t = [v[:n] for v, n in zip(hp_t, batch_sizes)]
-            cp_t = [v[:n] for v, n in zip(cp_t, batch_sizes)]
+        hx_t = _steps(hx[:steps], batch_sizes)                           # [h_{t-1} | x_t | 1], running rows
+        cp_t = _steps(cells_0[:steps], batch_sizes)                      # c_{t-1}, running rows
         standard = variant == "standard"
         for t in range(steps):
             a, i, c = a_t[t], i_t[t], c_t[t]
-            a.addmm_(hp_t[t], w_t)                      # W_ih x + b + W_hh h: one matmul, all gates
+            torch.mm(hx_t[t], w_t, out=a)               # W [h; x; 1]: one matmul, all gates
             a.sigmoid_()                                # o, i, f = sigma(...); s = sigma(2 x_g)
             if not standard:
                 if variant == "no_forget":
@@ -163,27 +177,29 @@ class LSTMLayer(torch.autograd.Function):
             c.addcmul_(i, s_t[t], value=2.0).sub_(i)    #     + i * g, with g = 2 s - 1 = tanh(x_g)
             torch.tanh(c, out=tc_t[t])
             torch.mul(o_t[t], tc_t[t], out=h_t[t])      # h = o * tanh(c)
-        ctx.save_for_backward(x, w_ih, h0, c0, w_hh, out)
-        ctx.acts, ctx.cells, ctx.tanh_c, ctx.back = acts, cells, tanh_c, back
-        ctx.batch_sizes, ctx.variant, ctx.has_bias = batch_sizes, variant, bias is not None
+        ctx.save_for_backward(weight, out)  # out: autograd then refuses a backward after it was changed in place
+        ctx.hx, ctx.acts, ctx.cells, ctx.tanh_c, ctx.back = hx, acts, cells_0, tanh_c, back
+        ctx.batch_sizes, ctx.variant, ctx.has_bias, ctx.inputs = batch_sizes, variant, bias is not None, inputs
         return out, _final(out, batch_sizes), _final(cells, batch_sizes)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor, grad_h: Tensor, grad_c: Tensor):
-        x, w_ih, h0, c0, w_hh, out = ctx.saved_tensors
-        acts, cells, tanh_c, batch_sizes, variant = ctx.acts, ctx.cells, ctx.tanh_c, ctx.batch_sizes, ctx.variant
+        weight, _ = ctx.saved_tensors
+        hx, acts, cells_0, tanh_c, batch_sizes, variant = ctx.hx, ctx.acts, ctx.cells, ctx.tanh_c, ctx.batch_sizes, ctx.variant
         steps, batch, gates = acts.shape
-        H = gates // 4
+        H, inputs = gates // 4, ctx.inputs
+        out, c_prev = hx[1:, :, :H], cells_0[:steps]                     # h_t and c_{t-1}: views
+        w_hh = weight[:, :H].contiguous()                                 # kernel order, not doubled
         o, i, f, s = acts.split(H, dim=2)
         g = s * 2.0 - 1.0                                                 # the forward kept sigma(2 x_g)
         ragged = batch_sizes is not None
         # Everything that does not depend on the incoming gradient, for all steps at once:
         # dpre_o = dh * mult_o and dpre_{i,f,g} = dc * mult[:, :, 0..2], with sigma' = s - s^2, tanh' = 1 - g^2.
-        mult_o = torch.addcmul(o, o, o, value=-1.0).mul_(tanh_c)          # dh/do = tanh(c)
-        through_c = torch.addcmul(o, o, tanh_c * tanh_c, value=-1.0)        # dh/dc = o * tanh'(c)
+        # With h = o tanh(c): o (1 - o) tanh(c) = h - h o and o (1 - tanh(c)^2) = o - h tanh(c).
+        mult_o = torch.addcmul(out, out, o, value=-1.0)                   # dh/dpre_o
+        through_c = torch.addcmul(o, out, tanh_c, value=-1.0)             # dh/dc = o * tanh'(c)
         mult = acts.new_empty(steps, batch, 3, H)
-        c_prev = _previous(c0, cells)
         wrote = g - c_prev if variant == "coupled" else g                 # dc/di (coupled: f = 1 - i too)
         torch.addcmul(i, i, i, value=-1.0, out=mult[:, :, 0]).mul_(wrote)
         if variant == "standard":
@@ -204,7 +220,7 @@ class LSTMLayer(torch.autograd.Function):
         do_t = _steps(d_pre[..., :H], batch_sizes)
         difg_t = _steps(d_pre[..., H:].view(steps, batch, 3, H), batch_sizes)
         carry = variant != "no_forget"
-        dh_buf = h0.new_empty(batch, H)
+        dh_buf = grad_h.new_empty(batch, H)
         dh = out_t[steps - 1]
         if not ragged:  # the common case, kept free of per-step slicing and bookkeeping
             dc = grad_c.clone()
@@ -218,7 +234,7 @@ class LSTMLayer(torch.autograd.Function):
                 if t > 0:                                              # dh_{t-1} = outside + dpre W_hh
                     dh = torch.addmm(out_t[t - 1], d_t[t], w_hh, out=dh_buf)
         else:
-            dc = c0.new_zeros(batch, H)
+            dc = grad_c.new_zeros(batch, H)
             for t in range(steps - 1, -1, -1):
                 n = d_t[t].shape[0]
                 dct = _join_ending(dc, grad_c, batch_sizes, t, steps, n)     # rows ending at t join
@@ -234,13 +250,16 @@ class LSTMLayer(torch.autograd.Function):
                         dh_buf[n:prev.shape[0]] = prev[n:]
                     dh = dh_buf[:prev.shape[0]]
         dh = torch.mm(d_t[0], w_hh)                                    # the gradient of h0
-        back = ctx.back                                                # kernel order -> PyTorch's
-        grad_x, grad_wi, grad_b = _input_grads(ctx, x, w_ih, d_pre, 0)
-        grad_wh = None
-        if ctx.needs_input_grad[5]:
-            grad_wh = _outer_sum(d_pre, _previous(h0, out)).index_select(0, back)
-        grad_wi = None if grad_wi is None else grad_wi.index_select(0, back)
-        grad_b = None if grad_b is None else grad_b.index_select(0, back)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = d_pre.reshape(-1, gates).mm(weight[:, H:H + inputs]).view(steps, batch, inputs)
+        needs_w = ctx.needs_input_grad[1] or ctx.needs_input_grad[2] or ctx.needs_input_grad[5]
+        grad_wi = grad_b = grad_wh = None
+        if needs_w:  # [dW_hh | dW_ih | db] in one GEMM over the rows [h_{t-1} | x_t | 1], then PyTorch's order
+            grad_w = _outer_sum(d_pre, hx[:steps]).index_select(0, ctx.back)
+            grad_wh = grad_w[:, :H] if ctx.needs_input_grad[5] else None
+            grad_wi = grad_w[:, H:H + inputs] if ctx.needs_input_grad[1] else None
+            grad_b = grad_w[:, H + inputs] if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_wi, grad_b, dh, dc, grad_wh, None, None
 
 
