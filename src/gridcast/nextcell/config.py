@@ -14,6 +14,10 @@ from gridcast.nextcell.features import CONTINUOUS_FEATURES, DWELL_FEATURES, TIME
 
 TARGETS = ("cell", "move", "offset")
 HEADS = ("plain", "fusion")
+#: how the fusion head spreads its far-move logit over the vocabulary cells outside its window:
+#: "shared" (every far cell the same, however far: the original head, what old checkpoints load as)
+#: or "distance" (decayed with the distance from the current cell at a learned, per-step rate)
+FAR_MODES = ("shared", "distance")
 END_OF_ROUTE = ("learn", "never", "auto")  # auto: decided by `fit` from the tracks (see `ends_are_real`)
 
 
@@ -35,6 +39,7 @@ class CellForecasterConfig:
     min_tracks: int = 1         # a cell enters the vocabulary when this many training tracks visit it
     dwell_features: bool | None = False  # steps stayed in this cell / held the last one as inputs (None: fit decides)
     end_of_route: str = "learn"  # learn: the end is a target; never: never a target, p(end) = 0; auto: fit decides
+    far: str = "shared"         # fusion head: far cells share one logit (shared) | decay with distance (distance)
 
     def __post_init__(self) -> None:
         checks = {
@@ -45,6 +50,7 @@ class CellForecasterConfig:
             "head": self.head in HEADS,
             "end_of_route": self.end_of_route in END_OF_ROUTE,
             "dwell_features": self.dwell_features in (True, False, None),
+            "far": self.far in FAR_MODES,
         }
         for name, ok in checks.items():
             if not ok:

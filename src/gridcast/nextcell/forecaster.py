@@ -51,7 +51,7 @@ from gridcast.nextcell.features import (
     time_features,
     window_geometry,
 )
-from gridcast.nextcell.network import ForecasterNet, fusion_logits, fusion_size, sequence_loss
+from gridcast.nextcell.network import ForecasterNet, far_distance, fusion_logits, fusion_size, sequence_loss
 from gridcast.nextcell.prior import PRIOR_FEATURES, MarkovPrior
 from gridcast.nextcell.training import TrainConfig, TrainResult
 from gridcast.nextcell.training import fit as fit_loop
@@ -135,7 +135,7 @@ class Forecaster:
         ``output_size``; needed to build a `ForecasterNet` by hand for a fitted vocabulary)."""
         if self.config.target == "cell":
             if self.config.head == "fusion":
-                return fusion_size(len(self.vocab_), self.config.max_move)
+                return fusion_size(len(self.vocab_), self.config.max_move, self.config.far)
             return len(self.vocab_)
         if self.config.target == "move":
             return len(self.moves_)
@@ -207,7 +207,7 @@ class Forecaster:
         last_moves = np.where(before[:, :1] == NO_CELL, 0, last - np.where(before == NO_CELL, 0, before))
         return {"window": window, "rows": np.asarray(rows, dtype=np.int64), "slots": np.asarray(slots, dtype=np.int64),
                 "features": np.asarray(feats, dtype=np.float32).reshape(-1, PRIOR_FEATURES), "evidence": evidence,
-                "geometry": window_geometry(moves, last_moves)}
+                "geometry": window_geometry(moves, last_moves), "last": np.ascontiguousarray(last)}
 
     def _fusion_targets(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot of each step's next cell (vocabulary id, or window slot for an unseen neighbour;
@@ -267,6 +267,7 @@ class Forecaster:
         if self.fusion:
             window = torch.full((n, steps, len(self.moves_.moves)), -1, dtype=torch.long)
             geometry = torch.zeros(n, steps, len(self.moves_.moves), 2)
+            last = torch.zeros(n, steps, 2, dtype=torch.long)
             evidence = torch.zeros(n, steps, 2)
             rows, slots, feats = [], [], []
             for i, e in enumerate(encoded):
@@ -274,12 +275,13 @@ class Forecaster:
                 k = len(e[0])
                 window[i, :k] = torch.from_numpy(ctx["window"])
                 geometry[i, :k] = torch.from_numpy(ctx["geometry"])
+                last[i, :k] = torch.from_numpy(np.ascontiguousarray(ctx["last"]))
                 evidence[i, :k] = torch.from_numpy(ctx["evidence"])
                 rows.append(ctx["rows"] + i * steps)
                 slots.append(ctx["slots"])
                 feats.append(ctx["features"])
             context = {"window": window.flatten(0, 1), "evidence": evidence.flatten(0, 1),
-                       "geometry": geometry.flatten(0, 1),
+                       "geometry": geometry.flatten(0, 1), "last": last.flatten(0, 1),
                        "rows": torch.from_numpy(np.concatenate(rows)), "slots": torch.from_numpy(np.concatenate(slots)),
                        "features": torch.from_numpy(np.concatenate(feats))}
         return Batch(ids, features, targets, mask, lengths, float(mask.sum()), context)
@@ -301,17 +303,21 @@ class Forecaster:
                     encoded.append(part)
         return encoded
 
-    def _logits(self, outputs: Tensor, context: dict) -> Tensor:
+    def _logits(self, outputs: Tensor, context: dict, net: ForecasterNet | None = None) -> Tensor:
         """Fusion head outputs (N, O) and their context -> (N, V + M) logits over candidate slots."""
+        net = net if net is not None else self.net_
+        distances = None
+        if self.config.far == "distance":
+            last = torch.as_tensor(context["last"]).long().reshape(-1, 2)
+            distances = far_distance(torch.from_numpy(self.vocab_.cells.astype(np.int64)), last, self.config.max_move)
         return fusion_logits(outputs, len(self.vocab_), context["window"], context["rows"], context["slots"],
-                             context["features"], context["evidence"], self.net_.evidence_weight, context["geometry"])
+                             context["features"], context["evidence"], net.evidence_weight, context["geometry"],
+                             distances)
 
     def _loss(self, net: ForecasterNet, batch: Batch) -> Tensor:
         outputs, _, _ = net(batch.ids, batch.features, batch.lengths)
         if self.fusion:
-            logits = fusion_logits(outputs.flatten(0, 1), len(self.vocab_), batch.context["window"],
-                                   batch.context["rows"], batch.context["slots"], batch.context["features"],
-                                   batch.context["evidence"], net.evidence_weight, batch.context["geometry"])
+            logits = self._logits(outputs.flatten(0, 1), batch.context, net)
             targets = batch.targets.flatten().masked_fill(~batch.mask.flatten(), END)  # padding: any finite slot
             losses = F.cross_entropy(logits, targets, reduction="none").view_as(batch.mask)
             mask = batch.mask.to(losses.dtype)
@@ -822,7 +828,7 @@ def _slice_context(context: dict, start: int, stop: int) -> dict:
     """The fusion context of steps [start, stop), rows renumbered from 0."""
     keep = (context["rows"] >= start) & (context["rows"] < stop)
     return {"window": context["window"][start:stop], "evidence": context["evidence"][start:stop],
-            "geometry": context["geometry"][start:stop],
+            "geometry": context["geometry"][start:stop], "last": context["last"][start:stop],
             "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep]}
 
 

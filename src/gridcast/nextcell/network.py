@@ -19,6 +19,12 @@ The ``cell`` target has two heads (``head``):
   (`prior.MarkovPrior`, gated by the recurrent state, so the network decides when to trust them),
   adds a move distribution over the (2R+1)^2 window around the current cell (which also names
   unseen cells) and keeps the cell-id logits for what only the route so far can tell.
+  A move out of the window goes to a vocabulary cell through one "far" logit. The original head
+  (``far="shared"``, still what old checkpoints load as) gives every far cell that same logit,
+  however far it is: with thousands of cells the far mass lands anywhere on the map, and sampled
+  routes jumped across it (GeoLife at a fixed step: 1% of sampled steps > 10 cells, fishers
+  collapsed: 10%; the truth: none). ``far="distance"`` decays each far
+  cell's logit by a learned, per-step rate times log(distance / R) (`far_distance`).
 """
 from __future__ import annotations
 
@@ -29,27 +35,44 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gridcast.nextcell.config import CellForecasterConfig
-from gridcast.nextcell.features import END, GEOMETRY_FEATURES, PAD, UNKNOWN
+from gridcast.nextcell.features import END, GEOMETRY_FEATURES, PAD, RESERVED, UNKNOWN
 from gridcast.nextcell.prior import EVIDENCE_FEATURES, PRIOR_FEATURES
 from gridcast.nn.recurrent import Recurrent
 
+FAR_DECAY_START = 2.0  # initial decay: p(far cell) ~ (d / R)^-2 before training says otherwise
 
-def fusion_size(vocab_size: int, radius: int) -> int:
-    """Head outputs of the fusion head: cell logits, window-move logits, a far-move logit, prior gates
-    and geometry gates."""
-    return vocab_size + (2 * radius + 1) ** 2 + 1 + PRIOR_FEATURES + GEOMETRY_FEATURES
+
+def fusion_size(vocab_size: int, radius: int, far: str = "shared") -> int:
+    """Head outputs of the fusion head: cell logits, window-move logits, a far-move logit, prior gates,
+    geometry gates and (``far="distance"``) the far-move decay."""
+    return vocab_size + (2 * radius + 1) ** 2 + 1 + PRIOR_FEATURES + GEOMETRY_FEATURES + (far == "distance")
+
+
+def far_distance(vocab_cells: Tensor, last: Tensor, radius: int) -> Tensor:
+    """(N, V) how far each vocabulary cell lies outside the window around each step's cell, as
+    log(chebyshev distance / R), clipped at 0: 0 for window cells (their move logits already say how
+    likely they are) and for the reserved ids (``vocab_cells`` holds the V - RESERVED real cells).
+    Why a log: far moves on real tracks (a missed fix, a fast leg) fall off like a power of the
+    distance, and a rate per log-distance lets the head learn that power.
+
+    >>> far_distance(torch.tensor([[0, 0], [2, 0], [8, 0]]), torch.tensor([[0, 0]]), 2).exp().tolist()
+    [[1.0, 1.0, 1.0, 1.0, 1.0, 4.0]]
+    """
+    cheb = (vocab_cells[None, :, :] - last[:, None, :]).abs().amax(-1).to(torch.float32)
+    far = torch.log(cheb.clamp(min=float(radius)) / float(radius))
+    return torch.cat([far.new_zeros(len(last), RESERVED), far], dim=1)
 
 
 def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_row: Tensor, entry_slot: Tensor,
                   entry_features: Tensor, evidence: Tensor, evidence_weight: Tensor,
-                  geometry: Tensor | None = None) -> Tensor:
+                  geometry: Tensor | None = None, far_distances: Tensor | None = None) -> Tensor:
     """Combine the fusion head's outputs into one logit per candidate next cell.
 
     Candidates are the V vocabulary slots (ids; PAD and UNKNOWN are impossible) followed by M window
     slots: the cell at ``last + move`` for each move of the window, used only when that cell is
     not in the vocabulary (an unseen cell can still be named). For a vocabulary cell,
 
-        logit = a[cell] + (m[move] if the cell is in the window else m_far) + g . prior_features(cell)
+        logit = a[cell] + (m[move] if the cell is in the window else m_far - b * D) + g . prior_features(cell)
 
     and for an unseen window cell ``logit = a[UNKNOWN] + m[move] + g . prior_features``, where a are
     cell-id logits, m move logits (plus gated `window_geometry` features) and g = W h + W_e evidence
@@ -62,6 +85,9 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
             [0, V + M), and (E, 6) features.
         evidence: (N, 2) log totals of the prior's contexts; evidence_weight: (2, 6).
         geometry: (N, M, 2) `window_geometry` (optional; older fusion checkpoints have no gates for it).
+        far_distances: (N, V) `far_distance` D of every vocabulary cell, for heads built with
+            ``far="distance"`` (their last output is the decay b = softplus(.) >= 0); None: the shared
+            far logit of the original head.
     Returns:
         (N, V + M) logits; impossible slots are -inf.
     """
@@ -70,13 +96,16 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
     m = outputs[:, vocab_size:vocab_size + n_moves]
     far = outputs[:, vocab_size + n_moves:vocab_size + n_moves + 1]
     gates = outputs[:, vocab_size + n_moves + 1:vocab_size + n_moves + 1 + PRIOR_FEATURES] + evidence @ evidence_weight
+    geo = vocab_size + n_moves + 1 + PRIOR_FEATURES
     if geometry is not None:
-        geometry_gates = outputs[:, vocab_size + n_moves + 1 + PRIOR_FEATURES:]
+        geometry_gates = outputs[:, geo:geo + GEOMETRY_FEATURES]
         m = m + (geometry * geometry_gates[:, None, :]).sum(-1)
     in_vocab = window_ids >= 0
     not_end = torch.ones(vocab_size, dtype=a.dtype, device=a.device)
     not_end[END] = 0.0  # ending the route is no move
     cells = a + far * not_end
+    if far_distances is not None:  # window cells and END have distance 0: untouched
+        cells = cells - F.softplus(outputs[:, geo + GEOMETRY_FEATURES:geo + GEOMETRY_FEATURES + 1]) * far_distances
     cells = cells.scatter_add(1, window_ids.clamp(min=0), torch.where(in_vocab, m - far, torch.zeros_like(m)))
     extra = (m + a[:, UNKNOWN:UNKNOWN + 1]).masked_fill(in_vocab, -math.inf)
     logits = torch.cat([cells, extra], dim=1)
@@ -102,9 +131,13 @@ class ForecasterNet(nn.Module):
         self.head = nn.Linear(config.hidden, output_size)
         if config.head == "fusion":
             self.evidence_weight = nn.Parameter(torch.zeros(EVIDENCE_FEATURES, PRIOR_FEATURES))
+            decay = config.far == "distance"
             with torch.no_grad():  # start near "trust the order-2 counts, then order 1, then the heading"
-                start = output_size - PRIOR_FEATURES - GEOMETRY_FEATURES
-                self.head.bias[start:] = torch.tensor([2.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 0.5])
+                start = output_size - PRIOR_FEATURES - GEOMETRY_FEATURES - decay
+                self.head.bias[start:start + PRIOR_FEATURES + GEOMETRY_FEATURES] = torch.tensor(
+                    [2.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 0.5])
+                if decay:  # softplus(bias) = FAR_DECAY_START
+                    self.head.bias[-1] = math.log(math.expm1(FAR_DECAY_START))
 
     def inputs(self, ids: Tensor, features: Tensor) -> Tensor:
         return self.input_dropout(torch.cat([self.embedding(ids), features], dim=-1))
