@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridcast import __version__
 from gridcast.errors import GridcastError
@@ -40,6 +42,12 @@ from gridcast.tracks import Track
 STATIC = Path(__file__).resolve().parent / "static"
 #: Fields a validation error's location may name (the rest of pydantic's location is type names).
 FIELDS = {"track", "points", "horizon", "top_k", "cell", "lat", "lon", "x", "y", "time"}
+#: The error answers every /v1 operation may give besides 422 (documented in /openapi.json).
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}},
+                                                       "required": ["detail"]}}}}
+V1_ERRORS = {401: {"description": "missing or wrong Bearer token", **_ERROR},
+             404: {"description": "no such model", **_ERROR},
+             413: {"description": "body larger than the limit", **_ERROR}}
 #: How many example prefixes `/examples` offers.
 EXAMPLES = 5
 
@@ -98,6 +106,14 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
         errors = [_field_error(e) for e in exc.errors()]
         return JSONResponse({"detail": errors, "error": errors[0]["msg"] if errors else "invalid request"}, 422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not even decode the body (not UTF-8, not JSON)
+            message = "body: cannot be parsed as JSON"
+            return JSONResponse({"detail": [{"loc": ["body"], "msg": message, "type": "json_invalid"}],
+                                 "error": message}, 422)
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(GridcastError)
     async def user_error(_request: Request, exc: GridcastError) -> JSONResponse:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -125,12 +141,12 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
     v1 = [Depends(authorised)]
     ModelName = PathParam(..., max_length=200)
 
-    @app.get("/v1/models", dependencies=v1)
+    @app.get("/v1/models", dependencies=v1, responses=V1_ERRORS)
     async def list_models() -> dict:
         """Every served model: name, cell kind, target, grid and the gridcast version that wrote it."""
         return {"models": [m.summary() for m in models.values()]}
 
-    @app.post("/v1/models/{name}/predict", dependencies=v1)
+    @app.post("/v1/models/{name}/predict", dependencies=v1, responses=V1_ERRORS)
     def predict(body: PredictRequest, name: str = ModelName) -> JSONResponse:
         """Exactly the object ``gridcast predict MODEL_DIR --track/--points ... --json`` prints."""
         m = served(name)
@@ -139,7 +155,8 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
             doc = prefix_answer(m.model, track, body.horizon, body.top_k, collapsed=collapsed)
         return JSONResponse(json_safe(doc))
 
-    @app.post("/v1/models/{name}/tracks/{track_id}/points", dependencies=v1, response_model=TrackPointsResponse)
+    @app.post("/v1/models/{name}/tracks/{track_id}/points", dependencies=v1, response_model=TrackPointsResponse,
+              responses=V1_ERRORS)
     async def track_points(body: TrackPointsRequest, name: str = ModelName,
                            track_id: str = PathParam(..., max_length=200)) -> JSONResponse:
         """A live track's new points (in order) -> its next cells: one streaming step per point."""
@@ -149,20 +166,20 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
         doc = answer_json(nexts, 0.0, [], m.place(m.collapses))
         return JSONResponse({"track": track_id, "points_seen": seen, "next": doc["next"]})
 
-    @app.delete("/v1/models/{name}/tracks/{track_id}", dependencies=v1, status_code=204)
+    @app.delete("/v1/models/{name}/tracks/{track_id}", dependencies=v1, status_code=204, responses=V1_ERRORS)
     async def forget(name: str = ModelName, track_id: str = PathParam(..., max_length=200)) -> Response:
         """Forget a live track (204 whether or not it was live)."""
         served(name)
         sessions[name].delete(track_id)
         return Response(status_code=204)
 
-    @app.get("/v1/models/{name}/cells", dependencies=v1)
+    @app.get("/v1/models/{name}/cells", dependencies=v1, responses=V1_ERRORS)
     async def cells(name: str = ModelName) -> dict:
         """The training cells with their visit counts and centres in the model's coordinates."""
         m = served(name)
         return _cells(m)
 
-    @app.get("/v1/models/{name}/examples", dependencies=v1)
+    @app.get("/v1/models/{name}/examples", dependencies=v1, responses=V1_ERRORS)
     async def examples(name: str = ModelName) -> dict:
         """A few training-track prefixes to replay, as point lists (none for a stripped model)."""
         return _examples(served(name))

@@ -22,10 +22,13 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 class Point(BaseModel):
     """One observed position: a cell, lat/lon (grids with a CRS) or x/y (planar grids)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["cell"], "not": {"anyOf": [{"required": [k]} for k in ("lat", "lon", "x", "y")]}},
+        {"required": ["lat", "lon"], "not": {"anyOf": [{"required": [k]} for k in ("cell", "x", "y")]}},
+        {"required": ["x", "y"], "not": {"anyOf": [{"required": [k]} for k in ("cell", "lat", "lon")]}}]})
     cell: Cell | None = None
-    lat: Finite | None = None
-    lon: Finite | None = None
+    lat: Finite | None = Field(None, json_schema_extra={"minimum": -90, "maximum": 90})
+    lon: Finite | None = Field(None, json_schema_extra={"minimum": -180, "maximum": 180})
     x: Finite | None = None
     y: Finite | None = None
     time: Finite | str | None = Field(None, description="seconds, or ISO-8601 such as 2026-01-26T15:57:02Z")
@@ -83,7 +86,9 @@ Points = Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS)]
 class PredictRequest(BaseModel):
     """A prefix as cells (``track``, as ``predict --track``) or points (as ``predict --points``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["track"], "not": {"required": ["points"]}},
+                  {"required": ["points"], "not": {"required": ["track"]}}]})
     track: Annotated[list[Cell], Field(min_length=1, max_length=MAX_POINTS)] | None = None
     points: Points | None = None
     horizon: Annotated[int, Field(ge=1, le=MAX_HORIZON)] = 10
