@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "gridcast"
 
-ROOT = "root"  # the shared vocabulary: gridcast/{errors,grid,tracks,metrics,kinds,jsonsafe}.py
+ROOT = "root"  # the shared vocabulary: gridcast/{errors,grid,tracks,metrics,kinds,jsonsafe,safe_files}.py
 # Each layer may import from the layers before it; subpackages within one layer never import each other.
 LAYERS: list[set[str]] = [
     {ROOT},
@@ -36,7 +36,7 @@ LAYERS: list[set[str]] = [
     {"serve"},
     {"cli"},
 ]
-ROOT_MODULES = {"errors", "grid", "tracks", "metrics", "kinds", "jsonsafe"}
+ROOT_MODULES = {"errors", "grid", "tracks", "metrics", "kinds", "jsonsafe", "safe_files"}
 # `python -m gridcast` runs the command: the one module of the root that may import the CLI.
 ENTRY_POINTS = {"gridcast.__main__": {"cli"}}
 

@@ -7,6 +7,7 @@ torch: new input can be placed on a model's grid by the file format's reader alo
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from gridcast.errors import InputError
 from gridcast.grid import Grid
 from gridcast.ingest.gridded import FRAME_COLUMNS, GriddedTracks
 from gridcast.ingest.report import IngestReport
+from gridcast.safe_files import open_regular, parse_json, read_exactly, read_json_inside
 
 GRID_KEY = b"gridcast.grid"
 REPORT_KEY = b"gridcast.report"
@@ -47,11 +49,64 @@ def write_gridded(gt: GriddedTracks, path: str | os.PathLike) -> None:
             os.remove(tmp)
 
 
+MAX_FOOTER_BYTES = 64 << 20  # a Parquet footer (schema and metadata) larger than this is refused
+
+
+def _check_footer(path: str) -> None:
+    """Refuse what is not a regular Parquet file of a sane footer before pyarrow allocates for it."""
+    fd, size = open_regular(path, 1 << 62, InputError, what="Parquet file")
+    try:
+        if size < 12:
+            raise InputError(f"{path}: not a readable Parquet file ({size} bytes)")
+        os.lseek(fd, size - 8, os.SEEK_SET)
+        tail = read_exactly(fd, 8, path)
+    finally:
+        os.close(fd)
+    length = int.from_bytes(tail[:4], "little")
+    if tail[4:] != b"PAR1":
+        raise InputError(f"{path}: not a readable Parquet file (no Parquet footer)")
+    if length > min(MAX_FOOTER_BYTES, size - 12):
+        raise InputError(f"{path}: Parquet footer of {length} bytes does not fit the file or is over the "
+                         f"cap of {MAX_FOOTER_BYTES} bytes")
+
+
 def _parquet_meta(path: str) -> dict:
+    _check_footer(path)
     try:
         return pq.read_schema(path).metadata or {}
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def _meta_json(meta: dict, key: bytes, path: str, default: object) -> object:
+    """One gridcast metadata entry, parsed by the bounded reader (`gridcast.safe_files`)."""
+    if key not in meta:
+        return default
+    return parse_json(meta[key], f"{path}: metadata {key.decode()!r}")
+
+
+def _grid_of(meta: dict, path: str) -> Grid:
+    description = _meta_json(meta, GRID_KEY, path, None)
+    try:
+        return Grid.from_dict(description)
+    except InputError as exc:
+        raise InputError(f"{path}: metadata {GRID_KEY.decode()!r}: {exc}") from None
+
+
+def checked_preprocessing(prep: object, source: str) -> dict:
+    """How tracks were prepared (``max_gap`` seconds or None, ``collapse``), each value checked:
+    a model or gridded file from anyone must not carry ``"max_gap": "abc"`` into resampling."""
+    if prep is None:
+        return {}
+    if not isinstance(prep, dict):
+        raise InputError(f"{source}: preprocessing must be an object, got {type(prep).__name__}")
+    gap = prep.get("max_gap")
+    if gap is not None and not (isinstance(gap, (int, float)) and not isinstance(gap, bool)
+                                and math.isfinite(gap) and gap > 0):
+        raise InputError(f"{source}: preprocessing max_gap must be a positive number of seconds or null, got {gap!r}")
+    if "collapse" in prep and not isinstance(prep["collapse"], bool):
+        raise InputError(f"{source}: preprocessing collapse must be true or false, got {prep['collapse']!r}")
+    return dict(prep)
 
 
 def read_gridded(path: str | os.PathLike) -> GriddedTracks:
@@ -62,12 +117,14 @@ def read_gridded(path: str | os.PathLike) -> GriddedTracks:
     meta = _parquet_meta(path)
     if GRID_KEY not in meta:
         raise InputError(f"{path}: not a gridded file (no '{GRID_KEY.decode()}' in its metadata)")
-    grid = Grid.from_json(meta[GRID_KEY].decode())
+    grid = _grid_of(meta, path)
     try:
-        report = IngestReport.from_dict(json.loads(meta.get(REPORT_KEY, b"{}")))
-        extra = json.loads(meta.get(INGEST_KEY, b"{}"))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        report = IngestReport.from_dict(_meta_json(meta, REPORT_KEY, path, {}))
+        extra = _meta_json(meta, INGEST_KEY, path, {})
+    except (TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{path}: damaged gridcast metadata ({exc})") from None
+    if not isinstance(extra, dict):
+        raise InputError(f"{path}: damaged gridcast metadata ({INGEST_KEY.decode()!r} is not an object)")
     frame = pq.read_table(path).to_pandas()
     missing = [c for c in FRAME_COLUMNS if c not in frame.columns]
     if missing:
@@ -87,28 +144,29 @@ def load_like(path: str | os.PathLike) -> tuple[Grid, dict]:
     path = os.fspath(path)
     if os.path.isdir(path):
         cfg = os.path.join(path, "config.json")
-        try:
-            with open(cfg, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise InputError(f"{path}: not a model directory (no config.json)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{cfg}: not valid JSON ({exc})") from None
+        if not os.path.lexists(cfg):
+            raise InputError(f"{path}: not a model directory (no config.json)")
+        d = read_json_inside(path, "config.json")  # the bounded reader `read_config` uses too
         if not isinstance(d, dict) or not isinstance(d.get("grid"), dict):
             raise InputError(f"{cfg}: has no \"grid\" entry")
-        prep = d.get("preprocessing") if isinstance(d.get("preprocessing"), dict) else {}
-        return Grid.from_dict(d["grid"]), prep
+        try:
+            grid = Grid.from_dict(d["grid"])
+        except InputError as exc:
+            raise InputError(f"{cfg}: grid: {exc}") from None
+        return grid, checked_preprocessing(d.get("preprocessing") if isinstance(d.get("preprocessing"), dict) else None,
+                                           f"{cfg}")
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file or model directory")
     meta = _parquet_meta(path)
     if GRID_KEY not in meta:
         raise InputError(f"{path}: not a gridded file (no grid in its metadata)")
     try:
-        ingest = json.loads(meta.get(INGEST_KEY, b"{}"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        ingest = _meta_json(meta, INGEST_KEY, path, {})
+    except InputError:
         ingest = {}
-    prep = {k: ingest[k] for k in ("max_gap", "collapse") if k in ingest}
-    return Grid.from_json(meta[GRID_KEY].decode()), prep
+    ingest = ingest if isinstance(ingest, dict) else {}
+    prep = checked_preprocessing({k: ingest[k] for k in ("max_gap", "collapse") if k in ingest}, path)
+    return _grid_of(meta, path), prep
 
 
 def is_gridded(path: str | os.PathLike) -> bool:
@@ -116,6 +174,7 @@ def is_gridded(path: str | os.PathLike) -> bool:
     path = Path(path)
     if path.suffix.lower() not in PARQUET_SUFFIXES:
         return False
+    _check_footer(os.fspath(path))
     try:
         meta = pq.read_schema(path).metadata or {}
     except Exception as exc:  # pyarrow raises several types for unreadable files

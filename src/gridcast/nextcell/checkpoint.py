@@ -15,16 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from gridcast.errors import CheckpointError
+from gridcast.nextcell.weights_file import TensorSpec, read_weights
+from gridcast.safe_files import inside, read_json_inside
 
 FORMAT = "gridcast-model"
 SCHEMA_VERSION = 1
@@ -84,41 +85,50 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tenso
 
 
 def read_config(directory: str | os.PathLike, fmt: str = FORMAT) -> dict[str, Any]:
-    """The validated ``config.json`` of a model (or trainer-state) directory."""
+    """The ``config.json`` of a model (or trainer-state) directory, read as a sandbox: a regular file
+    inside the directory, at most `MAX_JSON_BYTES`, JSON within depth and number limits
+    (`gridcast.safe_files`, the reader `gridcast.ingest.gridded_file.load_like` shares), naming a
+    weights file that is itself a plain file name inside the directory."""
     directory = Path(directory)
     if not directory.exists():
         raise CheckpointError(f"model directory {directory} does not exist")
     if not directory.is_dir():
         raise CheckpointError(f"{directory} is not a model directory (expected a folder with {CONFIG_NAME})")
     path = directory / CONFIG_NAME
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise CheckpointError(f"{directory} holds no {CONFIG_NAME}: not a gridcast model directory")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupted (not valid JSON: {exc})") from None
+    # NaN/Infinity pass the parser (gridcast wrote them in loss histories); the fields that must be
+    # finite are checked by the loader that uses them (`gridcast.nextcell.model_check`)
+    document = read_json_inside(directory, CONFIG_NAME, CheckpointError, allow_nonfinite=True)
     if not isinstance(document, dict) or document.get("format") != fmt:
         raise CheckpointError(f"{path} is not a {fmt} config (format {document.get('format') if isinstance(document, dict) else None!r})")
     version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or type(version) is not int:
         raise CheckpointError(f"{path} has schema version {version!r}; this gridcast reads version {SCHEMA_VERSION}")
     for key in ("weights", "weights_sha256"):
         if not isinstance(document.get(key), str):
             raise CheckpointError(f"{path} lacks the {key!r} entry")
+    if not re.fullmatch(r"[0-9a-f]{64}", document["weights_sha256"]):
+        raise CheckpointError(f"{path}: weights_sha256 is not a SHA-256 hex digest")
+    if "/" in document["weights"] or document["weights"] in (".", ".."):
+        raise CheckpointError(f"{path}: weights {document['weights']!r} points outside the model directory "
+                              "(it must be a file name in it)")
+    inside(directory, document["weights"], "weights", CheckpointError)
     return document
 
 
-def load_checkpoint(directory: str | os.PathLike, fmt: str = FORMAT) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, config) of a model directory; every failure is a `CheckpointError` naming the file."""
+def load_checkpoint(directory: str | os.PathLike, fmt: str = FORMAT,
+                    check: Callable[[dict[str, TensorSpec], dict[str, Any]], None] | None = None,
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, config) of a model directory; every failure is a `CheckpointError` naming the file.
+
+    `check(specs, config)` runs on the weights header (names, dtypes, shapes) before any tensor data
+    is read: the caller refuses a config whose shapes the weights do not have, or that is too large
+    (`gridcast.nextcell.weights_file` holds the size caps). Floating tensors must be finite."""
     config = read_config(directory, fmt)
-    path = Path(directory) / config["weights"]
+    path = inside(directory, config["weights"], "weights", CheckpointError)
     if not path.exists():
-        raise CheckpointError(f"{path} is missing: the checkpoint in {directory} is incomplete")
-    blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != config["weights_sha256"]:
-        raise CheckpointError(f"{path} is corrupted or truncated (checksum mismatch)")
-    try:
-        tensors = load_safetensors_bytes(blob)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
+        raise CheckpointError(f"{Path(directory) / config['weights']} is missing: the checkpoint in {directory} is incomplete")
+    tensors = read_weights(path, config["weights_sha256"],
+                           None if check is None else (lambda specs: check(specs, config)))
     return tensors, config

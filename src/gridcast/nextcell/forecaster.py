@@ -31,7 +31,7 @@ from gridcast.grid import Grid
 from gridcast.ingest.prepare import Prepared
 from gridcast.metrics import MISS_RANK
 from gridcast.nextcell.calibration import NO_CALIBRATION, Calibration, fit_temperature, scaled_log_softmax
-from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
+from gridcast.nextcell.checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
 from gridcast.nextcell.config import CellForecasterConfig, default_config
 from gridcast.nextcell.features import (
     END,
@@ -51,6 +51,7 @@ from gridcast.nextcell.features import (
     time_features,
     window_geometry,
 )
+from gridcast.nextcell.model_check import check_config, check_size, check_tensors, check_tracks
 from gridcast.nextcell.network import ForecasterNet, far_distance, fusion_logits, fusion_size, sequence_loss
 from gridcast.nextcell.prior import PRIOR_FEATURES, MarkovPrior
 from gridcast.nextcell.training import TrainConfig, TrainResult
@@ -696,18 +697,40 @@ class Forecaster:
 
     @classmethod
     def load(cls, directory: str | Path) -> "Forecaster":
-        """Rebuild a fitted forecaster from a model directory; clear errors for broken ones."""
-        tensors, config = load_checkpoint(directory)
+        """Rebuild a fitted forecaster from a model directory; clear errors for broken ones.
+
+        The directory is a sandbox (`gridcast.nextcell.checkpoint.load_checkpoint`); the config is
+        checked completely and the weights header against it (`gridcast.nextcell.model_check`)
+        before the network is built or a byte of tensor data is read."""
+        where = Path(directory) / CONFIG_NAME
+        built: dict = {}
+
+        def check(specs: dict, config: dict) -> None:
+            parts = check_config(config, where)
+            self = cls(parts.model, parts.grid)
+            self.vocab_ = CellVocab(parts.vocab)
+            if len(self.vocab_) - RESERVED != len(parts.vocab):
+                raise CheckpointError(f"{where}: vocab lists a cell twice")
+            try:
+                expected = self.output_size()
+            except (TypeError, ValueError, InputError) as exc:
+                raise CheckpointError(f"{where}: model settings do not fit together ({exc})") from None
+            if parts.output_size != expected:
+                raise CheckpointError(f"{where}: output_size is {parts.output_size}, the model and vocabulary give {expected}")
+            check_size(parts.model, len(self.vocab_), expected, where)
+            self.net_ = ForecasterNet(parts.model, len(self.vocab_), expected)
+            check_tensors(specs, self.net_.state_dict(), DATA_PREFIX, Path(directory) / config["weights"])
+            self.norm_, self.train_config_, self.calibration_ = parts.norm, parts.train, parts.calibration
+            self.preprocessing = parts.preprocessing
+            built["self"] = self
+
+        tensors, config = load_checkpoint(directory, check=check)
+        self = built["self"]
+        cells, offsets = tensors.get(DATA_PREFIX + "train_cells"), tensors.get(DATA_PREFIX + "train_offsets")
+        if cells is not None:
+            check_tracks(cells.numpy(), offsets.numpy(), Path(directory) / config["weights"])
         try:
-            model_config = CellForecasterConfig.from_dict(config["model"])
-            self = cls(model_config, Grid.from_dict(config["grid"]) if config.get("grid") else None)
-            self.vocab_ = CellVocab(np.asarray(config["vocab"], dtype=np.int64).reshape(-1, 2))
-            self.norm_ = Normalisation.from_dict(config["normalisation"])
-            self.train_config_ = TrainConfig(**config.get("train", {}))
-            self.net_ = ForecasterNet(model_config, len(self.vocab_), int(config["output_size"]))
             self.train_tracks_ = _unpack_tracks(tensors)
-            self.preprocessing = dict(config.get("preprocessing") or {})
-            self.calibration_ = Calibration.from_dict(config.get("calibration"))
             if self.fusion:
                 self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
             self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DATA_PREFIX)})
