@@ -498,6 +498,14 @@ class StreamingPredictor:
                 the time inputs are zero, as in ``predict_next(..., times=None)``. Give times in
                 non-decreasing order across tracks (eviction drops the least recent first).
         """
+        return self._top(*self._advance(track_id, cell, t))
+
+    def feed(self, track_id: Hashable, cell: Sequence[int], t: float | None = None) -> None:
+        """As `update`, without the answer: for points whose next cells nobody asked for (all but the
+        last of a batch), which skips the head, the costliest part of a step with the fusion head."""
+        self._advance(track_id, cell, t)
+
+    def _advance(self, track_id: Hashable, cell: Sequence[int], t: float | None) -> tuple[np.ndarray, _TrackState]:
         col, row = int(cell[0]), int(cell[1])
         now = self._clock() if t is None else t
         tracks = self._tracks
@@ -524,7 +532,7 @@ class StreamingPredictor:
             z0[at], z0[at + 1] = math.log1p(state.run), math.log1p(state.held)
         h = self._step(state, col, row)
         state.last = (col, row)
-        return self._top(h, state)
+        return h, state
 
     def _write_time(self, state: _TrackState, t: float | None) -> None:
         """The six time inputs of `features.time_features` for this point, after the four others."""

@@ -24,8 +24,7 @@ class Sessions:
     def __init__(self, model, max_tracks: int, idle_seconds: float | None, collapse: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
         # the predictor never evicts by itself: this table does, and counts it
-        # answers are kept at the largest top_k a request may ask for, so a repeat can be answered again
-        self.stream = StreamingPredictor(model, k=MAX_TOP_K, max_tracks=max_tracks + 1)
+        self.stream = StreamingPredictor(model, k=5, max_tracks=max_tracks + 1)
         self.max_tracks, self.idle_seconds, self.collapse, self.clock = max_tracks, idle_seconds, collapse, clock
         self.seen: OrderedDict[str, list] = OrderedDict()  # id -> [last seen (wall s), points seen, last cell, answer]
         self.evicted_lru = 0
@@ -77,14 +76,24 @@ class Sessions:
         else:
             self.seen.move_to_end(track)
             entry[0] = now
+        fed = [(cell, t) for cell, t in zip(map(tuple, cells.tolist()), times)]
+        if self.collapse:
+            kept, last = [], entry[2]
+            for cell, t in fed:
+                if cell != last:
+                    kept.append((cell, t))
+                    last = cell
+            fed = kept
         nexts: list[NextCell] | None = None
-        update = self.stream.update
-        for (col, row), t in zip(cells.tolist(), times):
-            if self.collapse and entry[2] == (col, row):
-                continue
-            nexts = update(track, (col, row), t)
-            entry[1] += 1
-            entry[2] = (col, row)
+        if fed:
+            stream = self.stream
+            for cell, t in fed[:-1]:  # nobody asked for the answers in between
+                stream.feed(track, cell, t)
+            # a collapsing model may be asked again after repeats only: keep the widest answer
+            stream.k = MAX_TOP_K if self.collapse else top_k
+            nexts = stream.update(track, *fed[-1])
+            entry[1] += len(fed)
+            entry[2] = fed[-1][0]
         if nexts is not None:
             entry[3] = nexts
         # every point repeated the current cell of a collapsing model: the answer after it stands
