@@ -50,7 +50,7 @@ def test_checkpoint_holds_no_pickle_and_a_schema_version(fitted):
     config = json.loads((directory / "config.json").read_text())
     assert config["schema_version"] == 1 and config["format"] == "gridcast-model"
     files = sorted(p.name for p in directory.iterdir())
-    assert files == ["config.json", config["weights"]]
+    assert files == [".gridcast.lock", "config.json", config["weights"]]  # the writer lock holds only a pid
     assert config["weights"].endswith(".safetensors")
 
 

@@ -94,6 +94,9 @@ def tracks_from_frame(frame: pd.DataFrame) -> list[Track]:
     return [by_id[i] for i in first_seen if i in by_id]
 
 
+MAX_TRACK_CELL = 2**31 - 1  # a cell index beyond int32 is no grid cell anyone means (1e20 overflowed int64)
+
+
 def parse_track(text: str) -> np.ndarray:
     """``"14,3 13,3 12,3"`` -> array [[14, 3], [13, 3], [12, 3]]; a clear error for anything else."""
     points = text.replace(";", " ").split()
@@ -110,6 +113,8 @@ def parse_track(text: str) -> np.ndarray:
             raise InputError(f"--track point {i} {point!r} is not \"x,y\" (two numbers separated by a comma)") from None
         if not (np.isfinite(x) and np.isfinite(y)) or x != int(x) or y != int(y):
             raise InputError(f"--track point {i} {point!r} must be integer grid cells")
+        if max(abs(x), abs(y)) > MAX_TRACK_CELL:
+            raise InputError(f"--track point {i} {point!r} is out of range (cells are within +-{MAX_TRACK_CELL})")
         cells.append((int(x), int(y)))
     return np.asarray(cells, dtype=np.int64)
 

@@ -7,10 +7,100 @@ import json
 import math
 import pathlib
 import sys
+from dataclasses import dataclass
 
 from gridcast.errors import InputError
 from gridcast.jsonsafe import json_safe
 from gridcast.kinds import CELL_KINDS, parse_kinds
+
+
+@dataclass(frozen=True)
+class Range:
+    """The sane values of one numeric flag: a closed or half-open interval, finite, integer if asked.
+    Checked in the command (not as an argparse ``type``) so a bad value is one line, exit 2."""
+
+    low: float
+    high: float
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+
+    def text(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        low, high = (f"{int(v)}" if self.integer else f"{v:g}" for v in (self.low, self.high))
+        return f"{kind} in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+    def check(self, flag: str, value) -> None:
+        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        ok = ok and (value > self.low if self.low_open else value >= self.low)
+        ok = ok and (value < self.high if self.high_open else value <= self.high)
+        if not ok or (self.integer and value != int(value)):
+            raise InputError(f"--{flag} must be {self.text()}, got {value!r}")
+
+
+def int_in(low: int, high: int) -> Range:
+    """Integers in [low, high]."""
+    return Range(low, high, integer=True)
+
+
+def float_in(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Range:
+    """Finite numbers between low and high (open ends where asked)."""
+    return Range(low, high, low_open=low_open, high_open=high_open)
+
+
+SEED = int_in(0, 2**32 - 1)          # numpy's legacy seed range: every RNG takes it as it is
+POSITIVE_SIZE = float_in(0.0, 1e12, low_open=True)   # cell sizes, steps, gaps: metres / seconds
+GRIDDING_RANGES = {"cell_size": POSITIVE_SIZE, "step": POSITIVE_SIZE, "max_gap": POSITIVE_SIZE}
+PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
+
+
+def check_flags(args: argparse.Namespace, ranges: dict[str, Range]) -> None:
+    """Check every flag named in `ranges` (by its argparse dest) that was given; the first bad one is
+    an `InputError` naming the flag, the range and the value."""
+    for dest, allowed in ranges.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            allowed.check(dest.replace("_", "-"), value)
+
+
+def check_plot_path(flag: str, path: str | None) -> None:
+    """A figure file: matplotlib picks the format from the extension, so an unsupported one is
+    refused before any work is done."""
+    if path is not None and pathlib.Path(path).suffix.lower() not in PLOT_EXTENSIONS:
+        raise InputError(f"--{flag} {path!r} must end in {', '.join(PLOT_EXTENSIONS)}")
+
+
+DEFAULT_MEMORY_LIMIT = "4GiB"
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def memory_size(text: str) -> int:
+    """The argparse ``type`` of ``--memory-limit`` (bytes): a number of bytes, or one with K/M/G/T
+    (binary units; ``4G``, ``4GB`` and ``4GiB`` all mean 4 * 2**30)."""
+    raw = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = raw[-1:] if raw[-1:] in _UNITS else ""
+    try:
+        value = float(raw[:-1] if unit else raw) * _UNITS[unit]
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 2**20 <= value <= 2**50):
+        raise argparse.ArgumentTypeError(f"must be a size from 1MiB to 1PiB such as 512MiB or 8GiB, got {text!r}")
+    return int(value)
+
+
+def add_memory_limit_arg(parser: argparse.ArgumentParser) -> None:
+    """``--memory-limit``: the same flag, default and meaning on every command that estimates its
+    memory before the work starts (grid, fit)."""
+    parser.add_argument("--memory-limit", type=memory_size, default=memory_size(DEFAULT_MEMORY_LIMIT),
+                        metavar="SIZE", help="refuse a job whose estimated memory exceeds this "
+                                             f"(e.g. 512MiB, 16GiB; default: {DEFAULT_MEMORY_LIMIT})")
+
+
+def memory_refusal(what: str, needed: int, limit: int, fixes: str) -> InputError:
+    """The one-line refusal of a job estimated beyond ``--memory-limit``: the numbers, and the flags
+    that would make it fit."""
+    return InputError(f"{what} needs about {needed / 2**30:.1f} GiB, over --memory-limit {limit / 2**30:.1f} GiB; "
+                      f"{fixes}, or raise --memory-limit")
 
 
 def add_column_args(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +117,9 @@ def add_column_args(parser: argparse.ArgumentParser) -> None:
 def add_gridding_args(parser: argparse.ArgumentParser) -> None:
     """How to grid raw tracks on the spot (fit); a gridded Parquet carries its own grid instead."""
     group = parser.add_argument_group("gridding raw tracks (ignored for a gridded Parquet)")
-    group.add_argument("--cell-size", type=float, help="cell size in metres (planar: in the data's units)")
-    group.add_argument("--step", type=float, help="resample every track at this many seconds")
-    group.add_argument("--max-gap", type=float, help="split a track at gaps longer than this (seconds)")
+    group.add_argument("--cell-size", type=float, help="cell size in metres (planar: in the data's units; > 0)")
+    group.add_argument("--step", type=float, help="resample every track at this many seconds (> 0)")
+    group.add_argument("--max-gap", type=float, help="split a track at gaps longer than this (seconds; > 0)")
     group.add_argument("--sep", help="CSV field separator (default: sniffed)")
 
 

@@ -12,11 +12,14 @@ moment leaves either the old or the new checkpoint, both loadable.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,7 +36,10 @@ CONFIG_NAME = "config.json"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    """Write `data` to `path` so that readers see either the old file or the whole new one.
+
+    The file gets the mode any new file of the user gets (0666 less the umask): `mkstemp` alone
+    would leave it 0600, unreadable to the group that shares the model."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -41,6 +47,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -50,6 +57,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -64,24 +84,91 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any],
-                    fmt: str = FORMAT) -> Path:
+                    fmt: str = FORMAT, require_finite: bool = True) -> Path:
     """Save `tensors` and `config` into `directory` atomically; returns the directory.
 
-    `fmt` names what the directory holds (a model, or a trainer's resume state), checked on load."""
+    `fmt` names what the directory holds (a model, or a trainer's resume state), checked on load.
+    `require_finite`: refuse NaN/inf in a floating tensor (a diverged model is never written).
+    The save holds the directory's writer lock (`directory_lock`, waiting up to `LOCK_WAIT_S` for
+    another writer), and removes only stale weights this process wrote: a file another writer
+    created may be what its ``config.json`` names."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if require_finite:
+        for name, tensor in tensors.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(f"refusing to save {directory}: tensor {name!r} holds NaN/inf values "
+                                      "(the training diverged; try a lower --lr)")
     blob = save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     digest = hashlib.sha256(blob).hexdigest()
     weights_name = f"weights-{digest[:16]}.safetensors"
-    if not (directory / weights_name).exists():
-        atomic_write_bytes(directory / weights_name, blob)
-    document = {"format": fmt, "schema_version": SCHEMA_VERSION, "weights": weights_name,
-                "weights_sha256": digest, **config}
-    atomic_write_bytes(directory / CONFIG_NAME, json.dumps(document, indent=2, sort_keys=True).encode())
-    for stale in directory.glob("weights-*.safetensors"):
-        if stale.name != weights_name:
-            stale.unlink(missing_ok=True)
+    with directory_lock(directory, wait_s=LOCK_WAIT_S):
+        mine = _WRITTEN.setdefault(str(directory.resolve()), set())
+        if not (directory / weights_name).exists():
+            atomic_write_bytes(directory / weights_name, blob)
+            mine.add(weights_name)
+        document = {"format": fmt, "schema_version": SCHEMA_VERSION, "weights": weights_name,
+                    "weights_sha256": digest, **config}
+        atomic_write_bytes(directory / CONFIG_NAME, json.dumps(document, indent=2, sort_keys=True).encode())
+        for stale in sorted(mine - {weights_name}):
+            (directory / stale).unlink(missing_ok=True)
+            mine.discard(stale)
     return directory
+
+
+LOCK_NAME = ".gridcast.lock"
+LOCK_WAIT_S = 30.0
+# weights files this process wrote, per resolved directory: the only ones its cleanup may remove
+_WRITTEN: dict[str, set[str]] = {}
+# writer locks this process holds: resolved directory -> [open lock file, depth] (re-entrant)
+_HELD: dict[str, list] = {}
+
+
+class DirectoryBusy(CheckpointError):
+    """Another process is writing the model directory (it holds the directory's writer lock)."""
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | os.PathLike, wait_s: float = 0.0):
+    """Hold the one-writer lock of a model directory (``fcntl.flock`` on ``.gridcast.lock``, which
+    records the holder's pid). Re-entrant within a process (`fit` holds it while its saves take it
+    again); another process waits up to `wait_s`, then gets `DirectoryBusy` naming the holder."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = str(directory.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield directory
+        finally:
+            _HELD[key][1] -= 1
+        return
+    handle = open(directory / LOCK_NAME, "a+", encoding="utf-8")
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise DirectoryBusy(f"{directory} is being written by another gridcast process (pid {holder}); "
+                                        "wait for it to finish or choose another --out") from None
+                time.sleep(0.05)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        _HELD[key] = [handle, 1]
+        try:
+            yield directory
+        finally:
+            del _HELD[key]
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
 
 
 def read_config(directory: str | os.PathLike, fmt: str = FORMAT) -> dict[str, Any]:

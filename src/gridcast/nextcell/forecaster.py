@@ -54,7 +54,7 @@ from gridcast.nextcell.features import (
 from gridcast.nextcell.model_check import check_config, check_size, check_tensors, check_tracks
 from gridcast.nextcell.network import ForecasterNet, far_distance, fusion_logits, fusion_size, sequence_loss
 from gridcast.nextcell.prior import PRIOR_FEATURES, MarkovPrior
-from gridcast.nextcell.training import TrainConfig, TrainResult
+from gridcast.nextcell.training import TrainConfig, TrainResult, data_fingerprint
 from gridcast.nextcell.training import fit as fit_loop
 from gridcast.tracks import Track, split_by_track
 
@@ -385,7 +385,8 @@ class Forecaster:
         if resume and out_dir is None:
             raise InputError("resume needs the model directory of the interrupted run")
         settings = {"model": self.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
-                    "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks))}
+                    "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks)),
+                    "data": data_fingerprint(tracks, val_tracks, self.preprocessing)}  # --resume checks it
         self.result_: TrainResult = fit_loop(self.net_, batches, val_batches, self._loss, train_config,
                                             log_path=log_path, on_improve=on_improve, progress=progress,
                                             description=f"fit {self.config.cell}",

@@ -6,6 +6,7 @@ norm *before* clipping is logged every epoch, so exploding gradients are visible
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import random
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from gridcast.errors import GridcastError
+from gridcast.jsonsafe import json_safe
 
 
 class TrainingError(GridcastError):
@@ -137,10 +139,11 @@ def fit(model: nn.Module, batches: Callable[[np.random.Generator], Iterable], va
                              optimizer.param_groups[0]["lr"], time.perf_counter() - started, skipped)
             result.history.append(entry)
             if log:
-                log.write(json.dumps(asdict(entry)) + "\n")
+                log.write(json.dumps(json_safe(asdict(entry)), allow_nan=False) + "\n")  # NaN -> null
                 log.flush()
             bar.set_postfix(train=f"{entry.train_loss:.3f}", val="-" if val_loss is None else f"{val_loss:.3f}")
-            if result.best_val_loss is None or monitored < result.best_val_loss - 1e-6:
+            finite = math.isfinite(monitored)  # a NaN/inf validation loss is never the best epoch
+            if finite and (result.best_val_loss is None or monitored < result.best_val_loss - 1e-6):
                 result.best_val_loss, result.best_epoch, loop.waited = monitored, epoch, 0
                 loop.best_state = copy.deepcopy(model.state_dict())
                 if on_improve:
@@ -154,6 +157,10 @@ def fit(model: nn.Module, batches: Callable[[np.random.Generator], Iterable], va
                 save_trainer_state(state_dir, loop, model, optimizer, scheduler, rng, settings)
             if result.stopped_early:
                 break
+        if result.history and loop.best_state is None:
+            raise TrainingError(f"no epoch of {len(result.history)} reached a finite validation loss "
+                                f"(last: {result.history[-1].val_loss}); no model was written "
+                                "(try a lower --lr or a smaller --clip)")
     finally:
         bar.close()
         if log:
@@ -208,7 +215,7 @@ def save_trainer_state(directory: str | Path, loop: LoopState, model: nn.Module,
                 "numpy_legacy": [legacy[0], int(legacy[2]), int(legacy[3]), float(legacy[4])]},
         "settings": settings or {},
     }
-    save_checkpoint(directory, tensors, config, fmt=TRAINER_FORMAT)
+    save_checkpoint(directory, tensors, config, fmt=TRAINER_FORMAT, require_finite=False)  # the loop judges NaN
 
 
 def restore_trainer_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
@@ -219,8 +226,14 @@ def restore_trainer_state(directory: str | Path, model: nn.Module, optimizer: to
 
     if not (Path(directory) / "config.json").exists():
         raise TrainingError(f"nothing to resume: {directory} holds no saved training state")
-    tensors, config = load_checkpoint(directory, fmt=TRAINER_FORMAT)
+    from gridcast.nextcell.model_check import check_trainer_tensors
+
+    expected = model.state_dict()
+    tensors, config = load_checkpoint(directory, fmt=TRAINER_FORMAT,
+                                      check=lambda specs, _: check_trainer_tensors(specs, expected, directory))
     saved = config.get("settings") or {}
+    if settings is not None and "data" in settings:
+        check_same_data(directory, saved.get("data"), settings["data"])
     if settings is not None and saved != _jsonable(settings):
         changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != _jsonable(settings).get(k))
         raise TrainingError(f"cannot resume {directory} with different settings ({', '.join(changed)}); "
@@ -245,6 +258,48 @@ def restore_trainer_state(directory: str | Path, model: nn.Module, optimizer: to
         raise CheckpointError(f"{directory}: training state is damaged ({str(exc).splitlines()[0]})") from None
     return LoopState(config["epoch"], config["waited"], best,
                      TrainResult(history, result["best_epoch"], result["best_val_loss"], result["stopped_early"]))
+
+
+def data_fingerprint(tracks: Iterable, val_tracks: Iterable, preprocessing: dict | None) -> str:
+    """sha256 of the gridded cells (training, then validation tracks, in order) and the
+    preprocessing: `--resume` over other data of the same size would mix weights fitted on one
+    dataset with the vocabulary of another."""
+    digest = hashlib.sha256()
+    for part, group in (("train", tracks), ("val", val_tracks)):
+        digest.update(part.encode())
+        for track in group:
+            cells = np.ascontiguousarray(np.asarray(track.cells, dtype=np.int64))
+            digest.update(np.int64(len(cells)).tobytes())
+            digest.update(cells.tobytes())
+    digest.update(json.dumps(json_safe(preprocessing or {}), sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def check_same_data(directory: str | Path, saved: str | None, current: str) -> None:
+    """Refuse to resume a state saved for other data. A state without a fingerprint (saved before
+    gridcast recorded one) cannot be checked, so it is refused too: a silent mix is worse than a
+    fresh start."""
+    if saved is None:
+        raise TrainingError(f"cannot resume {directory}: its training state has no data fingerprint (saved by an "
+                            "older gridcast), so DATA cannot be checked; start afresh without --resume")
+    if saved != current:
+        raise TrainingError(f"cannot resume {directory}: DATA is not the data the interrupted run trained on "
+                            f"(fingerprint {current[:12]} vs {saved[:12]}: other cells or preprocessing); "
+                            "resume with the same DATA and gridding flags, or start afresh without --resume")
+
+
+def training_memory_bytes(vocab: int, outputs: int, batch: int, length: int, embed: int, hidden: int,
+                          layers: int) -> int:
+    """Rough peak bytes of one training step: the (batch x length x outputs) logits with what the
+    fusion head builds beside them (distances, masks, softmax and their gradients: 8 float32
+    copies), the recurrent activations, and the embedding and head weights with their gradients and
+    AdamW moments (4 copies). Kept deliberately simple: it exists to refuse jobs that are off by
+    orders of magnitude (30 600 cells at batch 32 x 256 steps: about 8 GiB; such a job had passed
+    2 GB of RSS after 5 minutes without finishing an epoch), not to predict RSS."""
+    steps = batch * length
+    activations = steps * (8 * outputs + 8 * hidden * layers + 2 * embed)
+    weights = 4 * (vocab * embed + outputs * hidden + layers * 4 * hidden * (hidden + embed))
+    return 4 * (activations + weights)
 
 
 def _jsonable(obj):

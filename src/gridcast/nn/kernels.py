@@ -1,11 +1,12 @@
 """Explicit whole-layer kernels: the cells' gate equations over a sequence, with a hand-written backward.
 
 Autograd over a Python time loop records ~10 small nodes per step and replays them one by one; at
-hidden 64 that bookkeeping, not arithmetic, is most of the time. Each Function below runs one layer:
-the input projection W_ih x + b for all steps in one matmul, then per step one in-place matmul
-(pre += h W_hh^T) and the gate equations of `gridcast.nn.cells` in place in preallocated time-major
-buffers; backward is backpropagation through time written out (about six tensor ops per step) and
-one large matmul per weight at the end. Per-step views are made in bulk (``unbind``) because at
+hidden 64 that bookkeeping, not arithmetic, is most of the time. Each Function below runs one layer
+with one matmul per step and the gate equations of `gridcast.nn.cells` in place in preallocated
+time-major buffers (GRU and RNN: the input projection W_ih x + b for all steps in one matmul, then
+pre += h W_hh^T per step; LSTM: the notes' one layer over ``[h; x; 1]``, see `LSTMLayer`); backward
+is backpropagation through time written out (about five tensor ops per step) and one large matmul
+per weight at the end. Per-step views are made in bulk (``unbind``) because at
 hidden 64 creating views from Python costs as much as the arithmetic.
 
 Inputs are time-major (T, B, ...) and sorted longest first, so a ragged batch simply runs the

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from gridcast.cli.common import metrics_table, print_json
+from gridcast.cli.common import SEED, check_flags, int_in, metrics_table, print_json
 from gridcast.kinds import CELL_KINDS, parse_kinds
 
 KEYS = ["acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "ade", "fde"]
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_flags(args, {"epochs": int_in(1, 100_000), "seed": SEED})
     cells = parse_kinds(args.cells)
     import torch
 

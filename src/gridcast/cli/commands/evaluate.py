@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from gridcast.cli.common import add_column_args, metrics_table, prepare_data, print_json
+from gridcast.cli.common import (
+    add_column_args,
+    check_flags,
+    check_plot_path,
+    float_in,
+    metrics_table,
+    prepare_data,
+    print_json,
+)
 
 KEYS = ["acc@1", "acc@5", "mrr", "ade_cells", "fde_cells", "ade", "fde"]
 AHEAD_KEYS = ["acc@1+1", "acc@1+5", "acc@1+10"]
@@ -36,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gridcast.errors import InputError
+
+    check_flags(args, {"cut": float_in(0, 1, low_open=True, high_open=True)})
+    check_plot_path("plot", args.plot)
+    check_plot_path("plot-calibration", args.plot_calibration)
     from gridcast.nextcell.baselines import default_baselines
     from gridcast.nextcell.evaluation import evaluate
     from gridcast.nextcell.forecaster import Forecaster

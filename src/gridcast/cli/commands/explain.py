@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from gridcast.cli.common import print_json
+from gridcast.cli.common import SEED, check_flags, print_json
 from gridcast.errors import InputError
 from gridcast.kinds import CELL_KINDS, parse_kinds
 
@@ -80,11 +80,12 @@ def _memory_args(p: argparse.ArgumentParser, cap: int) -> None:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _positive(args: argparse.Namespace, *names: str, minimum: int = 1) -> None:
+def _positive(args: argparse.Namespace, *names: str, minimum: int = 1, maximum: int = 100_000) -> None:
+    """Integer flags in [minimum, maximum]: the upper cap keeps a typo from running for days."""
     for name in names:
         value = getattr(args, name, None)
-        if value is not None and value < minimum:
-            raise InputError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+        if value is not None and not minimum <= value <= maximum:
+            raise InputError(f"--{name.replace('_', '-')} must be >= {minimum} and <= {maximum}, got {value}")
 
 
 def _settings(args: argparse.Namespace):
@@ -136,6 +137,9 @@ def _jsonable(obj):
 def run(args: argparse.Namespace) -> int:
     from gridcast.insight.experiment import one_thread
 
+    check_flags(args, {"seed": SEED})
+    _positive(args, "length", maximum=10_000)
+    _positive(args, "hidden", "mem_hidden", maximum=4096)
     one_thread()
     out = Path(args.out)
     started = time.perf_counter()

@@ -5,8 +5,37 @@ import argparse
 import time
 from pathlib import Path
 
-from gridcast.cli.common import add_column_args, add_gridding_args, prepare_data, print_json
+from gridcast.cli.common import (
+    GRIDDING_RANGES,
+    SEED,
+    add_column_args,
+    add_gridding_args,
+    add_memory_limit_arg,
+    check_flags,
+    float_in,
+    int_in,
+    memory_refusal,
+    prepare_data,
+    print_json,
+)
 from gridcast.kinds import CELL_KINDS
+
+# the sane values of every numeric flag (docs/contracts.md); checked before any work
+FIT_RANGES = {
+    "hidden": int_in(1, 4096),
+    "layers": int_in(1, 16),
+    "embed": int_in(1, 4096),
+    "dropout": float_in(0, 1, high_open=True),
+    "max_move": int_in(1, 50),
+    "epochs": int_in(1, 100_000),
+    "batch_size": int_in(1, 65_536),
+    "lr": float_in(0, 1, low_open=True),
+    "clip": float_in(0, 1e6),
+    "patience": int_in(1, 100_000),
+    "seed": SEED,
+    "val_fraction": float_in(0, 1, high_open=True),
+    **GRIDDING_RANGES,
+}
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -53,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
     train.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the batches")
-    train.add_argument("--val-fraction", type=float, default=0.15, help="share of tracks held out for early stopping")
+    train.add_argument("--val-fraction", type=float, default=0.15,
+                       help="share of tracks held out for early stopping")
     train.add_argument("--collapse", action="store_true", help="drop consecutive repeats: 'which cell next' sequences")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--resume", action="store_true",
@@ -62,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--no-calibrate", action="store_true",
                        help="keep the network's raw probabilities (default: a temperature fitted on the validation "
                             "tracks; rankings and greedy routes are the same either way)")
+    add_memory_limit_arg(train)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_column_args(p)
     add_gridding_args(p)
@@ -69,10 +100,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gridcast.errors import InputError
+    from gridcast.nextcell.checkpoint import directory_lock
+
+    check_flags(args, FIT_RANGES)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a model directory; give a directory (new or an earlier model's)")
+    with directory_lock(out):  # one writer per model directory, for the whole fit and save
+        return _fit(args, out)
+
+
+def _fit(args: argparse.Namespace, out: Path) -> int:
     from gridcast.nextcell.config import default_config
     from gridcast.nextcell.forecaster import Forecaster
     from gridcast.nextcell.plots import plot_training_curves
-    from gridcast.nextcell.training import TrainConfig
+    from gridcast.nextcell.training import TrainConfig, training_memory_bytes
 
     ready = prepare_data(args.data, args, collapse=args.collapse)
     tracks, grid, prep = ready.tracks, ready.grid, ready.preprocessing
@@ -82,8 +125,7 @@ def run(args: argparse.Namespace) -> int:
                             **({"head": args.head} if args.head is not None else {}))
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip,
                         patience=args.patience, seed=args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_memory(args, tracks, config, train, training_memory_bytes)
     log = out / "train_log.jsonl"
     started = time.perf_counter()
     model = Forecaster(config, grid)
@@ -113,3 +155,22 @@ def run(args: argparse.Namespace) -> int:
                   f"(validation NLL {c.nll_before:.4f} -> {c.nll_after:.4f})")
         print(f"model written to {out} (training log: {log}; loss and gradient-norm curves: {plot})")
     return 0
+
+
+def _check_memory(args: argparse.Namespace, tracks: list, config, train, estimate) -> None:
+    """Refuse, before anything is allocated, a job whose training step would not fit --memory-limit:
+    the vocabulary is at most the distinct cells, the length the longest chunk."""
+    import numpy as np
+
+    cells = np.concatenate([np.asarray(t.cells).reshape(-1, 2) for t in tracks]) if tracks else np.zeros((0, 2))
+    vocab = len(np.unique(cells, axis=0)) + 2
+    moves = (2 * config.max_move + 1) ** 2 + 1
+    outputs = vocab + moves if config.target == "cell" else moves
+    length = min(max((len(t) for t in tracks), default=1), train.max_len)
+    chunks = sum(-(-len(t) // train.max_len) for t in tracks)  # long tracks train as max_len chunks
+    needed = estimate(vocab, outputs, max(1, min(train.batch_size, chunks)), length, config.embed,
+                      config.hidden, config.layers)
+    limit = args.memory_limit
+    if needed > limit:
+        raise memory_refusal(f"training on {vocab - 2} distinct cells x batch {train.batch_size} x {length} steps",
+                             needed, limit, "use a larger --cell-size or a smaller --batch-size")

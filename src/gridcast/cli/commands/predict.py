@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gridcast.cli.common import add_column_args, prepare_data, print_json, print_note
+from gridcast.cli.common import Range, add_column_args, check_flags, int_in, prepare_data, print_json, print_note
+
+DEFAULT_MAX_HORIZON = 1000  # a beam of 1e6 steps runs for minutes: a cap, raised with --max-horizon
+PREDICT_RANGES: dict[str, Range] = {"max_horizon": int_in(1, 1_000_000), "top_k": int_in(1, 1000),
+                                    "samples": int_in(0, 10_000)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", help='the positions so far, gridded on the model\'s grid: "lat,lon lat,lon ..." '
                                     '(a grid with a CRS) or "x,y x,y ..." (planar); each may end in ",TIME" '
                                     '(ISO-8601 such as 2026-01-26T15:57:02Z, or seconds) to resample at the model\'s step')
-    p.add_argument("--horizon", type=int, default=10, help="cells to continue the route by (default 10)")
+    p.add_argument("--horizon", type=int, default=10, help="cells to continue the route by (default 10; at most --max-horizon)")
+    p.add_argument("--max-horizon", type=int, default=DEFAULT_MAX_HORIZON,
+                   help=f"the largest --horizon accepted (default {DEFAULT_MAX_HORIZON}; raise it for longer routes)")
     p.add_argument("--top-k", type=int, default=5, help="next-cell candidates and routes to return (default 5)")
     p.add_argument("--samples", type=int, default=0, metavar="N",
                    help='also return N routes sampled from the model (seed 0; --json "samples"); the point forecast '
@@ -48,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from gridcast.nextcell.forecaster import Forecaster
     from gridcast.nextcell.geojson import check_geojson_grid, check_geojson_target
 
-    if args.horizon < 1 or args.top_k < 1:
-        raise InputError(f"--horizon and --top-k must be >= 1, got {args.horizon} and {args.top_k}")
-    if args.samples < 0:
-        raise InputError(f"--samples must be >= 0, got {args.samples}")
+    check_flags(args, PREDICT_RANGES)
+    if not 1 <= args.horizon <= args.max_horizon:
+        raise InputError(f"--horizon must be an integer in [1, {args.max_horizon}], got {args.horizon} "
+                         "(--max-horizon raises the cap)")
     given = [name for name, value in (("--track", args.track), ("--points", args.points), ("DATA", args.data))
              if value is not None]
     if len(given) != 1:
