@@ -227,3 +227,18 @@ def test_latlon_session_points_land_on_the_model_grid(client, model_dir):
     got = client.post("/v1/models/bus14/tracks/geo-1/points", json={"points": [{"lat": lat, "lon": lon}]}).json()
     assert [n["cell"] for n in got["next"]] == [list(n.cell) for n in want]
     assert np.isclose(got["next"][0]["p"], want[0].p)
+
+
+def test_session_answers_carry_the_same_centres_as_predict_answers(client, model_dir, example):
+    from gridcast.nextcell.answers import Place, answer_json
+
+    model = Forecaster.load(model_dir)
+    stream = StreamingPredictor(model, k=5)
+    for cell in example:
+        want = stream.update("same", tuple(cell))
+    got = client.post("/v1/models/bus14/tracks/same/points", json={"points": [{"cell": c} for c in example]}).json()
+    expected = answer_json(want, 0.0, [], Place(model.grid))["next"]
+    assert [{k: v for k, v in e.items() if k != "p"} for e in got["next"]] == \
+        [{k: v for k, v in e.items() if k != "p"} for e in expected]
+    again = client.post("/v1/models/bus14/tracks/same2/points", json={"points": [{"cell": c} for c in example]}).json()
+    assert again["next"] == got["next"]  # from the cache of centres: the same

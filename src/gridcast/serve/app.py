@@ -27,7 +27,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridcast import __version__
 from gridcast.errors import GridcastError
 from gridcast.jsonsafe import json_safe
-from gridcast.nextcell.answers import answer_json
 from gridcast.nextcell.prefix_answer import cells_prefix, points_prefix, prefix_answer
 from gridcast.serve.auth import token_ok
 from gridcast.serve.limits import Limits
@@ -163,8 +162,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
         m = served(name)
         cells, times = session_cells(body.points, m.model.grid)
         seen, nexts = sessions[name].update(track_id, cells, times, body.top_k)
-        doc = answer_json(nexts, 0.0, [], m.place(m.collapses))
-        return JSONResponse({"track": track_id, "points_seen": seen, "next": doc["next"]})
+        return JSONResponse({"track": track_id, "points_seen": seen, "next": m.next_json(nexts)})
 
     @app.delete("/v1/models/{name}/tracks/{track_id}", dependencies=v1, status_code=204, responses=V1_ERRORS)
     async def forget(name: str = ModelName, track_id: str = PathParam(..., max_length=200)) -> Response:

@@ -14,6 +14,9 @@ from gridcast.nextcell.checkpoint import read_config
 from gridcast.nextcell.export import is_stripped
 from gridcast.nextcell.forecaster import Forecaster
 
+#: Cell centres a served model keeps for its session answers (cleared when full).
+MAX_CACHED_CENTRES = 100_000
+
 
 @dataclass
 class ServedModel:
@@ -24,6 +27,26 @@ class ServedModel:
     model: Forecaster
     config: dict
     lock: threading.Lock = field(default_factory=threading.Lock)
+    centres: dict = field(default_factory=dict)  # cell -> its centre entries, for session answers
+
+    def next_json(self, nexts) -> list[dict]:
+        """`nexts` as the ``"next"`` entries of ``predict --json`` (`answers.answer_json`), with cell
+        centres cached: projecting back costs ~0.3 ms a call, most of a one-point request."""
+        place = self.place(self.collapses)
+        out = [{"cell": list(n.cell), "p": n.p} for n in nexts]
+        if place is None:
+            return out
+        centres = self.centres
+        missing = [n.cell for n in nexts if n.cell not in centres]
+        if missing:
+            if len(centres) > MAX_CACHED_CENTRES:
+                centres.clear()
+            keys = place.keys
+            for cell, centre in zip(missing, place.coords(missing)):
+                centres[tuple(cell)] = dict(zip(keys, centre))
+        for entry, n in zip(out, nexts):
+            entry.update(centres[n.cell])
+        return out
 
     @property
     def stripped(self) -> bool:
