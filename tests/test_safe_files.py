@@ -172,3 +172,21 @@ def test_nan_weights_are_refused_on_load(saved, tmp_path):
     (target / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="'head.bias' holds NaN or infinite values"):
         Forecaster.load(target)
+
+
+def test_a_training_state_must_fit_the_model_before_its_data_is_read():
+    import torch
+
+    from gridcast.nextcell.model_check import check_trainer_tensors
+    from gridcast.nextcell.weights_file import TensorSpec
+
+    model = {"w": torch.zeros(4, 3), "b": torch.zeros(4)}
+    fine = {"model.w": TensorSpec("F32", (4, 3)), "best.b": TensorSpec("F32", (4,)),
+            "optim.0.exp_avg": TensorSpec("F32", (4, 3)), "rng.torch": TensorSpec("U8", (5056,))}
+    check_trainer_tensors(fine, model, "resume")
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        check_trainer_tensors({"model.w": TensorSpec("F32", (400_000_000,))}, model, "resume")
+    with pytest.raises(CheckpointError, match="larger than any tensor of the model"):
+        check_trainer_tensors({"optim.0.exp_avg": TensorSpec("F32", (400_000_000,))}, model, "resume")
+    with pytest.raises(CheckpointError, match="unexpected tensor"):
+        check_trainer_tensors({"junk": TensorSpec("U8", (1,))}, model, "resume")

@@ -23,7 +23,7 @@ from gridcast.nextcell.calibration import Calibration
 from gridcast.nextcell.config import CellForecasterConfig
 from gridcast.nextcell.features import Normalisation
 from gridcast.nextcell.training import TrainConfig
-from gridcast.nextcell.weights_file import TensorSpec
+from gridcast.nextcell.weights_file import DTYPE_BYTES, TensorSpec
 
 MAX_PARAMETERS = 50_000_000   # network parameters of a loadable model (200 MB of float32)
 MAX_HIDDEN = 8192
@@ -31,7 +31,7 @@ MAX_LAYERS = 16
 MAX_EMBED = 4096
 MAX_MOVE = 50                 # max_move: (2R+1)^2 move classes
 MAX_VOCAB = 4_000_000         # cells in the vocabulary
-MAX_TRAIN_CELLS = 100_000_000  # cells of the stored training tracks
+MAX_TRAIN_CELLS = 20_000_000   # cells of the stored training tracks (320 MB)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 TORCH_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
                 torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
@@ -226,3 +226,28 @@ def check_tracks(cells: np.ndarray, offsets: np.ndarray, where: str | Path) -> N
                               f"(got {offsets[0]} .. {offsets[-1]}, or decreasing)")
     if bool(((cells > MAX_CELL) | (cells < -MAX_CELL)).any()):
         raise CheckpointError(f"{where}: tensor 'data.train_cells' holds cells beyond +-{MAX_CELL}")
+
+
+TRAINER_PREFIXES = ("model.", "best.", "optim.", "rng.")
+
+
+def check_trainer_tensors(specs: dict[str, TensorSpec], model: dict[str, torch.Tensor], where: str | Path) -> None:
+    """A trainer's resume state (``resume/``) holds the model's tensors (``model.``, ``best.``, the
+    optimizer's per-parameter state) and small RNG states: names from those families, ``model.`` and
+    ``best.`` shapes exactly the model's, no tensor larger than the model's largest, and at most five
+    times the model's bytes in all, so a crafted state cannot make the reader allocate beyond that."""
+    largest = max((t.numel() for t in model.values()), default=0)
+    budget = 5 * sum(t.numel() * t.element_size() for t in model.values()) + (1 << 20)
+    for name, spec in specs.items():
+        if not name.startswith(TRAINER_PREFIXES):
+            raise CheckpointError(f"{where}: unexpected tensor {name!r} in a training state")
+        if name.startswith(("model.", "best.")):
+            key = name.split(".", 1)[1]
+            if key not in model or spec.shape != tuple(model[key].shape):
+                raise CheckpointError(f"{where}: training state tensor {name!r} {list(spec.shape)} does not fit the model")
+        elif not name.startswith("rng.") and spec.numel > largest:
+            raise CheckpointError(f"{where}: training state tensor {name!r} {list(spec.shape)} is larger than any "
+                                  "tensor of the model")
+    total = sum(s.numel * DTYPE_BYTES[s.dtype] for s in specs.values())
+    if total > budget:
+        raise CheckpointError(f"{where}: training state of {total} bytes is over {budget} (five times the model)")

@@ -222,22 +222,23 @@ def restore_trainer_state(directory: str | Path, model: nn.Module, optimizer: to
                           rng: np.random.Generator, settings: dict | None) -> LoopState:
     """Put model, optimizer, scheduler and every RNG back where `save_trainer_state` left them."""
     from gridcast.errors import CheckpointError
-    from gridcast.nextcell.checkpoint import load_checkpoint
+    from gridcast.nextcell.checkpoint import load_checkpoint, read_config
+    from gridcast.nextcell.model_check import check_trainer_tensors
 
     if not (Path(directory) / "config.json").exists():
         raise TrainingError(f"nothing to resume: {directory} holds no saved training state")
-    from gridcast.nextcell.model_check import check_trainer_tensors
-
-    expected = model.state_dict()
-    tensors, config = load_checkpoint(directory, fmt=TRAINER_FORMAT,
-                                      check=lambda specs, _: check_trainer_tensors(specs, expected, directory))
-    saved = config.get("settings") or {}
+    saved = read_config(directory, TRAINER_FORMAT).get("settings") or {}  # the sandboxed reader
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{directory}: training state settings must be an object")
     if settings is not None and "data" in settings:
         check_same_data(directory, saved.get("data"), settings["data"])
     if settings is not None and saved != _jsonable(settings):
         changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != _jsonable(settings).get(k))
         raise TrainingError(f"cannot resume {directory} with different settings ({', '.join(changed)}); "
                             "resume with the settings of the interrupted run")
+    expected = model.state_dict()  # the header must fit the model before any tensor data is read
+    tensors, config = load_checkpoint(directory, fmt=TRAINER_FORMAT,
+                                      check=lambda specs, _: check_trainer_tensors(specs, expected, directory))
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} if config["has_best"] else None

@@ -209,6 +209,19 @@ def _model_and_fifo_like(case_dir: Path, base: Base) -> None:
     _config_fifo(case_dir, base)
 
 
+RESUME = ["fit", "{gridded}", "--out", "model", "--epochs", "1", "--seed", "0", "--no-progress", "--resume"]
+
+
+def resume_edit(change: Callable[[Path, dict], None]) -> Callable[[Path, Base], None]:
+    """A build that changes the copied model's trainer state (``resume/``): `change(resume_dir, config)`."""
+    def build(case_dir: Path, base: Base) -> None:
+        resume = copy_model(base, case_dir) / "resume"
+        config = _config(resume)
+        change(resume, config)
+        _write(resume, config)
+    return build
+
+
 CASES: list[Case] = [
     # ---------------------------------------------------------------- sanity: a valid copy still loads
     # (a valid load imports torch and predicts: on a loaded 2-core machine it can near 20 s, so these
@@ -301,6 +314,13 @@ CASES: list[Case] = [
         copy_model(b, d), (d / "model" / "config.json").write_bytes(b"\xff\xfe{}"))),
     Case("weights_header_nested", "parser", PREDICT, 2, "corrupted", build=_header_length(8)),
     Case("gridded_grid_nested", "parser", LIKE_FILE, 2, "nested deeper than", build=_gridded_meta(b"[" * 5000 + b"]" * 5000)),
+    # ---------------------------------------------------------------- the trainer state (resume/)
+    Case("resume_weights_outside", "outside", RESUME, 2, "outside the model directory",
+         build=resume_edit(lambda r, c: c.update(weights="../../x.safetensors"))),
+    Case("resume_weights_dev_zero", "special", RESUME, 2, "outside the model directory",
+         build=resume_edit(lambda r, c: c.update(weights="/dev/zero"))),
+    Case("resume_config_nested", "parser", RESUME, 2, "nested deeper than",
+         build=resume_edit(lambda r, c: c.update(junk=json.loads("[" * 100 + "]" * 100)))),
     # ---------------------------------------------------------------- small
     Case("like_model_other_step", "small", LIKE + ["--step", "60"], 2, "differs from the reused grid's step",
          build=lambda d, b: copy_model(b, d)),
