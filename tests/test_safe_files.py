@@ -190,3 +190,15 @@ def test_a_training_state_must_fit_the_model_before_its_data_is_read():
         check_trainer_tensors({"optim.0.exp_avg": TensorSpec("F32", (400_000_000,))}, model, "resume")
     with pytest.raises(CheckpointError, match="unexpected tensor"):
         check_trainer_tensors({"junk": TensorSpec("U8", (1,))}, model, "resume")
+
+
+def test_a_step_or_cell_size_beside_a_fixed_grid_must_be_that_grids():
+    from gridcast.ingest.prepare import check_given_grid
+
+    grid = Grid(cell_size=100.0, step=30.0)
+    check_given_grid("f", grid, None, None)
+    check_given_grid("f", grid, 100.0, 30.0)
+    with pytest.raises(InputError, match="--step 60 differs from its step 30"):
+        check_given_grid("f", grid, None, 60.0)
+    with pytest.raises(InputError, match="--cell-size 50 differs from the model's cell size 100"):
+        check_given_grid("f", grid, 50.0, None, "the model's")

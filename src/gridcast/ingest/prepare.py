@@ -18,6 +18,7 @@ Nothing changes silently: each choice taken from `like` and each drop is one not
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,7 @@ def prepare(
             raise InputError(f"{source}: no such file")
         gridded = read_gridded(source) if is_gridded(source) else None
     if gridded is not None:
+        check_given_grid(source, gridded.grid, cell_size, step)
         if grid is not None and _placement(gridded.grid) != _placement(grid):
             raise InputError(f"{source} was gridded on {gridded.grid.to_dict()}, the model on {grid.to_dict()}; "
                              f"regrid it with `gridcast grid ... --like MODEL_DIR`")
@@ -162,12 +164,25 @@ def prepare(
                     preprocessing={"max_gap": gap, "collapse": bool(collapse)}, report=gridded.report, notes=notes)
 
 
+def check_given_grid(source, grid: Grid, cell_size: float | None, step: float | None, whose: str = "its") -> None:
+    """A --cell-size or --step given beside a grid that is already fixed (a gridded file's, a model's)
+    must be that grid's: a different one would otherwise be ignored without a word."""
+    if step is not None and not math.isclose(float(step), float(grid.step or 0.0), rel_tol=1e-9, abs_tol=0.0):
+        raise InputError(f"--step {step:g} differs from {whose} step {grid.step} ({source}); "
+                         f"drop --step, or regrid with `gridcast grid ... --step {step:g}`")
+    if cell_size is not None and not math.isclose(float(cell_size), grid.cell_size, rel_tol=1e-9, abs_tol=0.0):
+        raise InputError(f"--cell-size {cell_size:g} differs from {whose} cell size {grid.cell_size} ({source}); "
+                         f"drop --cell-size, or regrid with `gridcast grid ... --cell-size {cell_size:g}`")
+
+
 def _grid_raw(source: Path, target: Like, columns, cell_size, step, max_gap, collapse: bool, sep,
               say: Log) -> tuple[GriddedTracks, float | None, bool]:
     """Raw points -> gridded on `target`'s grid (or on a new one), split and collapsed like it."""
     grid = target.grid
     if grid is None and cell_size is None:
         raise InputError(f"{source} is raw points: give --cell-size (and --step) or grid it first with `gridcast grid`")
+    if grid is not None:
+        check_given_grid(source, grid, cell_size, step, "the model's")
     collapse, max_gap = target.follow(collapse, max_gap, gap_given=max_gap is not None, log=say)
     if columns is None:
         columns = ColumnMap(lat="lat", lon="lon")

@@ -324,6 +324,10 @@ CASES: list[Case] = [
     # ---------------------------------------------------------------- small
     Case("like_model_other_step", "small", LIKE + ["--step", "60"], 2, "differs from the reused grid's step",
          build=lambda d, b: copy_model(b, d)),
+    Case("fit_gridded_other_step", "small", ["fit", "{gridded}", "--out", "m", "--step", "60", "--epochs", "1"], 2,
+         "--step 60 differs from its step 30"),
+    Case("fit_gridded_other_cell_size", "small", ["fit", "{gridded}", "--out", "m", "--cell-size", "50", "--epochs", "1"],
+         2, "--cell-size 50 differs from its cell size 100"),
     Case("crs_epsg4326", "small", PREDICT, 2, "not projected", build=set_in("grid", "crs", "EPSG:4326")),
     Case("like_crs_epsg4326", "small", LIKE, 2, "not projected", build=set_in("grid", "crs", "EPSG:4326")),
     Case("gridded_crs_epsg4326", "small", LIKE_FILE, 2, "not projected", build=_gridded_meta(_grid(crs="EPSG:4326"))),
