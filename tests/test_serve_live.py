@@ -137,3 +137,23 @@ def test_missing_model_dir_is_exit_2(tmp_path):
     done = subprocess.run([GRIDCAST, "serve", str(tmp_path / "nope"), "--port", str(_free_port())],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "nope" in done.stderr
+
+
+def test_readme_serve_example_runs_as_written(tmp_path):
+    """The README's serve block (fit, export, serve, one curl per endpoint, SIGTERM), on a free port."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### `gridcast serve`"):]
+    section = section[:section.index("\n### ", 1)]
+    (block,) = re.findall(r"^```bash\n(.*?)^```", section, flags=re.M | re.S)
+    (tmp_path / "src").symlink_to(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    done = subprocess.run(["bash", "-e", "-c", block.replace("8765", str(_free_port()))], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert '{"status":"ok","models":["bus14-public"]}' in out and '"gridcast_version"' in out
+    assert '"routes"' in out and '"points_seen":2' in out and "}204\n" in out
+    assert '{"examples":[]}' in out and 'gridcast_live_tracks{model="bus14-public"} 0' in out
+    assert (tmp_path / "serve-state" / "bus14-public.sessions.json").is_file()
