@@ -20,13 +20,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gridcast.errors import GridcastError, InputError
 
-MAX_JSON_BYTES = 64 << 20       # a config.json or a metadata entry larger than this is refused
+MAX_JSON_BYTES = 32 << 20       # a config.json or a metadata entry larger than this is refused
 MAX_JSON_DEPTH = 64             # nesting levels of arrays and objects
 MAX_NUMBER_CHARS = 64           # characters of one JSON number (a 5,000-digit integer is refused)
 READ_CHUNK = 1 << 20
@@ -109,10 +112,7 @@ def read_regular(path: str | os.PathLike, max_bytes: int, error: type[GridcastEr
         os.close(fd)
 
 
-def _parse_int(text: str) -> int:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _Refused(f"a number of {len(text)} digits (at most {MAX_NUMBER_CHARS})")
-    return int(text)
+_LONG_DIGITS = re.compile(r"[0-9]{%d,}" % (MAX_NUMBER_CHARS + 1))
 
 
 def _parse_float(text: str) -> float:
@@ -128,15 +128,20 @@ def _finite_constant(text: str) -> float:
     raise _Refused(f"{text} where a finite number is required")
 
 
-def _too_deep(value: Any) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            if depth > MAX_JSON_DEPTH:
-                return True
-            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
-    return False
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _max_depth(text: str) -> int:
+    """Deepest nesting of arrays/objects, counted in C (regex + NumPy) before the parser runs, so a
+    5,000-deep document never reaches it; strings are blanked first (brackets inside them do not count)."""
+    bare = np.frombuffer(_STRINGS.sub('""', text).encode("utf-8", "replace"), dtype=np.uint8)
+    step = _BRACKETS[bare]
+    return int(np.cumsum(step[step != 0], dtype=np.int64).max(initial=0))
+
+
+_BRACKETS = np.zeros(256, dtype=np.int8)
+_BRACKETS[[ord("["), ord("{")]] = 1
+_BRACKETS[[ord("]"), ord("}")]] = -1
 
 
 def parse_json(data: bytes | str, source: str | os.PathLike, error: type[GridcastError] = InputError,
@@ -152,8 +157,14 @@ def parse_json(data: bytes | str, source: str | os.PathLike, error: type[Gridcas
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise error(f"{source} is corrupted (not valid JSON: not UTF-8, {exc.reason} at byte {exc.start})") from None
+    long_number = _LONG_DIGITS.search(data)  # one C-speed scan instead of a hook per integer
+    if long_number is not None:
+        digits = len(re.match(r"[0-9]*", data[long_number.start():]).group())
+        raise error(f"{source}: JSON refused: a number of {digits} digits (at most {MAX_NUMBER_CHARS})")
+    if _max_depth(data) > MAX_JSON_DEPTH:
+        raise error(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        value = json.loads(data, parse_int=_parse_int, parse_float=_parse_float,
+        value = json.loads(data, parse_float=_parse_float,
                            parse_constant=(lambda c: float(c)) if allow_nonfinite else _finite_constant)
     except _Refused as exc:
         raise error(f"{source}: JSON refused: {exc}") from None
@@ -161,8 +172,6 @@ def parse_json(data: bytes | str, source: str | os.PathLike, error: type[Gridcas
         raise error(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (json.JSONDecodeError, ValueError) as exc:
         raise error(f"{source} is corrupted (not valid JSON: {str(exc).splitlines()[0][:200]})") from None
-    if _too_deep(value):
-        raise error(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
 

@@ -708,6 +708,7 @@ class Forecaster:
 
         def check(specs: dict, config: dict) -> None:
             parts = check_config(config, where)
+            check_size(parts.model, len(parts.vocab) + RESERVED, parts.output_size, where)  # before any allocation
             self = cls(parts.model, parts.grid)
             self.vocab_ = CellVocab(parts.vocab)
             if len(self.vocab_) - RESERVED != len(parts.vocab):

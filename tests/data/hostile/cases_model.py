@@ -264,6 +264,8 @@ CASES: list[Case] = [
     Case("weights_sparse_2gb_zeros", "allocation", PREDICT, 2, "corrupted", build=_weights_sparse(2_000_000_000, False)),
     Case("weights_sparse_3gb", "allocation", PREDICT, 2, "over the cap", build=_weights_sparse(3 * GB, True)),
     Case("weights_header_length_huge", "allocation", PREDICT, 2, "header length", build=_header_length(1 << 60)),
+    Case("vocab_over_cap", "allocation", PREDICT, 2, "vocab must be a list of at most 500000",
+         build=edit(lambda c: c.update(vocab=[[i, 0] for i in range(500_001)]))),
     Case("config_sparse_200mb", "allocation", PREDICT, 2, "over the cap", build=_config_sparse),
     Case("like_config_sparse_200mb", "allocation", LIKE, 2, "over the cap", build=_config_sparse),
     # ---------------------------------------------------------------- config values not validated at load
