@@ -100,10 +100,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_flags(args, FIT_RANGES)  # before the library is imported: a bad number is refused at once
     from gridcast.errors import InputError
     from gridcast.nextcell.checkpoint import directory_lock
 
-    check_flags(args, FIT_RANGES)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a model directory; give a directory (new or an earlier model's)")

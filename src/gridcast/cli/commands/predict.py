@@ -51,13 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gridcast.errors import InputError
-    from gridcast.nextcell.forecaster import Forecaster
-    from gridcast.nextcell.geojson import check_geojson_grid, check_geojson_target
 
-    check_flags(args, PREDICT_RANGES)
+    check_flags(args, PREDICT_RANGES)  # before torch is imported: a bad number is refused at once
     if not 1 <= args.horizon <= args.max_horizon:
         raise InputError(f"--horizon must be an integer in [1, {args.max_horizon}], got {args.horizon} "
                          "(--max-horizon raises the cap)")
+    from gridcast.nextcell.forecaster import Forecaster
+    from gridcast.nextcell.geojson import check_geojson_grid, check_geojson_target
+
     given = [name for name, value in (("--track", args.track), ("--points", args.points), ("DATA", args.data))
              if value is not None]
     if len(given) != 1:
