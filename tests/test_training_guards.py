@@ -171,3 +171,18 @@ def test_horizon_cap_is_overridable(tmp_path, capsys):
     assert main([FIT[0], str(data), *FIT[1:], "--out", str(model), "--epochs", "1"]) == 0
     assert main(["predict", str(model), "--track", "0,0 1,0", "--horizon", "1200", "--max-horizon", "2000",
                  "--top-k", "1", "--json"]) == 0
+
+
+def test_continuous_fit_with_no_finite_epoch_keeps_no_weights():
+    import gridcast.continuous as C
+    from gridcast.errors import GridcastError
+
+    rng = np.random.default_rng(0)
+    traj = np.cumsum(rng.normal(size=(40, 20, 2)), axis=1)
+    cfg = C.ContinuousConfig(kind="gru", hidden=8, modes=1, epochs=2, patience=2, batch=32)
+    tr = C.prepare(traj[:30, :8], traj[:30, 8:], cfg)
+    future = traj[30:, 8:].copy()
+    future[0, 0, 0] = np.nan  # one NaN in the validation truth: every epoch's ADE is NaN
+    va = C.prepare(traj[30:, :8], future, cfg)
+    with pytest.raises(GridcastError, match="no epoch of 2 reached a finite validation ADE"):
+        C.fit(tr, va, cfg)

@@ -15,6 +15,7 @@ from gridcast.continuous.config import ContinuousConfig
 from gridcast.continuous.features import Prepared, jittered
 from gridcast.continuous.model import ContinuousForecaster, batched_outputs, euclid, losses
 from gridcast.continuous.symmetry import augment
+from gridcast.errors import GridcastError
 
 
 def _moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
@@ -86,6 +87,9 @@ def fit(train: Prepared, val: Prepared, cfg: ContinuousConfig, log=None,
         stale = 0 if "ade" in improved else stale + 1
         if stale >= cfg.patience or (max_seconds and time.perf_counter() - start > max_seconds):
             break
+    if history and "ade" not in kept:  # NaN < best is never true: no epoch was finite, keep no weights
+        raise GridcastError(f"no epoch of {len(history)} reached a finite validation ADE (last: "
+                            f"{history[-1].get('val_ade')}); try a lower learning rate")
     if "ade" in kept:
         model.load_state_dict(kept["ade"])
     model.eval()
