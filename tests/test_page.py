@@ -203,6 +203,7 @@ def test_page_shows_the_apis_top_next_cell_for_a_clicked_route(model_dir, browse
 
 def test_page_replays_an_example_track_point_by_point(model_dir, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
     server = _Server(f"bus14={model_dir}")
@@ -219,6 +220,16 @@ def test_page_replays_an_example_track_point_by_point(model_dir, browser):
                   == json.dumps(want, separators=(",", ":")), f"the answer after {i} replayed points")
         api = httpx.post(server.base + "/v1/models/bus14/predict", json={"track": want, "top_k": 5}, timeout=10).json()
         assert float(browser.find_element(By.ID, "top-next").get_attribute("data-p")) == api["next"][0]["p"]
+        # keyboard only: a typed cell (here one beyond every training cell) extends the prefix
+        far = [max(c["cell"][0] for c in httpx.get(server.base + "/v1/models/bus14/cells", timeout=10).json()["cells"]) + 3,
+               want[-1][1]]
+        browser.find_element(By.ID, "cell-input").send_keys(f"{far[0]},{far[1]}", Keys.ENTER)
+        typed = want + [far]
+        _wait(browser, lambda d: d.find_element(By.ID, "top-next").get_attribute("data-prefix")
+              == json.dumps(typed, separators=(",", ":")), "the answer after a typed cell")
+        api = httpx.post(server.base + "/v1/models/bus14/predict", json={"track": typed, "top_k": 5}, timeout=10).json()
+        assert json.loads(browser.find_element(By.ID, "top-next").get_attribute("data-cell")) == api["next"][0]["cell"]
+        assert "error" not in browser.find_element(By.ID, "status").get_attribute("class")
     finally:
         server.stop()
 
