@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -72,6 +73,10 @@ def test_random_dataframe_never_crashes(rows, step):
 def test_grid_round_trip_within_half_a_cell(size, ox, oy, pts):
     g = Grid(cell_size=size, origin_x=ox, origin_y=oy)
     x, y = np.array(pts).T
+    if max(np.abs(x - ox).max(), np.abs(y - oy).max()) / size > 2**31 - 2:
+        with pytest.raises(InputError, match="larger --cell-size"):  # cells beyond +-2^31 are refused
+            g.to_cells(x, y)
+        return
     cx, cy = g.to_centres(*g.to_cells(x, y))
     tol = size / 2 + 1e-9 * (np.abs(x) + np.abs(ox) + size)
     assert np.all(np.abs(cx - x) <= tol) and np.all(np.abs(cy - y) <= tol)
