@@ -96,6 +96,7 @@ def grid_tracks(
     min_points: int = 2,
     sep: str | None = None,
     progress: bool = False,
+    memory_limit: float | None = None,
 ) -> GriddedTracks:
     """Read raw points and return tracks resampled at `step` seconds on a square grid.
 
@@ -114,6 +115,8 @@ def grid_tracks(
         min_points: drop track parts with fewer output points than this (reason "short_track").
         sep: CSV delimiter (default: sniffed from the header among , TAB ; |).
         progress: show a progress bar while reading a big file.
+        memory_limit: refuse (InputError, before allocating) a resampling whose estimated memory
+            exceeds this many bytes; None: `gridcast.ingest.memory.DEFAULT_MEMORY_LIMIT` (2 GB).
 
     Raises:
         InputError: unusable arguments or files, no usable tracks, or (strict) the first bad row.
@@ -148,7 +151,14 @@ def grid_tracks(
     code, t = (data.code, data.t) if o is None else (data.code[o], data.t[o])
     parts = resample.split_parts(code, t, max_gap)
     msgs += _gap_notes(parts, code, t, step, max_gap)
-    rs = resample.resample(t, parts, step, len(t))
+    rs = resample.resample(t, parts, step, len(t), memory_limit)
+    if len(rs.part) == 0:  # no resample tick falls inside any track: every track is short
+        dropped["short_track"] = len(t)
+        if strict:
+            name = validate.printable(_part_names(data.names, parts, np.array([0]))[0].as_py())
+            raise InputError(f"{src.name} track '{name}': 0 point(s) after cleaning and resampling, "
+                             f"fewer than min_points={min_points}")
+        _nothing_left(src.name, report, dropped)
 
     # positions, grid, cells
     x, y, crs = _positions(data, o, rs, geographic, crs, msgs)

@@ -254,6 +254,9 @@ def read_validated(src: sources.Source, want: dict[str, str], geographic: bool, 
         try:
             data = _read_all(src, want, geographic, strict, mode)
         except pa.ArrowInvalid as exc:
+            if "straddl" in str(exc):  # a row longer than a block: every other mode would fail the same
+                raise InputError(f"{src.name}: a row is longer than {sources.BLOCK_BYTES >> 20} MiB (no line end); "
+                                 "this is not a CSV file of tracks") from None
             # typed: a value pyarrow will not parse -> re-read raw and judge row by row;
             # raw: undecodable bytes in a malformed row or a time -> re-read with lenient UTF-8
             if i == len(src.modes) - 1:

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridcast.errors import InputError
-
-#: Refuse to build more resampled points than this (unless the raw data already had more x 20):
-#: a track spanning years at a 1 s step would otherwise exhaust memory instead of failing clearly.
-MAX_OUTPUT_POINTS = 50_000_000
+from gridcast.ingest.memory import check_gridding
 
 
 @dataclass
@@ -105,10 +102,13 @@ class Resampled:
     weight: np.ndarray
 
 
-def resample(t: np.ndarray, parts: Parts, step: float | None, n_raw: int) -> Resampled:
+def resample(t: np.ndarray, parts: Parts, step: float | None, n_raw: int,
+             memory_limit: float | None = None) -> Resampled:
     """Times and interpolation weights at multiples of `step` inside each part's span.
 
-    With `step=None` every point is kept as it is (weight 0 on itself).
+    With `step=None` every point is kept as it is (weight 0 on itself). The number of points is
+    known before any is built, so `memory_limit` (bytes, see `gridcast.ingest.memory`) refuses a job
+    that would not fit before it allocates anything.
     """
     n = len(t)
     if step is None:
@@ -122,12 +122,9 @@ def resample(t: np.ndarray, parts: Parts, step: float | None, n_raw: int) -> Res
     last_f = np.floor(e / step)
     size_f = np.maximum(last_f - first_f + 1, 0)
     total = float(size_f.sum())
-    if total > max(MAX_OUTPUT_POINTS, 20 * n_raw):
+    if len(s):
         worst = int(np.argmax(e - s))
-        raise InputError(
-            f"resampling at a {step:g} s step would create {total:.3g} points (one track spans "
-            f"{e[worst] - s[worst]:.3g} s); split long gaps with --max-gap or use a larger --step"
-        )
+        check_gridding(total, n_raw, step, float(e[worst] - s[worst]), memory_limit)
     first = first_f.astype(np.int64)
     size = size_f.astype(np.int64)
     n_out = int(size.sum())

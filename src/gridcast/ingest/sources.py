@@ -15,6 +15,7 @@ import functools
 import gzip
 import io
 import os
+import stat
 import sys
 from typing import Iterator
 
@@ -27,9 +28,15 @@ import pyarrow.parquet as pq
 from gridcast.errors import InputError
 from gridcast.ingest import validate
 
-_BLOCK = 1 << 20  # CSV block: small enough to pipeline, big enough to amortise per-batch overhead
+BLOCK_BYTES = 1 << 20  # CSV block: small enough to pipeline, big enough to amortise per-batch overhead
 _RANGE_MIN = 8 << 20  # a plain CSV is split into byte ranges of at least this size, one per core
 _RANGES: int | None = None  # ranges to use (None: one per core, at most 4); tests set it
+#: The header line is read whole before anything else; longer than this is not a CSV of tracks
+#: (a binary file, one endless line, a gzip of zeros), refused before it can cost memory or time.
+MAX_HEADER_BYTES = 1 << 20
+#: More columns than this: refused (pyarrow's per-column work would take minutes; tracks need four).
+MAX_COLUMNS = 20_000
+_SNIFF = 1 << 16  # bytes after the header the time column's kind is sniffed from
 LENIENT = "gridcast_lenient_utf8"
 
 
@@ -149,10 +156,9 @@ class CsvSource(Source):
         with open(self.path, "rb") as f:
             magic = f.read(2)
         self.gzip = magic == b"\x1f\x8b"
-        head, whole = self._head()
+        first, head, whole = self._head()
         if not head.strip():
             raise InputError(f"{self.name}: the file is empty")
-        first = head.split(b"\n", 1)[0].rstrip(b"\r")
         text = first.decode("utf-8", "backslashreplace").lstrip("\ufeff")
         if sep is None:
             counts = {s: text.count(s) for s in (",", "\t", ";", "|")}
@@ -160,7 +166,13 @@ class CsvSource(Source):
         if len(sep) != 1:
             raise InputError(f"--sep must be a single character, got {sep!r}")
         self.sep = sep
-        names = [c.strip() for c in next(csv.reader([text], delimiter=sep))] if text else []
+        if text.count(sep) >= MAX_COLUMNS:
+            raise InputError(f"{self.name}: the header names {text.count(sep) + 1:,} columns, more than the "
+                             f"{MAX_COLUMNS:,} gridcast reads; keep the track, time and coordinate columns")
+        try:
+            names = [c.strip() for c in next(csv.reader([text], delimiter=sep))] if text else []
+        except csv.Error as exc:
+            raise InputError(f"{self.name}: cannot parse the header line ({exc})") from None
         seen: dict[str, int] = {}
         self.columns = []
         for c in names:  # duplicate header names get .1, .2 so the first one is the one used
@@ -169,18 +181,34 @@ class CsvSource(Source):
             self.columns.append(c if k == 0 else f"{c}.{k}")
         _missing_columns(self.name, want, self.columns)
         with quiet_unraisable():
-            self.time_kind, self.typed_time = self._sniff_time(head if whole else head[: head.rfind(b"\n") + 1])
+            self.time_kind, self.typed_time = self._sniff_time(head if whole else head[: _last_line_end(head) + 1])
         self.modes = ("typed", "raw", "lenient") if self.typed_time is not None else ("raw", "lenient")
 
     def _raw(self) -> io.BufferedIOBase:
         return gzip.open(self.path, "rb") if self.gzip else open(self.path, "rb")
 
-    def _head(self) -> tuple[bytes, bool]:
+    def _head(self) -> tuple[bytes, bytes, bool]:
+        """(the header line without its line end, the header plus up to 64 KiB of rows, whether
+        that is the whole file). The header is read whole, however long, up to MAX_HEADER_BYTES;
+        any of \\n, \\r\\n or a lone \\r ends it (pyarrow's parser accepts all three)."""
         try:
             with self._raw() as f:
-                head = f.read(1 << 16)
-                return head, len(f.read(1)) == 0
-        except (OSError, EOFError) as exc:
+                head = b""
+                while True:
+                    chunk = f.read(_SNIFF)
+                    head += chunk
+                    end = _first_line_end(head)
+                    if end >= 0 or not chunk:
+                        break
+                    if len(head) > MAX_HEADER_BYTES:
+                        raise InputError(f"{self.name}: the first line is longer than {MAX_HEADER_BYTES >> 20} MiB "
+                                         "with no line end; this is not a CSV file of tracks with a header row")
+                first = head if end < 0 else head[:end]
+                more = end + 1 + _SNIFF - len(head)
+                if end >= 0 and more > 0:
+                    head += f.read(more)
+                return first, head, len(f.read(1)) == 0
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"{self.name}: cannot read ({exc})") from None
 
     def _skip(self, row) -> str:
@@ -246,7 +274,7 @@ class CsvSource(Source):
     def streams(self, mode: str) -> list[Stream]:
         size = os.path.getsize(self.path)
         self.close()
-        if self.progress and size >= (1 << 20):
+        if self.progress and size >= (1 << 20) and not self.gzip:  # gzip is inflated by Arrow: no byte count
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(self.path), leave=False)
@@ -285,6 +313,17 @@ class CsvSource(Source):
         return f"{self.name} row {good_index + 1}", None
 
 
+def _first_line_end(data: bytes) -> int:
+    """Index of the first \\n or \\r in `data`, or -1."""
+    ends = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
+    return min(ends) if ends else -1
+
+
+def _last_line_end(data: bytes) -> int:
+    """Index of the last \\n or \\r in `data`, or -1."""
+    return max(data.rfind(b"\n"), data.rfind(b"\r"))
+
+
 class _CsvStream(Stream):
     """pyarrow's streaming CSV reader over bytes [lo, hi) of the file, counting malformed rows."""
 
@@ -299,7 +338,7 @@ class _CsvStream(Stream):
     def __iter__(self) -> Iterator[tuple[dict[str, pa.Array], int]]:
         src = self.src
         read = pcsv.ReadOptions(
-            column_names=src.columns, skip_rows=1 if self.header else 0, block_size=_BLOCK,
+            column_names=src.columns, skip_rows=1 if self.header else 0, block_size=BLOCK_BYTES,
             encoding=LENIENT if self.mode == "lenient" else "utf8",
         )
         parse = pcsv.ParseOptions(delimiter=src.sep, invalid_row_handler=self.on_invalid)
@@ -308,40 +347,28 @@ class _CsvStream(Stream):
             include_columns=used, column_types=src._types(used, self.mode),
             null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
         )
-        fh = _Range(src.path, self.lo, self.hi, self.bar)
+        # gzip: Arrow's own file and inflater, no Python file object under it. A Python file under
+        # Arrow's readahead thread, still being read when an error ended the read early, made the
+        # interpreter abort at exit (exit 134) or hang: so the reader is also always closed here.
+        if src.gzip:
+            fh = pa.input_stream(src.path, compression="gzip")
+        else:  # the byte range as a zero-copy slice of a memory map
+            mapped = pa.memory_map(src.path)
+            fh = pa.BufferReader(mapped.read_at(self.hi - self.lo, self.lo))
+            mapped.close()
+        reader = None
+        done = 0
         try:
-            stream = pa.CompressedInputStream(pa.PythonFile(fh, mode="r"), "gzip") if src.gzip else fh
-            for rb in pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+            reader = pcsv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
+            for rb in reader:
+                if self.bar is not None:
+                    self.bar.update(fh.tell() - done)
+                    done = fh.tell()
                 yield {role: rb.column(col) for role, col in src.want.items()}, rb.num_rows
         finally:
+            if reader is not None:
+                reader.close()
             fh.close()
-
-
-class _Range(io.RawIOBase):
-    """Bytes [lo, hi) of a file, advancing an optional progress bar as pyarrow reads them."""
-
-    def __init__(self, path: str, lo: int, hi: int, bar=None) -> None:
-        self.f = open(path, "rb")
-        self.f.seek(lo)
-        self.left = hi - lo
-        self.bar = bar
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        want = min(len(b), self.left)
-        if want <= 0:
-            return 0
-        n = self.f.readinto(memoryview(b)[:want]) or 0
-        self.left -= n
-        if self.bar is not None:
-            self.bar.update(n)
-        return n
-
-    def close(self) -> None:
-        self.f.close()
-        super().close()
 
 
 class _ParquetSource(Source):
@@ -352,7 +379,10 @@ class _ParquetSource(Source):
             self.file = pq.ParquetFile(os.fspath(path))
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"{self.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-        _missing_columns(self.name, want, self.file.schema_arrow.names)
+        schema = self.file.schema_arrow
+        _missing_columns(self.name, want, schema.names)
+        for col in sorted(set(want.values())):
+            refuse_nested(self.name, col, schema.field(col).type)
         if self.file.metadata.num_rows:
             first = next(self.file.iter_batches(batch_size=2000, columns=[want["time"]]))
             self.time_kind = validate.detect_time_kind(first.column(0))
@@ -394,6 +424,16 @@ class _FrameSource(Source):
         return [Stream(batches())]
 
 
+def refuse_nested(name: str, column: str, dtype: pa.DataType) -> None:
+    """A list/struct/map column holds many values per row, so no one number, time or id can be read
+    from it: refuse it by name before a cast deep inside Arrow fails."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if pa.types.is_nested(dtype) or pa.types.is_union(dtype):
+        raise InputError(f"{name}: column '{validate.printable(column)}' holds {dtype} values (one nested value per row); "
+                         "expected plain numbers, times or ids")
+
+
 def _isna(v) -> bool:
     try:
         return bool(pd.isna(v))
@@ -411,6 +451,10 @@ def open_source(source, want: dict[str, str], sep: str | None, progress: bool) -
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, not a file of tracks")
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):  # a FIFO would block the read forever, /dev/zero never end
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special"
+        raise InputError(f"{path}: not a regular file ({kind}); give a CSV or Parquet file of tracks")
     if os.path.getsize(path) == 0:
         raise InputError(f"{path}: the file is empty")
     with open(path, "rb") as f:

@@ -150,9 +150,13 @@ def coerce_time(arr: pa.Array | pa.ChunkedArray, kind: str, column: str, where: 
         if missing.any():
             secs[missing] = np.nan
         return Numbers(secs, missing, np.zeros(n, bool))
+    if pa.types.is_duration(t):  # a duration counts its own unit (ns, us, ms, s): seconds are ticks / unit
+        missing = arr.is_null().to_numpy(zero_copy_only=False)
+        ticks = pc.cast(arr, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        secs = ticks / {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit]
+        secs[missing] = np.nan
+        return Numbers(secs, missing, np.zeros(n, bool))
     if kind == "number" or not _is_text(t):
-        if pa.types.is_duration(t):
-            arr = pc.cast(arr, pa.int64())
         got = coerce_numbers(arr, column, where)
         return Numbers(got.values, got.missing, got.bad)
     missing = arr.is_null().to_numpy(zero_copy_only=False)

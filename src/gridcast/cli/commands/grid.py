@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from gridcast.cli.common import add_column_args, column_map, print_note
+from gridcast.cli.common import add_column_args, add_memory_limit_arg, column_map, print_note
 from gridcast.errors import InputError
 
 if TYPE_CHECKING:
@@ -64,15 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sep", type=_sep, help="CSV delimiter (default: sniffed among , TAB ; |)")
     p.add_argument("--collapse", action="store_true", help="keep only the first point of each run of equal cells")
     p.add_argument("--min-points", type=int, default=2, help="drop track parts with fewer points than this (default: 2)")
+    add_memory_limit_arg(p)  # checked against the estimate before resampling allocates anything
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from gridcast.ingest.gridded_file import write_gridded
+    from gridcast.ingest.outputs import refuse_input_as_output
     from gridcast.ingest.pipeline import grid_tracks
     from gridcast.ingest.prepare import resolve_like
 
     t0 = time.perf_counter()
+    refuse_input_as_output(args.out, [args.input, args.like], "--out", folders=[args.like])
     source = resolve_like(args.like) if args.like else None
     like = None if source is None else source.grid
     if hasattr(args, "step"):
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     gt = grid_tracks(
         args.input, cell_size=args.cell_size, step=step, columns=column_map(args), max_gap=max_gap,
         like=like, crs=args.crs, strict=args.strict, collapse=collapse, min_points=args.min_points,
-        sep=args.sep, progress=(not args.json) and sys.stderr.isatty(),
+        sep=args.sep, progress=(not args.json) and sys.stderr.isatty(), memory_limit=args.memory_limit,
     )
     write_gridded(gt, args.out)
     gt.report.timed(time.perf_counter() - t0)
