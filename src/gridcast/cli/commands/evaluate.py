@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.cut < 1.0:
         raise InputError(f"--cut must be in (0, 1), got {args.cut}")
+    from gridcast.ingest.outputs import refuse_input_as_output
+    for flag, target in (("--plot", args.plot), ("--plot-calibration", args.plot_calibration)):
+        if target:  # before any work: a figure must never replace the data or a model file
+            refuse_input_as_output(target, [args.data], flag, folders=[args.model])
     model = Forecaster.load(args.model)
     ready = prepare_data(args.data, args, like=model, like_name=args.model, collapse=args.collapse)
     tracks, grid = ready.tracks, ready.grid

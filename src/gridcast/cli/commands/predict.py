@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if args.geojson is not None:
         check_geojson_grid(model.grid, args.model)
         check_geojson_target(args.geojson, _protected(args))
+        from gridcast.ingest.outputs import refuse_input_as_output
+        refuse_input_as_output(args.geojson, [args.data], "--geojson", folders=[args.model])  # hard links too
     if args.data is not None:
         return _predict_file(args, model)
     from gridcast.nextcell.prefix_answer import cells_prefix, predict_prefix
