@@ -105,7 +105,8 @@ def test_round_trip_keeps_the_decay_and_old_settings_load_as_shared(distance_mod
     assert CellForecasterConfig.from_dict(old).far == "shared"
 
 
-def test_a_config_built_by_hand_keeps_the_shared_far_logit_and_a_bad_setting_is_a_clear_error():
+def test_fit_defaults_decay_far_moves_and_a_bad_setting_is_a_clear_error():
+    assert Forecaster().config.far == "distance"                # what `gridcast fit` builds
     assert CellForecasterConfig(head="fusion").far == "shared"  # built by hand: the original head
     with pytest.raises(Exception, match="invalid far 'wide'"):
         CellForecasterConfig(far="wide")

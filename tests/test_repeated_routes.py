@@ -158,7 +158,7 @@ def test_predict_on_a_file_equals_predict_on_each_track(model_dir, tmp_path, cap
         assert [n["p"] for n in row["next"]] == pytest.approx([n["p"] for n in alone["next"]], rel=1e-6)
         assert [r["cells"] for r in row["routes"]] == [r["cells"] for r in alone["routes"]]
         assert [r["p"] for r in row["routes"]] == pytest.approx([r["p"] for r in alone["routes"]], rel=1e-5)
-        assert row["p_end"] == pytest.approx(alone["p_end"], rel=1e-6)
+        assert row["p_end"] == pytest.approx(alone["p_end"], rel=1e-5)  # float32: ~1e-6 of a logit
 
 
 @pytest.mark.parametrize("extra, message", [

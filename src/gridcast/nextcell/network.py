@@ -23,7 +23,7 @@ The ``cell`` target has two heads (``head``):
   (``far="shared"``, still what old checkpoints load as) gives every far cell that same logit,
   however far it is: with thousands of cells the far mass lands anywhere on the map, and sampled
   routes jumped across it (GeoLife at a fixed step: 1% of sampled steps > 10 cells, fishers
-  collapsed: 10%; the truth: none). ``far="distance"`` decays each far
+  collapsed: 10%; the truth: none). ``far="distance"`` (`gridcast fit`'s default) decays each far
   cell's logit by a learned, per-step rate times log(distance / R) (`far_distance`).
 """
 from __future__ import annotations
@@ -49,18 +49,20 @@ def fusion_size(vocab_size: int, radius: int, far: str = "shared") -> int:
 
 
 def far_distance(vocab_cells: Tensor, last: Tensor, radius: int) -> Tensor:
-    """(N, V) how far each vocabulary cell lies outside the window around each step's cell, as
-    log(chebyshev distance / R), clipped at 0: 0 for window cells (their move logits already say how
-    likely they are) and for the reserved ids (``vocab_cells`` holds the V - RESERVED real cells).
-    Why a log: far moves on real tracks (a missed fix, a fast leg) fall off like a power of the
-    distance, and a rate per log-distance lets the head learn that power.
+    """(N, V - RESERVED) how far each vocabulary cell (``vocab_cells``: the real cells, in id order)
+    lies outside the window around each step's cell, as log(chebyshev distance / R) clipped at 0:
+    0 in the window, where the move logits already say how likely each cell is. Why a log: far moves
+    on real tracks (a missed fix, a fast leg) fall off like a power of the distance, and a rate per
+    log-distance lets the head learn that power.
 
     >>> far_distance(torch.tensor([[0, 0], [2, 0], [8, 0]]), torch.tensor([[0, 0]]), 2).exp().tolist()
-    [[1.0, 1.0, 1.0, 1.0, 1.0, 4.0]]
+    [[1.0, 1.0, 4.0]]
     """
-    cheb = (vocab_cells[None, :, :] - last[:, None, :]).abs().amax(-1).to(torch.float32)
-    far = torch.log(cheb.clamp(min=float(radius)) / float(radius))
-    return torch.cat([far.new_zeros(len(last), RESERVED), far], dim=1)
+    cells, last = vocab_cells.to(torch.float32), last.to(torch.float32)
+    # one (N, V) pass per operation, in place: this runs over every training step
+    dx = (cells[:, 0].contiguous() - last[:, 0:1]).abs_()
+    dy = (cells[:, 1].contiguous() - last[:, 1:2]).abs_()
+    return torch.maximum(dx, dy, out=dx).clamp_(min=float(radius)).log_().sub_(math.log(radius))
 
 
 def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_row: Tensor, entry_slot: Tensor,
@@ -85,7 +87,7 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
             [0, V + M), and (E, 6) features.
         evidence: (N, 2) log totals of the prior's contexts; evidence_weight: (2, 6).
         geometry: (N, M, 2) `window_geometry` (optional; older fusion checkpoints have no gates for it).
-        far_distances: (N, V) `far_distance` D of every vocabulary cell, for heads built with
+        far_distances: (N, V - RESERVED) `far_distance` D of the vocabulary cells, for heads built with
             ``far="distance"`` (their last output is the decay b = softplus(.) >= 0); None: the shared
             far logit of the original head.
     Returns:
@@ -104,8 +106,9 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
     not_end = torch.ones(vocab_size, dtype=a.dtype, device=a.device)
     not_end[END] = 0.0  # ending the route is no move
     cells = a + far * not_end
-    if far_distances is not None:  # window cells and END have distance 0: untouched
-        cells = cells - F.softplus(outputs[:, geo + GEOMETRY_FEATURES:geo + GEOMETRY_FEATURES + 1]) * far_distances
+    if far_distances is not None:  # window cells have distance 0: untouched; the reserved ids (END) too
+        decay = F.softplus(outputs[:, geo + GEOMETRY_FEATURES:geo + GEOMETRY_FEATURES + 1])
+        cells = torch.cat([cells[:, :RESERVED], cells[:, RESERVED:] - decay * far_distances], dim=1)
     cells = cells.scatter_add(1, window_ids.clamp(min=0), torch.where(in_vocab, m - far, torch.zeros_like(m)))
     extra = (m + a[:, UNKNOWN:UNKNOWN + 1]).masked_fill(in_vocab, -math.inf)
     logits = torch.cat([cells, extra], dim=1)
