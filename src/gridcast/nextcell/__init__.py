@@ -32,6 +32,7 @@ from gridcast.nextcell.calibration import Calibration, fit_temperature
 from gridcast.nextcell.checkpoint import load_checkpoint, save_checkpoint
 from gridcast.nextcell.config import CellForecasterConfig, default_config, recommended
 from gridcast.nextcell.coverage import Coverage
+from gridcast.nextcell.distributed import DistributedError, World, current_world
 from gridcast.nextcell.evaluation import best_baseline, evaluate, verdict
 from gridcast.nextcell.features import CellVocab, MoveClasses, Normalisation
 from gridcast.nextcell.forecaster import Ensemble, Forecaster, NextCell, Route
@@ -49,4 +50,5 @@ __all__ = ["Forecaster", "Ensemble", "NextCell", "Route", "CellForecasterConfig"
            "beam_many", "rollout_many", "predict_many", "Prediction", "StreamingPredictor",
            "Place", "answer_json", "Coverage", "prediction_features", "feature_collection", "write_geojson",
            "check_geojson_grid",
-           "save_checkpoint", "load_checkpoint", "CheckpointError", "Calibration", "fit_temperature", "default_config"]
+           "save_checkpoint", "load_checkpoint", "CheckpointError", "Calibration", "fit_temperature", "default_config",
+           "DistributedError", "World", "current_world"]

@@ -33,6 +33,7 @@ from gridcast.metrics import MISS_RANK
 from gridcast.nextcell.calibration import NO_CALIBRATION, Calibration, fit_temperature, scaled_log_softmax
 from gridcast.nextcell.checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
 from gridcast.nextcell.config import CellForecasterConfig, default_config
+from gridcast.nextcell.distributed import current_world, rank_share
 from gridcast.nextcell.features import (
     END,
     NO_CELL,
@@ -402,7 +403,7 @@ class Forecaster:
         self.train_tracks_ = list(tracks) + [t for t in val_tracks if len(t) >= 2]
         if self.fusion:
             self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
-        if out_dir is not None:
+        if out_dir is not None and current_world().main:  # under DDP rank 0 alone writes
             self.save(out_dir)
         return self
 
@@ -462,11 +463,17 @@ class Forecaster:
         lengths = np.array([len(e[0]) for e in encoded])
 
         def batches(rng: np.random.Generator):
+            world = current_world()  # under DDP a step takes batch_size chunks on each of the ranks
+            step = batch_size * world.size
             order = rng.permutation(len(encoded))
             if bucket:
-                order = _bucketed(order, lengths, batch_size, rng)
-            for start in range(0, len(order), batch_size):
-                yield self._batch([encoded[i] for i in order[start:start + batch_size]])
+                order = _bucketed(order, lengths, step, rng)
+            for start in range(0, len(order), step):
+                share = rank_share(order[start:start + step], world)
+                if len(share) == 0:  # a short last batch: this rank still steps with the others, adding nothing
+                    yield replace(self._batch([encoded[order[start]]]), weight=0.0)
+                else:
+                    yield self._batch([encoded[i] for i in share])
 
         return batches
 

@@ -21,6 +21,15 @@ from torch import nn
 
 from gridcast.errors import GridcastError
 from gridcast.jsonsafe import json_safe
+from gridcast.nextcell.distributed import (
+    World,
+    all_sum,
+    broadcast_from_main,
+    check_same_everywhere,
+    current_world,
+    epoch_seed,
+    wrap,
+)
 
 
 class TrainingError(GridcastError):
@@ -90,18 +99,34 @@ def fit(model: nn.Module, batches: Callable[[np.random.Generator], Iterable], va
             run and ends with the same weights, bit for bit, as a run that was never interrupted.
         skip_nonfinite: skip a batch whose loss is NaN/inf (counted in the log) instead of stopping.
         settings: what the run was started with; a resume with different settings is refused.
+
+    Inside a torch.distributed process group (torchrun) the loop is data-parallel
+    (`gridcast.nextcell.distributed`): `batches` yields this rank's share of each global batch,
+    gradients and losses are summed across ranks, every decision (LR, early stopping, non-finite
+    batches) is taken on the all-reduced numbers, and rank 0 alone writes the log, the state and
+    the checkpoints (`on_improve`) and shows the progress bar.
     """
     from tqdm.auto import tqdm
 
+    world = current_world()
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
     loop = LoopState()
+    if world.distributed:
+        check_same_everywhere(json.dumps(_jsonable(settings or {}), sort_keys=True, default=str),
+                              "data or training settings")
     if resume:
         if state_dir is None:
             raise TrainingError("resume needs the directory of the interrupted run")
-        loop = restore_trainer_state(state_dir, model, optimizer, scheduler, rng, settings)
+        if world.distributed:
+            loop = _restore_from_main(state_dir, model, optimizer, scheduler, rng, settings, world)
+        else:
+            loop = restore_trainer_state(state_dir, model, optimizer, scheduler, rng, settings)
+    step_model = wrap(model) if world.distributed else model
+    if not world.main:
+        log_path, on_improve, state_dir, progress = None, None, None, False
     if log_path:
         _truncate_log(Path(log_path), loop.epoch)
     log = open(log_path, "a", encoding="utf-8") if log_path else None
@@ -113,25 +138,31 @@ def fit(model: nn.Module, batches: Callable[[np.random.Generator], Iterable], va
         for epoch in bar:
             started = time.perf_counter()
             model.train()
+            if world.distributed:  # each rank its own dropout masks, the same again after --resume
+                torch.manual_seed(epoch_seed(config.seed, epoch, world.rank))
             losses, norms, skipped = [], [], 0
             for index, batch in enumerate(batches(rng)):
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model, batch)
-                if not torch.isfinite(loss):
+                loss = loss_fn(step_model, batch)
+                if world.distributed:
+                    loss, global_loss = _global_loss(loss, float(batch.weight), world)
+                else:
+                    global_loss = loss
+                if not torch.isfinite(global_loss):
                     if skip_nonfinite:
                         skipped += 1
                         continue
-                    raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch {index + 1}; "
+                    raise TrainingError(f"loss became {global_loss.item()} at epoch {epoch}, batch {index + 1}; "
                                         "training stopped and the best model so far is kept "
                                         "(try a lower --lr, or --skip-nonfinite)")
                 loss.backward()
                 limit = config.clip_norm if config.clip_norm > 0 else math.inf
                 norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit)))
                 optimizer.step()
-                losses.append(float(loss.detach()))
+                losses.append(float(global_loss.detach()))
             if not losses:
                 raise TrainingError(f"every batch of epoch {epoch} had a non-finite loss; training stopped")
-            val_loss = _evaluate(model, val_batches, loss_fn)
+            val_loss = _evaluate(model, val_batches, loss_fn, world)
             monitored = val_loss if val_loss is not None else float(np.mean(losses))
             scheduler.step(monitored)
             entry = EpochLog(epoch, float(np.mean(losses)), val_loss, float(np.mean(norms)), float(np.max(norms)),
@@ -324,13 +355,54 @@ def _truncate_log(path: Path, epochs: int) -> None:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, batches: list, loss_fn) -> float | None:
+def _evaluate(model: nn.Module, batches: list, loss_fn, world: World = World()) -> float | None:
+    """Weighted mean validation loss; under DDP each rank scores every W-th batch and the sums are
+    all-reduced, so every rank takes its LR and early-stopping decisions on the same number."""
     if not batches:
         return None
     model.eval()
     total, weight = 0.0, 0.0
-    for batch in batches:
+    for batch in batches[world.rank::world.size]:
         n = float(getattr(batch, "weight", 1.0))
         total += float(loss_fn(model, batch)) * n
         weight += n
+    if world.distributed:
+        total, weight = all_sum([total, weight])
     return total / max(weight, 1e-12)
+
+
+def _global_loss(loss: torch.Tensor, steps: float, world: World) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's loss rescaled so that DDP's gradient average is the gradient of the global
+    batch's mean loss (shares weighted by their scored steps), and that global loss itself. A NaN
+    on any rank makes the global loss NaN, so every rank skips (or stops at) the same batch."""
+    part = float(loss.detach()) * steps if steps > 0 else 0.0  # an empty share adds nothing
+    total_steps, total = all_sum([steps, part])
+    scale = world.size * steps / max(total_steps, 1e-12)
+    return loss * scale, torch.tensor(total / max(total_steps, 1e-12))
+
+
+def _restore_from_main(state_dir: str | Path, model: nn.Module, optimizer, scheduler, rng: np.random.Generator,
+                       settings: dict | None, world: World) -> LoopState:
+    """Rank 0 reads the saved state (only it has written one) and hands it to every rank; a
+    refusal (other data, damaged state) is raised on every rank, so none waits for the others."""
+    payload: object = None
+    refusal: GridcastError | None = None
+    if world.main:
+        try:
+            loop = restore_trainer_state(state_dir, model, optimizer, scheduler, rng, settings)
+            payload = ("ok", loop, model.state_dict(), optimizer.state_dict(), scheduler.state_dict(),
+                       rng.bit_generator.state)
+        except GridcastError as exc:
+            refusal, payload = exc, ("error", str(exc))
+    payload = broadcast_from_main(payload)
+    if payload[0] == "error":
+        if refusal is not None:
+            raise refusal
+        raise TrainingError(f"rank 0 could not resume: {payload[1]}")
+    if not world.main:
+        _, loop, weights, optim, sched, generator = payload
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(optim)
+        scheduler.load_state_dict(sched)
+        rng.bit_generator.state = generator
+    return payload[1]

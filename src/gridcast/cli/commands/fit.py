@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ FIT_RANGES = {
     "patience": int_in(1, 100_000),
     "seed": SEED,
     "val_fraction": float_in(0, 1, high_open=True),
+    "nproc": int_in(1, 1024),
     **GRIDDING_RANGES,
 }
 
@@ -92,6 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--no-calibrate", action="store_true",
                        help="keep the network's raw probabilities (default: a temperature fitted on the validation "
                             "tracks; rankings and greedy routes are the same either way)")
+    train.add_argument("--nproc", type=int, default=1,
+                       help="train data-parallel in N processes on this machine (DistributedDataParallel over "
+                            "gloo, as `torchrun --standalone --nproc-per-node N -m gridcast fit ...`); "
+                            "--batch-size is per process")
     add_memory_limit_arg(train)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_column_args(p)
@@ -107,11 +113,56 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a model directory; give a directory (new or an earlier model's)")
-    with directory_lock(out):  # one writer per model directory, for the whole fit and save
-        return _fit(args, out)
+    from gridcast.nextcell.distributed import join_from_env, launch_local, launched_by_torchrun, leave
+
+    if args.nproc > 1:
+        if launched_by_torchrun():
+            raise InputError("--nproc starts its own workers; under torchrun give --nproc-per-node to torchrun instead")
+        return launch_local(args.nproc, _worker_command(sys.argv[1:]))
+    world = join_from_env()  # torchrun's environment -> one rank of a data-parallel job
+    try:
+        if not world.main:  # rank 0 alone writes the model directory
+            return _fit(args, out, world)
+        with directory_lock(out):  # one writer per model directory, for the whole fit and save
+            return _fit(args, out, world)
+    finally:
+        leave()
 
 
-def _fit(args: argparse.Namespace, out: Path) -> int:
+def _worker_command(argv: list[str]) -> list[str]:
+    """This command line without --nproc: what each worker of `--nproc N` runs."""
+    from gridcast.errors import InputError
+
+    if "fit" not in argv:
+        raise InputError("--nproc works from the command line (`gridcast fit ... --nproc N`)")
+    command, skip = [], False
+    for token in argv[argv.index("fit"):]:
+        if skip:
+            skip = False
+        elif token == "--nproc":
+            skip = True
+        elif not token.startswith("--nproc="):
+            command.append(token)
+    return command
+
+
+def _fit(args: argparse.Namespace, out: Path, world) -> int:
+    try:
+        return _train(args, out, world)
+    except RuntimeError as exc:
+        if not world.distributed:
+            raise
+        import re
+
+        from gridcast.nextcell.distributed import RankFailed
+
+        why = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).splitlines()[0]).split(". ")[0][:160]  # gloo's source location off
+        raise RankFailed(f"rank {world.rank} of {world.size} lost the other ranks during training "
+                         f"({why}); the job stops. The state of the last finished "
+                         f"epoch is in {out / 'resume'}: rerun the same command with --resume to continue") from None
+
+
+def _train(args: argparse.Namespace, out: Path, world) -> int:
     from gridcast.nextcell.config import default_config
     from gridcast.nextcell.forecaster import Forecaster
     from gridcast.nextcell.plots import plot_training_curves
@@ -130,20 +181,24 @@ def _fit(args: argparse.Namespace, out: Path) -> int:
     started = time.perf_counter()
     model = Forecaster(config, grid)
     model = model.fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log, out_dir=out,
-                      progress=not args.no_progress and not args.json, resume=args.resume,
+                      progress=not args.no_progress and not args.json and world.main, resume=args.resume,
                       skip_nonfinite=args.skip_nonfinite, calibrate=not args.no_calibrate,
                       preprocessing=prep)  # evaluate/predict prepare raw input the same way
     result = model.result_
+    if not world.main:
+        return 0
     plot = plot_training_curves(out / "training.png", {f"{args.cell}/{args.target}": result.history})
     summary = {"out": str(out), "tracks": len(tracks), "cells": len(model.vocab_.cells),
                "epochs": len(result.history), "best_epoch": result.best_epoch,
                "best_val_loss": result.best_val_loss, "seconds": round(time.perf_counter() - started, 2),
                "plot": str(plot), "calibration": model.calibration_.to_dict(),
-               "dwell_features": bool(model.config.dwell_features), "end_of_route": model.config.end_of_route}
+               "dwell_features": bool(model.config.dwell_features), "end_of_route": model.config.end_of_route,
+               "processes": world.size}
     if args.json:
         print_json(summary)
     else:
-        print(f"trained {args.cell}/{args.target} on {len(tracks)} tracks ({summary['cells']} cells) "
+        processes = f" by {world.size} processes" if world.distributed else ""
+        print(f"trained {args.cell}/{args.target} on {len(tracks)} tracks ({summary['cells']} cells){processes} "
               f"in {summary['seconds']} s: best epoch {result.best_epoch} of {summary['epochs']}, "
               f"validation loss {result.best_val_loss:.4f}")
         print(f"inputs: dwell counts {'on' if model.config.dwell_features else 'off'} (tracks "
