@@ -127,7 +127,7 @@ def grid_tracks(
     geographic = columns.geographic
     cell_size, crs = _resolve_grid_spec(like, cell_size, step, crs, geographic)
     want = columns.names()
-    src = sources.open_source(source, want, sep, progress)
+    src = sources.open_source(source, want, sep, progress, geographic)
     data = read_validated(src, want, geographic, strict)
     report = IngestReport(read=data.read)
     dropped = dict(data.counts)
@@ -135,6 +135,8 @@ def grid_tracks(
         _nothing_left(src.name, report, dropped)
     msgs = report.messages
     msgs += _reading_notes(data, want["time"])
+    if not geographic and (hint := _looks_geographic(data.a, data.b)):
+        msgs.append(hint)
 
     # order, duplicates, gaps, resampling
     ordered = resample.order_points(data.code, data.t)
@@ -208,6 +210,24 @@ def _reading_notes(data: Validated, time_col: str) -> list[str]:
     if data.non_utf8:
         notes.append(f"{data.non_utf8} track id(s) were not valid UTF-8; their bytes are kept as \\xNN escapes")
     return notes
+
+
+#: x/y that all lie within +-180/+-90 and span less than this are probably lon/lat degrees.
+GEOGRAPHIC_SPAN = 5.0
+
+
+def _looks_geographic(x: np.ndarray, y: np.ndarray) -> str | None:
+    """A warning when planar x/y look like lon/lat degrees: fractional values within +-180/+-90 that
+    span under a few degrees (a cell size meant in metres would then be in degrees)."""
+    if len(x) < 2 or np.all(x == np.round(x)) and np.all(y == np.round(y)):  # integer coordinates: pixels, cells
+        return None
+    if np.abs(x).max() > 180 or np.abs(y).max() > 90:
+        return None
+    if np.ptp(x) >= GEOGRAPHIC_SPAN or np.ptp(y) >= GEOGRAPHIC_SPAN:
+        return None
+    return (f"warning: the x/y values lie within +-180/+-90 and span under {GEOGRAPHIC_SPAN:g} units: they look like "
+            "longitude/latitude degrees; if they are, pass --lon-col/--lat-col so they are projected to metres "
+            "(as x/y the cell size is in degrees)")
 
 
 def _gap_notes(parts: resample.Parts, code: np.ndarray, t: np.ndarray, step: float | None, max_gap: float | None) -> list[str]:

@@ -192,6 +192,9 @@ def _grid_raw(source: Path, target: Like, columns, cell_size, step, max_gap, col
                           step=step if grid is None else grid.step, columns=columns, max_gap=max_gap,
                           like=grid, sep=sep)
     report = gridded.report
+    for message in report.messages:  # warnings (lon/lat given as x/y) reach fit/evaluate/predict too
+        if message.startswith("warning:"):
+            say(f"{source}: {message}")
     if report.dropped:  # nothing is dropped silently: say what and why
         reasons = ", ".join(f"{n} {reason}" for reason, n in report.dropped.items())
         say(f"{source}: {report.read} rows read, {report.kept} kept; dropped: {reasons} "

@@ -67,7 +67,7 @@ def quiet_unraisable() -> Iterator[None]:
 
     def hook(u) -> None:
         owner = getattr(u.object, "__self__", None)
-        if isinstance(owner, (_CsvStream, CsvSource)) and isinstance(u.exc_value, UnicodeDecodeError):
+        if isinstance(owner, (Stream, Source)) and isinstance(u.exc_value, UnicodeDecodeError):
             return
         previous(u)
 
@@ -110,9 +110,13 @@ class Source:
 
 
 # Common names of the default columns, for the hint when a file does not use the defaults.
-_ALIASES = {"lat": ("latitude",), "lon": ("longitude", "lng", "long"),
+# Movebank's names (location-lat, location-long, individual-local-identifier) among them.
+_ALIASES = {"lat": ("latitude", "location-lat"), "lon": ("longitude", "lng", "long", "location-long"),
             "time": ("timestamp", "datetime", "date_time", "date", "t"),
-            "track": ("track_id", "trip_id", "trajectory_id", "traj_id", "id", "user_id")}
+            "track": ("track_id", "trip_id", "trajectory_id", "traj_id", "id", "user_id",
+                      "individual-local-identifier", "tag-local-identifier")}
+# Files that hold lon/lat in columns named x/y (GIS exports): hinted both ways, since x/y may be planar.
+_XY_AS_LONLAT = {"lon": ("x", "--lon-col", "--x-col"), "lat": ("y", "--lat-col", "--y-col")}
 _FLAGS = {"lat": "--lat-col", "lon": "--lon-col", "time": "--time-col", "track": "--track-col"}
 
 
@@ -122,14 +126,20 @@ def _missing_columns(name: str, want: dict[str, str], have: list[str]) -> None:
     if not missing:
         return
     lower = {h.lower(): h for h in have}
-    fixes, guesses = [], []
+    fixes, guesses, xy = [], [], []
     for col in missing:
         alias = next((lower[a] for a in _ALIASES.get(col, ()) if a in lower), None)
         if alias is not None:
             fixes.append(f"{_FLAGS[col]} {validate.printable(alias)}")
+        elif col in _XY_AS_LONLAT and _XY_AS_LONLAT[col][0] in lower:
+            xy.append((_XY_AS_LONLAT[col], lower[_XY_AS_LONLAT[col][0]]))
         elif hint := difflib.get_close_matches(col, have, n=1):
             guesses.append(f"'{validate.printable(hint[0])}' for '{validate.printable(col)}'")
     extra = f"; for this file: {' '.join(fixes)}" if fixes else ""
+    if xy:
+        geo = " ".join(f"{flags[1]} {validate.printable(c)}" for flags, c in xy)
+        plane = " ".join(f"{flags[2]} {validate.printable(c)}" for flags, c in xy)
+        extra += f"; if x/y hold longitude/latitude degrees: {geo}; if they are planar (metres, pixels): {plane}"
     extra += f"; did you mean {', '.join(guesses)}?" if guesses else ""
     if have and all(validate.looks_numeric(h) for h in have):
         extra += "; the first line looks like data: the file needs a header row naming its columns"
@@ -441,22 +451,47 @@ def _isna(v) -> bool:
         return False
 
 
-def open_source(source, want: dict[str, str], sep: str | None, progress: bool) -> Source:
+def open_source(source, want: dict[str, str], sep: str | None, progress: bool, geographic: bool = True) -> Source:
+    """The source for a DataFrame, a file (CSV, gzip CSV, Parquet, GeoLife .plt, GPX), or a directory
+    or glob of such files (read as one source: `gridcast.ingest.many`)."""
     if isinstance(source, pd.DataFrame):
         return _FrameSource(source, want)
     if not isinstance(source, (str, os.PathLike)):
         raise InputError(f"cannot read tracks from a {type(source).__name__}; give a path or a DataFrame")
     path = os.fspath(source)
+    if os.path.isdir(path) or (not os.path.exists(path) and _is_pattern(path)):
+        from gridcast.ingest.many import ManySource, list_inputs
+
+        files = list_inputs(path)
+        return ManySource(path, [open_file(f, want, sep, False, geographic, allow_empty=True) for f in files])
+    return open_file(path, want, sep, progress, geographic)
+
+
+def _is_pattern(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def open_file(path: str, want: dict[str, str], sep: str | None, progress: bool, geographic: bool = True,
+              allow_empty: bool = False) -> Source:
+    """The source of one file, by its content (Parquet's magic) or its suffix (.plt, .gpx), else CSV.
+    `allow_empty`: a file of no points is a source of 0 rows (one file among many), not an error."""
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, not a file of tracks")
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):  # a FIFO would block the read forever, /dev/zero never end
         kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special"
         raise InputError(f"{path}: not a regular file ({kind}); give a CSV or Parquet file of tracks")
     if os.path.getsize(path) == 0:
         raise InputError(f"{path}: the file is empty")
+    lower = path.lower()
+    if lower.endswith(".plt"):
+        from gridcast.ingest.plt import PltSource
+
+        return PltSource(path, want, geographic)
+    if lower.endswith(".gpx"):
+        from gridcast.ingest.gpx import GpxSource
+
+        return GpxSource(path, want, geographic, allow_empty=allow_empty)
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"PAR1" or path.lower().endswith((".parquet", ".pq")):

@@ -1,4 +1,5 @@
-"""`gridcast grid`: raw tracks (CSV / gzip CSV / Parquet) -> gridded sequences (Parquet).
+"""`gridcast grid`: raw tracks (CSV / gzip CSV / Parquet / GeoLife .plt / GPX, one file, a directory or a
+glob) -> gridded sequences (Parquet).
 
 A thin shell over `gridcast.ingest.grid_tracks`: flags become a ColumnMap, `--like` is followed with
 `gridcast.ingest.resolve_like`, the report is printed as a table or as the `--json` contract shape,
@@ -47,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "integer grid cells with the grid in the file's metadata."
         ),
     )
-    p.add_argument("input", help="CSV (optionally .gz) or Parquet file of points")
+    p.add_argument("input", help="points: a CSV (optionally .gz), Parquet, GeoLife .plt or GPX file, or a directory "
+                                 "or quoted glob of such files (a track may span several files)")
     p.add_argument("--out", required=True, help="output Parquet file")
     p.add_argument("--cell-size", type=float, help="cell side in metres (lat/lon) or input units (x/y); optional with --like")
     p.add_argument("--step", type=_seconds, default=argparse.SUPPRESS,
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from gridcast.ingest.prepare import resolve_like
 
     t0 = time.perf_counter()
-    refuse_input_as_output(args.out, [args.input, args.like], "--out", folders=[args.like])
+    refuse_input_as_output(args.out, [args.input, args.like], "--out", folders=[args.like, args.input])
     source = resolve_like(args.like) if args.like else None
     like = None if source is None else source.grid
     if hasattr(args, "step"):
