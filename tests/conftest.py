@@ -5,6 +5,9 @@ import torch
 
 torch.set_num_threads(1)  # small models: a second thread only spin-waits when the cores are busy
 
+# tests/data holds fixtures and corpus generators, not tests (two make_corpus.py would also clash by name)
+collect_ignore_glob = ["data/*"]
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
