@@ -252,7 +252,7 @@ CASES: list[Case] = [
     Case("fit_out_is_the_data_file", "destroy", ["fit", "{case}/g.parquet", "--out", "{case}/g.parquet", "--epochs", "1"],
          2, "is an input", build=_gridded_copy, check=_gridded_intact),
     Case("evaluate_plot_is_the_data", "destroy",
-         ["evaluate", "{case}/model", "{case}/g.parquet", "--plot", "{case}/g.parquet"], 2, "is an input",
+         ["evaluate", "{case}/model", "{case}/g.parquet", "--plot", "{case}/g.parquet"], 2, "--plot",
          build=_model_and_data, check=_gridded_intact),
     Case("evaluate_plot_calibration_hard_link", "destroy",
          ["evaluate", "{model}", "{case}/g.parquet", "--plot-calibration", "{case}/plot.png"], 2, "is an input",

@@ -8,6 +8,7 @@ export ``CASES``; ``make_corpus.py`` writes the whole corpus to a folder for ins
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -111,10 +112,16 @@ def prepare(case: Case, root: Path, base: Base) -> Path:
     return case_dir
 
 
-def run(case: Case, case_dir: Path, base: Base) -> Outcome:
-    """Run the case's command; peak RSS is the child's own (os.wait4), not the test process's."""
+def run(case: Case, case_dir: Path, base: Base, server: "ForkServer | None" = None) -> Outcome:
+    """Run the case's command in its own process; peak RSS is the child's own (os.wait4).
+
+    With a `server` the process is forked from a warm interpreter (see forkserver.py); without one it is
+    a fresh ``python -m gridcast``."""
     fields = {"case": str(case_dir), "csv": str(base.csv), "gridded": str(base.gridded), "model": str(base.model)}
-    argv = gridcast_argv() + [a.format(**fields) for a in case.argv]
+    args = [a.format(**fields) for a in case.argv]
+    if server is not None:
+        return server.run(args, case_dir, case.env, case.time_limit_s)
+    argv = gridcast_argv() + args
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **case.env}
     start = time.monotonic()
     with open(case_dir / ".stdout", "w+b") as out, open(case_dir / ".stderr", "w+b") as err:
@@ -138,6 +145,32 @@ def run(case: Case, case_dir: Path, base: Base) -> Outcome:
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     code = -9 if status == -9 else os.waitstatus_to_exitcode(status)
     return Outcome(code, stdout, stderr, seconds, usage.ru_maxrss * 1024)
+
+
+class ForkServer:
+    """One warm interpreter (forkserver.py) that forks a child per case."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen([sys.executable, str(HERE / "forkserver.py")], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, env=env, cwd=HERE)
+        ready = self._proc.stdout.readline()
+        if not ready.strip():
+            raise RuntimeError("the hostile-corpus fork server did not start")
+
+    def run(self, args: list[str], case_dir: Path, env: dict[str, str], time_limit_s: float) -> Outcome:
+        request = {"argv": args, "cwd": str(case_dir), "env": env, "time_limit_s": time_limit_s,
+                   "stdout": str(case_dir / ".stdout"), "stderr": str(case_dir / ".stderr")}
+        self._proc.stdin.write(json.dumps(request) + "\n")
+        self._proc.stdin.flush()
+        result = json.loads(self._proc.stdout.readline())
+        read = lambda name: (case_dir / name).read_bytes().decode(errors="replace")  # noqa: E731
+        return Outcome(result["returncode"], read(".stdout"), read(".stderr"), result["seconds"],
+                       result["peak_rss_bytes"])
+
+    def close(self) -> None:
+        self._proc.stdin.close()
+        self._proc.wait(timeout=30)
 
 
 def problems(case: Case, outcome: Outcome) -> list[str]:
