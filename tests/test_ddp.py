@@ -205,3 +205,23 @@ def test_nproc_under_torchrun_and_out_of_range_are_refused(tmp_path):
                             text=True, timeout=55)  # what a torchrun worker sees
     assert nested.returncode == 2 and "under torchrun give --nproc-per-node" in nested.stderr
     assert "Traceback" not in nested.stderr
+
+
+def test_readme_torchrun_example_runs_and_writes_loadable_models(tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    heading = "### Training on several processes or machines: torchrun"
+    section = readme[readme.index(heading):]
+    section = section[:re.search(r"^##+ ", section[len(heading):], flags=re.M).start() + len(heading)]
+    (block,) = re.findall(r"^```\n(.*?)^```", section, flags=re.M | re.S)
+    (tmp_path / "src").symlink_to(Path(__file__).resolve().parents[1] / "src")
+    env = {**_env(), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=55)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outs = re.findall(r"--out (\S+)", block)
+    assert len(outs) == 2
+    for out in outs:
+        assert len(Forecaster.load(tmp_path / out).vocab_.cells) > 10
+    assert "by 2 processes" in done.stdout
