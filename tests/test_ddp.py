@@ -225,3 +225,14 @@ def test_readme_torchrun_example_runs_and_writes_loadable_models(tmp_path):
     for out in outs:
         assert len(Forecaster.load(tmp_path / out).vocab_.cells) > 10
     assert "by 2 processes" in done.stdout
+
+
+def test_ranks_with_other_data_are_refused_before_training(tmp_path):
+    endpoint = f"127.0.0.1:{free_port()}"
+    datas = [_write_data(tmp_path / "a.csv", seed=0), _write_data(tmp_path / "b.csv", seed=1)]
+    procs = [subprocess.Popen(_torchrun(1, datas[n], tmp_path / f"m{n}", "--epochs", "2", nnodes=2, endpoint=endpoint),
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(2)]
+    errors = [p.communicate(timeout=55)[1] for p in procs]
+    assert all(p.returncode != 0 for p in procs), errors  # torchrun itself exits 1 when a worker fails
+    assert all("other data or training settings than rank 0" in e for e in errors), errors
+    assert not any((tmp_path / f"m{n}" / "config.json").exists() for n in range(2))
