@@ -10,6 +10,10 @@ traceback. Torch-free and pandas-free: the ingest layer and the checkpoint reade
 Example:
     >>> parse_json(b'{"a": [1, 2.5]}', "x.json")
     {'a': [1, 2.5]}
+    >>> parse_json(b'{"a": 1, "a": 2}', "x.json")
+    Traceback (most recent call last):
+    ...
+    gridcast.errors.InputError: x.json: JSON refused: the key 'a' appears twice in one object
     >>> parse_json(b'[' * 100 + b']' * 100, "x.json")
     Traceback (most recent call last):
     ...
@@ -124,6 +128,18 @@ def _parse_float(text: str) -> float:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are unique: with ``{"hidden": 128, "hidden": 99999}`` parsers disagree on
+    the value (Python keeps the last, others the first), so a checker and a loader could see
+    different models; such a document is refused."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise _Refused(f"the key {twice[:60]!r} appears twice in one object")
+    return document
+
+
 def _finite_constant(text: str) -> float:
     raise _Refused(f"{text} where a finite number is required")
 
@@ -164,7 +180,7 @@ def parse_json(data: bytes | str, source: str | os.PathLike, error: type[Gridcas
     if _max_depth(data) > MAX_JSON_DEPTH:
         raise error(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        value = json.loads(data, parse_float=_parse_float,
+        value = json.loads(data, parse_float=_parse_float, object_pairs_hook=_unique_keys,
                            parse_constant=(lambda c: float(c)) if allow_nonfinite else _finite_constant)
     except _Refused as exc:
         raise error(f"{source}: JSON refused: {exc}") from None

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gridcast.errors import InputError
-from gridcast.grid import Grid
+from gridcast.grid import MAX_CELL, Grid
 from gridcast.ingest.gridded import FRAME_COLUMNS, GriddedTracks
 from gridcast.ingest.report import IngestReport
 from gridcast.safe_files import open_regular, parse_json, read_exactly, read_json_inside
@@ -75,7 +75,26 @@ def _parquet_meta(path: str) -> dict:
     try:
         return pq.read_schema(path).metadata or {}
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """pyarrow's messages can span lines; the error promise is one line."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _checked_cells(frame, path: str) -> None:
+    """The col/row columns must be whole numbers within the grid's +-2^31 cells: a crafted file
+    with valid grid metadata but cells of 2^40 or -2^62 would otherwise reach the vocabulary and the
+    baselines (an absurd distance, a runaway Markov walk) instead of a one-line refusal."""
+    for name in ("col", "row"):
+        values = frame[name].to_numpy()
+        if values.dtype.kind not in "iu":
+            raise InputError(f"{path}: column {name!r} must hold integer cells, got {values.dtype}")
+        beyond = (values > MAX_CELL) | (values < -MAX_CELL)  # not abs(): abs(-2**63) overflows
+        if beyond.any():
+            raise InputError(f"{path}: column {name!r} holds the cell {int(values[beyond][0])}, beyond "
+                             f"+-{MAX_CELL} (not a file gridcast wrote)")
 
 
 def _meta_json(meta: dict, key: bytes, path: str, default: object) -> object:
@@ -125,10 +144,14 @@ def read_gridded(path: str | os.PathLike) -> GriddedTracks:
         raise InputError(f"{path}: damaged gridcast metadata ({exc})") from None
     if not isinstance(extra, dict):
         raise InputError(f"{path}: damaged gridcast metadata ({INGEST_KEY.decode()!r} is not an object)")
-    frame = pq.read_table(path).to_pandas()
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:  # a footer that reads, then pages that do not
+        raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
     missing = [c for c in FRAME_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: gridded file lacks column(s) {missing}")
+    _checked_cells(frame, path)
     frame["track"] = frame["track"].astype(str)
     return GriddedTracks(frame=frame, grid=grid, report=report, meta=extra)
 
@@ -153,8 +176,7 @@ def load_like(path: str | os.PathLike) -> tuple[Grid, dict]:
             grid = Grid.from_dict(d["grid"])
         except InputError as exc:
             raise InputError(f"{cfg}: grid: {exc}") from None
-        return grid, checked_preprocessing(d.get("preprocessing") if isinstance(d.get("preprocessing"), dict) else None,
-                                           f"{cfg}")
+        return grid, checked_preprocessing(d.get("preprocessing"), f"{cfg}")
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file or model directory")
     meta = _parquet_meta(path)
@@ -178,5 +200,5 @@ def is_gridded(path: str | os.PathLike) -> bool:
     try:
         meta = pq.read_schema(path).metadata or {}
     except Exception as exc:  # pyarrow raises several types for unreadable files
-        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
     return GRID_KEY in meta

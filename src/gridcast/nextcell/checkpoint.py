@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,35 @@ from gridcast.safe_files import inside, read_json_inside
 FORMAT = "gridcast-model"
 SCHEMA_VERSION = 1
 CONFIG_NAME = "config.json"
+
+
+TRAINER_STATE_NAME = "resume"
+
+
+def trainer_state_dir(directory: str | os.PathLike) -> Path:
+    """The trainer-state folder (``resume/``) of a model directory, checked to stay inside it: a
+    ``resume`` symlink to another folder would have `--resume` read, and every epoch's save write,
+    files outside the model directory."""
+    inside(directory, TRAINER_STATE_NAME, TRAINER_STATE_NAME, CheckpointError)
+    return Path(directory) / TRAINER_STATE_NAME
+
+
+def refuse_special_outputs(directory: str | os.PathLike, names: tuple[str, ...]) -> None:
+    """Refuse a model directory where a file a run rewrites in place (its log, plot, lock) is a
+    symlink, a FIFO, a device or a folder: a crafted ``train_log.jsonl -> ~/notes.txt`` would be
+    truncated by ``--resume``, a FIFO would hang it, ``/dev/zero`` would be read without end."""
+    for name in names:
+        path = Path(directory) / name
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            raise CheckpointError(f"{path} is a symlink (to {os.readlink(path)}); gridcast rewrites this file, "
+                                  "so it must be a plain file inside the model directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path} is not a regular file; gridcast rewrites this file, so it must be "
+                                  "a plain file inside the model directory")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -143,7 +173,12 @@ def directory_lock(directory: str | os.PathLike, wait_s: float = 0.0):
         finally:
             _HELD[key][1] -= 1
         return
-    handle = open(directory / LOCK_NAME, "a+", encoding="utf-8")
+    refuse_special_outputs(directory, (LOCK_NAME,))  # a lock symlinked to a user's file is never truncated
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        handle = os.fdopen(os.open(directory / LOCK_NAME, flags, 0o666), "a+", encoding="utf-8")
+    except OSError as exc:
+        raise CheckpointError(f"{directory / LOCK_NAME}: cannot open the writer lock ({exc.strerror})") from None
     try:
         deadline = time.monotonic() + wait_s
         while True:

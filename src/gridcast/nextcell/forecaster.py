@@ -31,7 +31,14 @@ from gridcast.grid import Grid
 from gridcast.ingest.prepare import Prepared
 from gridcast.metrics import MISS_RANK
 from gridcast.nextcell.calibration import NO_CALIBRATION, Calibration, fit_temperature, scaled_log_softmax
-from gridcast.nextcell.checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
+from gridcast.nextcell.checkpoint import (
+    CONFIG_NAME,
+    LOCK_NAME,
+    load_checkpoint,
+    refuse_special_outputs,
+    save_checkpoint,
+    trainer_state_dir,
+)
 from gridcast.nextcell.config import CellForecasterConfig, default_config
 from gridcast.nextcell.distributed import current_world, rank_share
 from gridcast.nextcell.features import (
@@ -385,13 +392,17 @@ class Forecaster:
         on_improve = (lambda epoch: self.save(out_dir)) if out_dir is not None else None
         if resume and out_dir is None:
             raise InputError("resume needs the model directory of the interrupted run")
+        if out_dir is not None:  # before a minute of training: the files this run rewrites are plain files
+            refuse_special_outputs(out_dir, (CONFIG_NAME, "train_log.jsonl", "training.png", LOCK_NAME))
+            if log_path is not None and Path(log_path).parent.resolve() != Path(out_dir).resolve():
+                refuse_special_outputs(Path(log_path).parent, (Path(log_path).name,))
         settings = {"model": self.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
                     "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks)),
                     "data": data_fingerprint(tracks, val_tracks, self.preprocessing)}  # --resume checks it
         self.result_: TrainResult = fit_loop(self.net_, batches, val_batches, self._loss, train_config,
                                             log_path=log_path, on_improve=on_improve, progress=progress,
                                             description=f"fit {self.config.cell}",
-                                            state_dir=None if out_dir is None else Path(out_dir) / "resume",
+                                            state_dir=None if out_dir is None else trainer_state_dir(out_dir),
                                             resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
         if self.config.target == "offset" and self.config.offset_loss == "mse":
             self.norm_.offset_std = self._residual_std(val_tracks or tracks)

@@ -255,6 +255,7 @@ def restore_trainer_state(directory: str | Path, model: nn.Module, optimizer: to
     from gridcast.errors import CheckpointError
     from gridcast.nextcell.checkpoint import load_checkpoint, read_config
     from gridcast.nextcell.model_check import check_trainer_tensors
+    from gridcast.nextcell.resume_check import check_trainer_document
 
     if not (Path(directory) / "config.json").exists():
         raise TrainingError(f"nothing to resume: {directory} holds no saved training state")
@@ -267,6 +268,9 @@ def restore_trainer_state(directory: str | Path, model: nn.Module, optimizer: to
         changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != _jsonable(settings).get(k))
         raise TrainingError(f"cannot resume {directory} with different settings ({', '.join(changed)}); "
                             "resume with the settings of the interrupted run")
+    max_epochs = (settings or {}).get("train", {}).get("epochs") if isinstance((settings or {}).get("train"), dict) else None
+    check_trainer_document(read_config(directory, TRAINER_FORMAT), optimizer.state_dict(), scheduler.state_dict(),
+                           max_epochs if type(max_epochs) is int else None, directory)
     expected = model.state_dict()  # the header must fit the model before any tensor data is read
     tensors, config = load_checkpoint(directory, fmt=TRAINER_FORMAT,
                                       check=lambda specs, _: check_trainer_tensors(specs, expected, directory))

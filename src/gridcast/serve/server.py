@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from pathlib import Path
 
 from gridcast.errors import InputError
+from gridcast.safe_files import read_regular
 from gridcast.serve.limits import Limits
 
+MAX_TOKEN_FILE_BYTES = 64 << 10
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -44,8 +45,14 @@ def read_token(path: str | os.PathLike | None) -> str | None:
     """
     if path is None:
         return None
+    # a regular file of at most 64 KiB: a FIFO would hang the start, /dev/zero fill the memory; the
+    # operator names it, so symlinks are followed (secrets mounted by an orchestrator are symlinks)
+    resolved = os.path.realpath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_regular(resolved, MAX_TOKEN_FILE_BYTES, what="token file").decode("utf-8")
+    except InputError as exc:
+        reason = str(exc).removeprefix(f"{resolved}: ")
+        raise InputError(f"--token-file {path}: cannot be read ({reason})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--token-file {path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     token = text.strip().splitlines()[0].strip() if text.strip() else ""

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from gridcast.errors import GridcastError
 from gridcast.nextcell.checkpoint import atomic_write_bytes
+from gridcast.safe_files import parse_json, read_regular
 from gridcast.serve.registry import ServedModel
 from gridcast.serve.sessions import Sessions
 
 FORMAT = "gridcast-sessions"
 VERSION = 1
+MAX_STATE_BYTES = 256 << 20  # a sessions file larger than this is set aside unread
 
 
 def state_file(directory: Path, name: str) -> Path:
@@ -42,7 +44,8 @@ def load_state(directory: Path, served: ServedModel, sessions: Sessions) -> int:
     if not path.is_file():
         return 0
     try:
-        doc = json.loads(path.read_bytes())
+        # bounded: a crafted state file (sparse 2 GB, nested 5,000 deep) is set aside, never read whole
+        doc = parse_json(read_regular(path, MAX_STATE_BYTES, what="sessions file"), path, max_bytes=MAX_STATE_BYTES)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
             raise ValueError("not a gridcast sessions file")
         if doc.get("weights_sha256") != served.weights_sha256:

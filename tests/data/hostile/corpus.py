@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 BUNDLED_CSV = REPO / "src" / "gridcast" / "datasets" / "data" / "liverpool_route14_outbound.csv"
 GPS_FLAGS = ["--track-col", "trip_id", "--time-col", "timestamp", "--lat-col", "latitude", "--lon-col", "longitude"]
-CASE_MODULES = ("cases_model", "cases_data", "cases_training", "cases_formats")
+CASE_MODULES = ("cases_model", "cases_data", "cases_training", "cases_formats", "cases_redteam")
 TIME_LIMIT_S = 20.0
 RSS_LIMIT_BYTES = 1 << 30
 
