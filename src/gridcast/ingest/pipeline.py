@@ -294,9 +294,23 @@ def _frame(names: list[str], parts: resample.Parts, good: np.ndarray, part: np.n
     return table.to_pandas()
 
 
+class NothingLeft(InputError):
+    """No usable track is left; `report` still counts every row (a bucket of a dataset may be empty)."""
+
+    def __init__(self, message: str, report: IngestReport):
+        super().__init__(message)
+        self.report = report
+
+
 def _nothing_left(name: str, report: IngestReport, dropped: dict[str, int]) -> None:
     shown = ", ".join(f"{k} {v}" for k, v in dropped.items() if v)
-    raise InputError(f"{name}: no usable tracks left after cleaning (read {report.read} rows; dropped: {shown})")
+    report.dropped = {r: int(dropped[r]) for r in validate.REASONS if dropped.get(r)}
+    rest = report.read - sum(report.dropped.values())
+    if rest > 0:  # rows that survived cleaning but made no track are short tracks
+        report.dropped["short_track"] = report.dropped.get("short_track", 0) + rest
+    report.kept = 0
+    report.tracks = 0
+    raise NothingLeft(f"{name}: no usable tracks left after cleaning (read {report.read} rows; dropped: {shown})", report)
 
 
 def _part_names(names: list[str], parts: resample.Parts, which: np.ndarray) -> pa.Array:

@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="points: a CSV (optionally .gz), Parquet, GeoLife .plt or GPX file, or a directory "
                                  "or quoted glob of such files (a track may span several files)")
-    p.add_argument("--out", required=True, help="output Parquet file")
+    p.add_argument("--out", required=True, help="output Parquet file, or a directory (ending in / or an empty "
+                                                "existing one): a dataset partitioned by track hash, gridded out of core")
     p.add_argument("--cell-size", type=float, help="cell side in metres (lat/lon) or input units (x/y); optional with --like")
     p.add_argument("--step", type=_seconds, default=argparse.SUPPRESS,
                    help="resampling step in seconds (0 = keep points as they are); defaults to the --like grid's step")
@@ -67,6 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--collapse", action="store_true", help="keep only the first point of each run of equal cells")
     p.add_argument("--min-points", type=int, default=2, help="drop track parts with fewer points than this (default: 2)")
     add_memory_limit_arg(p)  # checked against the estimate before resampling allocates anything
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="who grids the buckets of --out DIR/: this process (local) or Dask tasks (dask)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: a Dask scheduler (tcp://host:8786); default: a LocalCluster on 127.0.0.1")
     p.set_defaults(func=run)
 
 
@@ -91,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     collapse, max_gap = args.collapse, getattr(args, "max_gap", None)
     if source is not None:  # prepared like the source, not only gridded like it
         collapse, max_gap = source.follow(collapse, max_gap, gap_given=hasattr(args, "max_gap"), log=print_note)
+    if _is_dataset_out(args.out):
+        return _run_dataset(args, step, like, collapse, max_gap, t0)
+    if args.engine != "local" or args.scheduler:
+        raise InputError("--engine dask and --scheduler write a dataset: give --out a directory (ending in /)")
     gt = grid_tracks(
         args.input, cell_size=args.cell_size, step=step, columns=column_map(args), max_gap=max_gap,
         like=like, crs=args.crs, strict=args.strict, collapse=collapse, min_points=args.min_points,
@@ -102,6 +111,31 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(gt.report.to_json()))
     else:
         print(_table(gt.report, gt.grid, args.input, args.out))
+    return 0
+
+
+def _is_dataset_out(out: str) -> bool:
+    import os
+
+    return out.endswith(("/", "\\")) or os.path.isdir(out)
+
+
+def _run_dataset(args: argparse.Namespace, step, like, collapse: bool, max_gap, t0: float) -> int:
+    """--out DIR/: out of core, bucket by bucket, in this process or on Dask."""
+    from gridcast.ingest.out_of_core import grid_to_dataset
+
+    if args.scheduler and args.engine != "dask":
+        raise InputError("--scheduler needs --engine dask")
+    result = grid_to_dataset(
+        args.input, args.out, cell_size=args.cell_size, step=step, columns=column_map(args), max_gap=max_gap,
+        like=like, crs=args.crs, strict=args.strict, collapse=collapse, min_points=args.min_points, sep=args.sep,
+        memory_limit=args.memory_limit, engine=args.engine, scheduler=args.scheduler,
+    )
+    result.report.timed(time.perf_counter() - t0)
+    if args.json:
+        print(json.dumps(result.report.to_json()))
+    else:
+        print(_table(result.report, result.grid, args.input, result.out + "/"))
     return 0
 
 
