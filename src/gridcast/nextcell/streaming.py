@@ -505,6 +505,43 @@ class StreamingPredictor:
         last of a batch), which skips the head, the costliest part of a step with the fusion head."""
         self._advance(track_id, cell, t)
 
+    def feed_many(self, track_id: Hashable, cells: np.ndarray, times: Sequence[float | None] | None = None) -> None:
+        """`feed` each of `cells` ((n, 2) ints) in order, with `times` (n, or None): the same states
+        bit for bit, with the continuous inputs of all points computed in one go (a live track's
+        1,000-point batch spends its time in the layers, not in Python arithmetic per point)."""
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+        times = [None] * len(cells) if times is None else list(times)
+        if len(cells) == 0:
+            return
+        if len(cells) < 3 or self._time_features or self._dwell_features or self.idle_seconds is not None:
+            for cell, t in zip(cells.tolist(), times):  # what varies per point beyond the position
+                self._advance(track_id, cell, t)
+            return
+        self._advance(track_id, cells[0].tolist(), times[0])  # creates or moves the track, as `feed`
+        state = self._tracks[track_id]
+        rest = cells[1:]
+        pairs = list(map(tuple, rest.tolist()))
+        previous = np.concatenate([np.asarray([state.last], np.int64), rest[:-1]])
+        # as `_step`, in float64 and stored as float32: Python's int/float maths are these IEEE ops
+        position = (rest - np.asarray(self._centre)) / self._scale
+        move = np.clip((rest - previous) / self._move_scale, -3.0, 3.0)
+        inputs = np.concatenate([position, move], axis=1).astype(np.float32)
+        ids, H = self._ids, self._hidden
+        z0 = state.z[0][H:H + CONTINUOUS_FEATURES]
+        last, run, held = state.last, state.run, state.held
+        before = last
+        for cell, row in zip(pairs, inputs):
+            if cell == last:  # `features.advance_dwell`, one track
+                run += 1
+            else:
+                run, held = 0, run
+            np.copyto(z0, row)
+            self._layers_step(state, ids.get(cell, UNKNOWN))
+            before, last = last, cell
+        state.last, state.before, state.run, state.held = last, before, run, held
+        last_time = times[-1]
+        state.seen = self._clock() if last_time is None else last_time
+
     def _advance(self, track_id: Hashable, cell: Sequence[int], t: float | None) -> tuple[np.ndarray, _TrackState]:
         col, row = int(cell[0]), int(cell[1])
         now = self._clock() if t is None else t
@@ -561,7 +598,11 @@ class StreamingPredictor:
         z0[H + 1] = (row - self._centre[1]) / self._scale
         z0[H + 2] = min(3.0, max(-3.0, (col - last_col) / ms))
         z0[H + 3] = min(3.0, max(-3.0, (row - last_row) / ms))
-        token = self._ids.get((col, row), UNKNOWN)
+        return self._layers_step(state, self._ids.get((col, row), UNKNOWN))
+
+    def _layers_step(self, state: _TrackState, token: int) -> np.ndarray:
+        """Every layer's step once layer 0's continuous inputs are written; the top layer's h (a view)."""
+        H = self._hidden
         for layer, packed in enumerate(self._packed):
             z = state.z[layer]
             if layer > 0:

@@ -28,6 +28,7 @@ from gridcast import __version__
 from gridcast.errors import GridcastError
 from gridcast.jsonsafe import json_safe
 from gridcast.nextcell.prefix_answer import cells_prefix, points_prefix, prefix_answer
+from gridcast.serve import fastpath
 from gridcast.serve.auth import token_ok
 from gridcast.serve.limits import Limits
 from gridcast.serve.metrics import Metrics
@@ -52,9 +53,10 @@ EXAMPLES = 5
 
 
 def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token: str | None = None,
-               state_dir: str | Path | None = None) -> FastAPI:
+               state_dir: str | Path | None = None, fast_path: bool = True) -> FastAPI:
     """The service for `models` (name -> `ServedModel`). With `state_dir`, live tracks are read back
-    at start and written every `limits.save_every` seconds and at shutdown."""
+    at start and written every `limits.save_every` seconds and at shutdown. `fast_path`: answer plain
+    track-points requests without pydantic (`fastpath`; off only to compare the two in tests)."""
     sessions = {name: Sessions(m.model, limits.max_tracks, limits.idle_seconds, collapse=m.collapses)
                 for name, m in models.items()}
     metrics = Metrics()
@@ -83,11 +85,16 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
         finally:
             if task is not None:
                 task.cancel()
-                save_all()
+                try:
+                    save_all()
+                except (OSError, GridcastError) as exc:  # the disk is full or gone: say so, exit 1
+                    app.state.save_failed = True
+                    print(f"gridcast serve: live tracks not saved to {state}: {exc}", file=sys.stderr)
 
     app = FastAPI(title="gridcast", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Next-cell forecasts of gridcast models: whole prefixes and live tracks.")
     app.state.sessions, app.state.metrics, app.state.models = sessions, metrics, models
+    app.state.save_failed = False
 
     def authorised(authorization: str | None = Header(None)) -> None:
         if not token_ok(token, authorization):
@@ -115,10 +122,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
 
     @app.exception_handler(GridcastError)
     async def user_error(_request: Request, exc: GridcastError) -> JSONResponse:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        field = exc.field if isinstance(exc, FieldError) else "body"
-        return JSONResponse({"detail": [{"loc": ["body", field], "msg": message, "type": "value_error"}],
-                             "error": message}, 422)
+        return JSONResponse(_user_error(exc), 422)
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -182,7 +186,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
         """A few training-track prefixes to replay, as point lists (none for a stripped model)."""
         return _examples(served(name))
 
-    return _Guard(app, metrics, limits.max_body_bytes)
+    return _Guard(app, metrics, limits.max_body_bytes, (models, sessions, token) if fast_path else None)
 
 
 def _prefix(m: ServedModel, body: PredictRequest) -> tuple[Track, bool]:
@@ -234,6 +238,13 @@ def _examples(m: ServedModel) -> dict:
     return {"examples": out}
 
 
+def _user_error(exc: GridcastError) -> dict:
+    """The 422 body of a request the library refused (`FieldError` names its field)."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    field = exc.field if isinstance(exc, FieldError) else "body"
+    return {"detail": [{"loc": ["body", field], "msg": message, "type": "value_error"}], "error": message}
+
+
 def _field_error(error: dict) -> dict:
     """A pydantic error -> ``{"loc", "msg": "points[3].lat: must be within [-90, 90]", "type"}``."""
     loc = [part for part in error.get("loc", ()) if part != "body"]
@@ -259,11 +270,12 @@ class _BodyTooLarge(Exception):
 
 
 class _Guard:
-    """Pure ASGI wrapper: body size limit (413), request metrics by route template, and a bare 500
-    for anything unexpected (logged to stderr as one line, never sent)."""
+    """Pure ASGI wrapper: body size limit (413), request metrics by route template, a bare 500
+    for anything unexpected (logged to stderr as one line, never sent), and the fast path of plain
+    track-points requests (`fastpath`: what is not plain is replayed to the app unchanged)."""
 
-    def __init__(self, app: FastAPI, metrics: Metrics, max_body: int) -> None:
-        self.app, self.metrics, self.max_body = app, metrics, max_body
+    def __init__(self, app: FastAPI, metrics: Metrics, max_body: int, live: tuple | None = None) -> None:
+        self.app, self.metrics, self.max_body, self.live = app, metrics, max_body, live
         self.state, self.router = app.state, app.router  # TestClient and uvicorn need only __call__
 
     async def __call__(self, scope, receive, send) -> None:
@@ -294,6 +306,12 @@ class _Guard:
             await send(message)
 
         try:
+            route = fastpath.route_of(scope) if self.live is not None else None
+            if route is not None and fastpath.json_content(headers := dict(scope.get("headers") or ())):
+                receive = await self._fast(send, limited, receive, headers, route, status, start)
+                if receive is None:
+                    return
+                limited = receive
             await self.app(scope, limited, sending)
         except _BodyTooLarge:
             if not status["started"]:
@@ -304,6 +322,42 @@ class _Guard:
             if not status["started"]:
                 await self._reply(send, status, 500, {"detail": "internal error"})
         self._count(scope, status["code"], start)
+
+    async def _fast(self, send, limited, receive, headers: dict, route: tuple[str, str], status: dict, start: float):
+        """Read the whole body; answer a plain request here (-> None) or return a receive that
+        replays the body to the app."""
+        chunks = []
+        while True:
+            message = await limited()
+            if message["type"] != "http.request":
+                return None  # the client left before sending its body: nobody to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        models, sessions, token = self.live
+        try:
+            data = fastpath.answer(models, sessions, token, *route, headers, body)
+        except GridcastError as exc:
+            await self._reply(send, status, 422, _user_error(exc))
+            self.metrics.observe(fastpath.ROUTE, "POST", 422, time.perf_counter() - start)
+            return None
+        if data is None:
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return replay
+        await send({"type": "http.response.start", "status": 200,
+                          "headers": [(b"content-length", str(len(data)).encode()), (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
+        status["code"], status["started"] = 200, True
+        self.metrics.observe(fastpath.ROUTE, "POST", 200, time.perf_counter() - start)
+        return None
 
     async def _reply(self, send, status: dict, code: int, body: dict) -> None:
         data = json.dumps(body).encode()

@@ -30,6 +30,15 @@ def raw_points(points: list[Point], grid, field: str = "points") -> RawPoints:
             raise FieldError(f"{field}[{i}]", f"mixes a {p.kind} point with {field}[0]'s {kind}; give one kind")
     if kind == "cell":
         raise FieldError(f"{field}[0]", "cells are not positions")
+    geographic = kind == "latlon"
+    first = [p.lat if geographic else p.x for p in points]
+    second = [p.lon if geographic else p.y for p in points]
+    return raw_arrays(kind, first, second, [p.time for p in points], grid, field)
+
+
+def raw_arrays(kind: str, first, second, times: list[float | None], grid, field: str = "points") -> RawPoints:
+    """Validated coordinates of one kind (``latlon`` or ``xy``) -> `RawPoints`, checked against the
+    model's grid (the part of `raw_points` that a fast path over whole arrays shares with it)."""
     if grid is None:
         raise FieldError(f"{field}[0]", "this model was fitted on bare cells (no grid): give {\"cell\": [col, row]}")
     geographic = kind == "latlon"
@@ -37,24 +46,26 @@ def raw_points(points: list[Point], grid, field: str = "points") -> RawPoints:
         raise FieldError(f"{field}[0]", "this model's grid is planar (no CRS): give x, y, not lat, lon")
     if not geographic and grid.crs is not None:
         raise FieldError(f"{field}[0]", "this model's grid is geographic: give lat, lon (or cells)")
-    timed = [p.time is not None for p in points]
+    timed = [t is not None for t in times]
     if any(timed) and not all(timed):
         i = timed.index(not timed[0])
         raise FieldError(f"{field}[{i}].time", "give a time for every point or for none")
-    times = np.asarray([p.time for p in points], dtype=np.float64) if all(timed) else None
-    if times is not None and len(times) > 1 and not (np.diff(times) > 0).all():
-        i = int(np.argmax(np.diff(times) <= 0)) + 1
+    stamps = np.asarray(times, dtype=np.float64) if all(timed) else None
+    if stamps is not None and len(stamps) > 1 and not (np.diff(stamps) > 0).all():
+        i = int(np.argmax(np.diff(stamps) <= 0)) + 1
         raise FieldError(f"{field}[{i}].time", f"must be after {field}[{i - 1}].time (times increase)")
-    first = [p.lat if geographic else p.x for p in points]
-    second = [p.lon if geographic else p.y for p in points]
-    return RawPoints(np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64), times, geographic)
+    return RawPoints(np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64), stamps, geographic)
+
+
+def raw_cells(raw: RawPoints, grid) -> tuple[np.ndarray, list[float | None]]:
+    """One cell per position (no resampling) and its time."""
+    col, row = grid.to_cells(*positions(raw, grid))
+    times = [None] * len(raw.first) if raw.times is None else raw.times.tolist()
+    return np.column_stack([col, row]).astype(np.int64), times
 
 
 def session_cells(points: list[Point], grid) -> tuple[np.ndarray, list[float | None]]:
     """One cell per point (no resampling: a live track posts points as they come) and its time."""
     if points[0].kind == "cell" and all(p.kind == "cell" for p in points):
         return cells_of(points), [p.time for p in points]
-    raw = raw_points(points, grid)
-    col, row = grid.to_cells(*positions(raw, grid))
-    times = [None] * len(points) if raw.times is None else raw.times.tolist()
-    return np.column_stack([col, row]).astype(np.int64), times
+    return raw_cells(raw_points(points, grid), grid)

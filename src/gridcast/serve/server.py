@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from gridcast.errors import InputError
+from gridcast.errors import GridcastError, InputError
 from gridcast.safe_files import read_regular
 from gridcast.serve.limits import Limits
 
@@ -68,6 +68,7 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
     import uvicorn
 
     from gridcast.serve.app import create_app
+    from gridcast.serve.clean_exit import CleanExitServer
     from gridcast.serve.registry import load_models
 
     token = read_token(token_file)
@@ -75,4 +76,13 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
     if not 0 <= port <= 65535:
         raise InputError(f"--port {port}: must be within [0, 65535]")
     app = create_app(load_models(specs), limits, token=token, state_dir=state_dir)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+    CleanExitServer(config).run()
+    if app.state.save_failed:
+        raise StateSaveError(f"--state-dir {state_dir}: live tracks could not be saved at shutdown (see above)")
+
+
+class StateSaveError(GridcastError):
+    """The shutdown could not write the live tracks: exit 1, not the clean 0 (nor a usage error's 2)."""
+
+    exit_code = 1

@@ -87,8 +87,8 @@ class Sessions:
         nexts: list[NextCell] | None = None
         if fed:
             stream = self.stream
-            for cell, t in fed[:-1]:  # nobody asked for the answers in between
-                stream.feed(track, cell, t)
+            if len(fed) > 1:  # nobody asked for the answers in between
+                stream.feed_many(track, np.asarray([cell for cell, _ in fed[:-1]], np.int64), [t for _, t in fed[:-1]])
             # a collapsing model may be asked again after repeats only: keep the widest answer
             stream.k = MAX_TOP_K if self.collapse else top_k
             nexts = stream.update(track, *fed[-1])
