@@ -242,3 +242,23 @@ def test_session_answers_carry_the_same_centres_as_predict_answers(client, model
         [{k: v for k, v in e.items() if k != "p"} for e in expected]
     again = client.post("/v1/models/bus14/tracks/same2/points", json={"points": [{"cell": c} for c in example]}).json()
     assert again["next"] == got["next"]  # from the cache of centres: the same
+
+
+def test_periodic_state_writes_hold_the_live_tracks(model_dir, example, tmp_path):
+    """The periodic writer (snapshot on the loop, encoding and fsync in a thread) leaves a file that
+    a new app restores to the same next answer."""
+    import time
+
+    state = tmp_path / "state"
+    limits = Limits(save_every=0.05)
+    with TestClient(create_app(load_models([str(model_dir)]), limits, state_dir=state)) as c:
+        c.post("/v1/models/bus14/tracks/p-1/points", json={"points": [{"cell": x} for x in example[:-1]]})
+        deadline = time.monotonic() + 20
+        while not (state / "bus14.sessions.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        saved = json.loads((state / "bus14.sessions.json").read_text())
+        assert [t[0] for t in saved["tracks"]] == ["p-1"]
+        want = c.post("/v1/models/bus14/tracks/p-1/points", json={"points": [{"cell": example[-1]}]}).json()
+    (state / "bus14.sessions.json").write_text(json.dumps(saved))  # the periodic file, not the shutdown one
+    with TestClient(create_app(load_models([str(model_dir)]), limits, state_dir=state)) as c:
+        assert c.post("/v1/models/bus14/tracks/p-1/points", json={"points": [{"cell": example[-1]}]}).json() == want

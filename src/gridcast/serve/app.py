@@ -36,7 +36,7 @@ from gridcast.serve.points import FieldError, cells_of, raw_points, session_cell
 from gridcast.serve.registry import ServedModel
 from gridcast.serve.schemas import PredictRequest, TrackPointsRequest, TrackPointsResponse
 from gridcast.serve.sessions import Sessions
-from gridcast.serve.state import load_state, save_state
+from gridcast.serve.state import load_state, save_state, snapshot, write_state
 from gridcast.tracks import Track
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -78,7 +78,13 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits(), token:
             async def periodic() -> None:
                 while True:
                     await asyncio.sleep(limits.save_every)
-                    save_all()
+                    # the snapshot on the loop, the JSON encoding and the fsync in a thread: a large
+                    # state file no longer stalls every request for the time it takes to write
+                    docs = [(served, snapshot(served, sessions[name])) for name, served in models.items()]
+                    try:
+                        await asyncio.to_thread(lambda: [write_state(state, served, doc) for served, doc in docs])
+                    except OSError as exc:  # a full disk now need not stop the next try, nor the service
+                        print(f"gridcast serve: live tracks not saved to {state}: {exc}", file=sys.stderr)
             task = asyncio.create_task(periodic())
         try:
             yield

@@ -29,10 +29,20 @@ def state_file(directory: Path, name: str) -> Path:
 
 def save_state(directory: Path, served: ServedModel, sessions: Sessions) -> Path:
     """Write one model's live tracks atomically; returns the file."""
+    return write_state(directory, served, snapshot(served, sessions))
+
+
+def snapshot(served: ServedModel, sessions: Sessions) -> dict:
+    """One model's live tracks as plain values: taken on the event loop (the sessions are not
+    thread-safe), so that `write_state` may run in a thread without holding requests up."""
+    return {"format": FORMAT, "version": VERSION, "model": served.name, "weights_sha256": served.weights_sha256,
+            "tracks": sessions.states()}
+
+
+def write_state(directory: Path, served: ServedModel, doc: dict) -> Path:
+    """Encode and write a `snapshot` atomically; returns the file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    doc = {"format": FORMAT, "version": VERSION, "model": served.name, "weights_sha256": served.weights_sha256,
-           "tracks": sessions.states()}
     path = state_file(directory, served.name)
     atomic_write_bytes(path, json.dumps(doc, separators=(",", ":")).encode())
     return path
