@@ -50,7 +50,7 @@ from gridcast.nextcell.features import (
 from gridcast.nextcell.forecaster import Forecaster
 
 __all__ = ["SampledRoutes", "sample_routes", "point_forecast", "modal_cells", "expected_distance", "POINT_METHODS",
-           "DEFAULT_SAMPLES", "POINT_TOP_P", "point_forecasts"]
+           "DEFAULT_SAMPLES", "POINT_TOP_P", "point_forecasts", "marginal_modes", "MARGINAL_SAMPLES"]
 
 #: samples per prefix where a caller does not say (evaluate's point forecast and best-of-N)
 DEFAULT_SAMPLES = 20
@@ -60,6 +60,8 @@ POINT_METHODS = ("medoid", "mean")
 #: keeps a little mass) compounds over a route into jumps across the map; measured against 0.95 and
 #: 1.0 on the Liverpool demo (collapsed) and at a fixed 30 s step (docs/contracts.md, README)
 POINT_TOP_P = 0.9
+#: sampled paths per prefix that `marginal_modes` averages the model's step distributions over
+MARGINAL_SAMPLES = 100
 NUCLEUS_MAX = 64  # candidates a nucleus holds at most (a top-k, so no full sort per step)
 ROWS_PER_CHUNK = 8_000_000  # rows x outputs per chunk: bounds the head's memory (~100 MB), as in batch
 
@@ -84,7 +86,8 @@ class SampledRoutes:
 
 def sample_routes(model: Forecaster, prefixes: list[np.ndarray], horizon: int, n: int = DEFAULT_SAMPLES,
                   seed: int = 0, times: list[np.ndarray | None] | None = None, chunk: int | None = None,
-                  continuing: bool = False, top_p: float = 1.0) -> list[SampledRoutes]:
+                  continuing: bool = False, top_p: float = 1.0,
+                  marginals: list | None = None) -> list[SampledRoutes]:
     """`n` continuations of `horizon` steps for every prefix, drawn from the model's distribution.
 
     Args:
@@ -98,6 +101,8 @@ def sample_routes(model: Forecaster, prefixes: list[np.ndarray], horizon: int, n
             be after k more steps" when it is known to keep moving, as in `evaluate`'s routes.
         top_p: draw from the smallest set of candidates holding this much probability (nucleus
             sampling; 1.0: from all of them).
+        marginals: when a list, gets per prefix a (horizon, 2) array: per step the cell with the
+            most mass in the mean of the step distributions along the sampled paths (`marginal_modes`).
     """
     model.check_fitted()
     if not 0.0 < top_p <= 1.0:
@@ -114,7 +119,7 @@ def sample_routes(model: Forecaster, prefixes: list[np.ndarray], horizon: int, n
         part_times = None if times is None else times[start:start + chunk]
         part = prefixes[start:start + chunk]
         uniforms = np.stack([_uniforms(q, seed, n, horizon) for q in part])   # (P, n, horizon)
-        out += _sample_chunk(model, part, part_times, horizon, n, uniforms, continuing, top_p)
+        out += _sample_chunk(model, part, part_times, horizon, n, uniforms, continuing, top_p, marginals)
     return out
 
 
@@ -138,7 +143,8 @@ def _encode_last(model: Forecaster, prefixes: list[np.ndarray], times: list | No
 
 @torch.no_grad()
 def _sample_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | None, horizon: int, n: int,
-                  uniforms: np.ndarray, continuing: bool, top_p: float) -> list[SampledRoutes]:
+                  uniforms: np.ndarray, continuing: bool, top_p: float,
+                  marginals: list | None = None) -> list[SampledRoutes]:
     output, state, last_inputs = _encode_last(model, prefixes, times)
     p = len(prefixes)
     rows = np.repeat(np.arange(p), n)                                        # sample row -> prefix
@@ -156,6 +162,7 @@ def _sample_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | N
     plain_cells = model.config.target == "cell" and not model.fusion
     cells = np.empty((p * n, horizon, 2), dtype=np.int64)
     ended = np.full(p * n, -1, dtype=np.int64)
+    modes = np.empty((p, horizon, 2), dtype=np.int64)
     for step in range(horizon):
         cands, logp, end = model.distribution(output, last, before) if model.config.target == "cell" \
             else model.distribution(output, last)
@@ -167,6 +174,8 @@ def _sample_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | N
         probs[dead, -1] = 1.0
         if top_p < 1.0:
             probs = _nucleus(probs, top_p)
+        if marginals is not None:
+            modes[:, step] = _marginal_modes(probs, cands, last, ended >= 0, n)
         pick = _draw(probs, torch.from_numpy(uniforms[:, :, step].reshape(-1)))
         stops = (pick == scores.shape[1] - 1) & (ended < 0)
         ended[stops] = step
@@ -184,7 +193,51 @@ def _sample_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | N
                                         torch.from_numpy(inputs), state)
     cells = cells.reshape(p, n, horizon, 2)
     ended = ended.reshape(p, n)
+    if marginals is not None:
+        marginals.extend(modes)
     return [SampledRoutes(cells[i], ended[i]) for i in range(p)]
+
+
+def _marginal_modes(probs: torch.Tensor, cands: np.ndarray, last: np.ndarray, stopped: np.ndarray,
+                    n: int) -> np.ndarray:
+    """Per prefix (rows ``i*n .. i*n+n-1``) the cell with the most mass in the mean of its rows' step
+    distributions (the end of route and a sample that already ended keep their mass on the last cell:
+    a route that ends is still there). Each row contributes its ``NUCLEUS_MAX`` most probable
+    candidates; ties go to the smallest (col, row)."""
+    k = min(NUCLEUS_MAX, probs.shape[1])
+    total = probs.sum(dim=1, keepdim=True).clamp(min=1e-300)
+    top, order = (probs / total).double().topk(k, dim=1)
+    top, order = top.numpy(), order.numpy()
+    rows = np.arange(len(order))[:, None]
+    end = order == probs.shape[1] - 1
+    where = np.asarray(cands[rows, np.minimum(order, probs.shape[1] - 2)], dtype=np.int64)
+    where = np.where(end[..., None], last[:, None, :], where)
+    where[stopped] = last[stopped][:, None, :]
+    top[stopped] = 0.0
+    top[stopped, 0] = 1.0
+    out = np.empty((len(order) // n, 2), dtype=np.int64)
+    for i in range(len(out)):
+        cells = where[i * n:(i + 1) * n].reshape(-1, 2)
+        unique, inverse = np.unique(cells, axis=0, return_inverse=True)
+        mass = np.bincount(inverse.reshape(-1), weights=top[i * n:(i + 1) * n].reshape(-1), minlength=len(unique))
+        out[i] = unique[int(np.argmax(mass))]
+    return out
+
+
+def marginal_modes(model: Forecaster, prefixes: list[np.ndarray], horizon: int, n: int = MARGINAL_SAMPLES,
+                   seed: int = 0, times: list[np.ndarray | None] | None = None,
+                   continuing: bool = False, top_p: float = POINT_TOP_P) -> list[np.ndarray]:
+    """Per prefix and step k the mode of the model's marginal distribution of the cell k steps ahead:
+    "which cell at t + k". The marginal is estimated as the mean of the step-k distributions along
+    `n` paths sampled step by step (the marginal in expectation, with far less noise than counting
+    sampled cells); at k = 1 every path shares the prefix, so the mode is exactly the top of the
+    next-step distribution. `top_p`: the nucleus both the paths and the averaged distributions are
+    cut to (default the point forecast's: the long tail compounds over a route into jumps across
+    the map). Seeded as `sample_routes`."""
+    out: list[np.ndarray] = []
+    sample_routes(model, prefixes, horizon, n=n, seed=seed, times=times, continuing=continuing, top_p=top_p,
+                  marginals=out)
+    return out
 
 
 def _uniforms(prefix: np.ndarray, seed: int, n: int, horizon: int) -> np.ndarray:
