@@ -23,7 +23,8 @@ from gridcast.ingest import sources, validate
 from gridcast.ingest.reader import _check_batch, _TrackIds
 
 FLUSH_ROWS = 1 << 21  # buffered kept points (all buckets) before they are written out: ~56 MiB
-_SAMPLE_EVERY = 16    # every 16th kept point is kept aside to choose the projection from
+_SAMPLE_EVERY = 16    # every 16th kept point is kept aside to choose the projection from ...
+_SAMPLE_MAX = 1 << 21  # ... up to 2 M points (32 MiB): beyond, every other one of those is kept
 _SCHEMA = pa.schema([("code", pa.int32()), ("t", pa.float64()), ("a", pa.float64()), ("b", pa.float64())])
 
 
@@ -130,6 +131,7 @@ def _spill_mode(src: sources.Source, want: dict[str, str], geographic: bool, str
     sample_a: list[np.ndarray] = []
     sample_b: list[np.ndarray] = []
     parsed = malformed = 0
+    stride = [_SAMPLE_EVERY]
 
     def settle(batch, offset: int, stream) -> None:
         nonlocal lut
@@ -148,8 +150,12 @@ def _spill_mode(src: sources.Source, want: dict[str, str], geographic: bool, str
         if len(batch.code):
             writers.add(lut[batch.code], batch.code, batch.t, batch.a, batch.b)
             if geographic:
-                sample_a.append(batch.a[::_SAMPLE_EVERY].copy())
-                sample_b.append(batch.b[::_SAMPLE_EVERY].copy())
+                sample_a.append(batch.a[:: stride[0]].copy())
+                sample_b.append(batch.b[:: stride[0]].copy())
+                if sum(len(x) for x in sample_a) > _SAMPLE_MAX:  # bounded: halve the sample, double the stride
+                    sample_a[:] = [np.concatenate(sample_a)[::2]]
+                    sample_b[:] = [np.concatenate(sample_b)[::2]]
+                    stride[0] *= 2
 
     try:
         with sources.quiet_unraisable(), ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:

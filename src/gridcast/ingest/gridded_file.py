@@ -129,8 +129,12 @@ def checked_preprocessing(prep: object, source: str) -> dict:
 
 
 def read_gridded(path: str | os.PathLike) -> GriddedTracks:
-    """Load a file written by `write_gridded` (or `gridcast grid`)."""
+    """Load a file written by `write_gridded` (or `gridcast grid`), or a dataset directory."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        from gridcast.ingest.dataset import read_dataset
+
+        return read_dataset(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     meta = _parquet_meta(path)
@@ -165,6 +169,12 @@ def load_like(path: str | os.PathLike) -> tuple[Grid, dict]:
     """The grid of a gridded file or a model directory, and how its tracks were prepared beyond
     the grid: ``{"max_gap": seconds or None, "collapse": bool}`` ({} where it was not recorded)."""
     path = os.fspath(path)
+    if os.path.isdir(path) and not os.path.lexists(os.path.join(path, "config.json")):
+        from gridcast.ingest.dataset import dataset_info, is_dataset
+
+        if is_dataset(path):  # a gridded dataset directory (gridcast grid ... --out DIR/)
+            grid, _, meta = dataset_info(path)
+            return grid, checked_preprocessing({k: meta[k] for k in ("max_gap", "collapse") if k in meta}, path)
     if os.path.isdir(path):
         cfg = os.path.join(path, "config.json")
         if not os.path.lexists(cfg):
@@ -194,6 +204,10 @@ def load_like(path: str | os.PathLike) -> tuple[Grid, dict]:
 def is_gridded(path: str | os.PathLike) -> bool:
     """True for a Parquet written by `write_gridded` / `gridcast grid` (its grid is in the metadata)."""
     path = Path(path)
+    if path.is_dir():
+        from gridcast.ingest.dataset import is_dataset
+
+        return is_dataset(path)
     if path.suffix.lower() not in PARQUET_SUFFIXES:
         return False
     _check_footer(os.fspath(path))

@@ -44,6 +44,7 @@ from gridcast.jsonsafe import json_safe
 
 #: Bytes of memory a bucket may take per byte of input (text ~45 B a point, ~200 B a point gridded).
 _GROWTH = 8
+_GZIP_RATIO = 5  # a gzip CSV of GPS points inflates about this much
 ENGINES = ("local", "dask")
 
 
@@ -69,7 +70,9 @@ def choose_buckets(input_bytes: int, memory_limit: float) -> int:
 
 def _input_bytes(src: sources.Source) -> int:
     subs = getattr(src, "subs", [src])
-    return sum(os.path.getsize(s.name) for s in subs if os.path.isfile(s.name))
+    sizes = [os.path.getsize(s.name) * (_GZIP_RATIO if s.name.lower().endswith(".gz") else 1)
+             for s in subs if os.path.isfile(s.name)]
+    return int(sum(sizes))
 
 
 def _frame(path: str, names: np.ndarray, roles: dict[str, str]) -> pd.DataFrame:
