@@ -262,3 +262,16 @@ def test_periodic_state_writes_hold_the_live_tracks(model_dir, example, tmp_path
     (state / "bus14.sessions.json").write_text(json.dumps(saved))  # the periodic file, not the shutdown one
     with TestClient(create_app(load_models([str(model_dir)]), limits, state_dir=state)) as c:
         assert c.post("/v1/models/bus14/tracks/p-1/points", json={"points": [{"cell": example[-1]}]}).json() == want
+
+
+def test_a_shutdown_that_cannot_save_says_so_and_is_flagged(model_dir, example, tmp_path, capfd):
+    """`serve` exits 1 instead of 0 when the shutdown could not write the live tracks: the app
+    flags it (a state dir that is a file cannot be written) and says so in one line."""
+    blocked = tmp_path / "state"
+    blocked.write_text("a file, not a directory")
+    app = create_app(load_models([str(model_dir)]), state_dir=blocked)
+    with TestClient(app) as c:
+        assert c.post("/v1/models/bus14/tracks/s-1/points", json={"points": [{"cell": example[0]}]}).status_code == 200
+        assert app.state.save_failed is False
+    assert app.state.save_failed is True
+    assert "live tracks not saved" in capfd.readouterr().err
