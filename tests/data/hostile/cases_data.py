@@ -210,7 +210,7 @@ CASES: list[Case] = [
          build=_parquet("t.parquet", _timestamp("ms", 10**3)), check=_times(10)),
     Case("header_longer_than_64k", "data", _grid("long.csv", "--json"), 0, build=_long_header, check=_out_has(1, 4)),
     Case("header_of_a_million_columns", "data", _grid("wide.csv"), 2, "columns", build=_wide_header),
-    Case("input_is_a_directory", "data", ["grid", "{case}", *OUT, *GRID], 2, "is a directory"),
+    Case("input_is_a_directory", "data", ["grid", "{case}", *OUT, *GRID], 2, "input directory"),
     Case("input_is_a_fifo", "data", _grid("pipe.csv"), 2, "not a regular file", build=_fifo, time_limit_s=10),
     Case("input_is_dev_zero", "data", _grid("zero.csv"), 2, "not a regular file", build=_dev_zero, time_limit_s=10),
     Case("input_is_empty", "data", _grid("e.csv"), 2, "the file is empty", build=_write("e.csv", b"")),
