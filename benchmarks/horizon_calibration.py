@@ -1,4 +1,4 @@
-"""Multi-horizon accuracy and calibration check (issue 14): one LSTM at `gridcast fit` defaults on a
+"""Multi-horizon accuracy and calibration check: one LSTM at `gridcast fit` defaults on a
 benchmark's split; ``acc@1+k`` the old way (the most frequent of 20 nucleus samples for the model,
 the greedy rollout for baselines) and the new way (`evaluate`: the mode of each predictor's marginal,
 ``acc@1+1`` from the next-step ranks); ECE on the test tracks for post-hoc maps fitted on the

@@ -203,7 +203,9 @@ def baseline_marginal_modes(baseline: CellBaseline, prefix: np.ndarray, horizon:
     """Per step k the mode of a baseline's marginal distribution of the cell k steps ahead (horizon, 2):
     its scores normalised to transition probabilities and propagated exactly along its `width` likeliest
     paths (exact for stay and constant velocity, which name one cell). A path whose baseline names no
-    cell stays where it is. Ties go to the smallest (col, row), as its rollout breaks them."""
+    cell stays where it is. Ties (to 1e-12) go to the smallest (col, row), as its rollout breaks them, and
+    paths tied in probability are kept in the order of their cells: the answer never depends on the
+    order the baseline was fitted in or its scores came."""
     start = [tuple(int(v) for v in c) for c in np.asarray(prefix, dtype=np.int64).reshape(-1, 2)]
     paths: list[tuple[list, float]] = [([], 1.0)]
     out = np.empty((horizon, 2), dtype=np.int64)
@@ -219,8 +221,8 @@ def baseline_marginal_modes(baseline: CellBaseline, prefix: np.ndarray, horizon:
         mass: dict = {}
         for path, p in grown:
             mass[path[-1]] = mass.get(path[-1], 0.0) + p
-        out[k] = min(mass.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        paths = sorted(grown, key=lambda pp: -pp[1])[:width]
+        out[k] = min(mass.items(), key=lambda kv: (-round(kv[1], 12), kv[0]))[0]
+        paths = sorted(grown, key=lambda pp: (-round(pp[1], 12), pp[0]))[:width]
     return out
 
 
