@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     from gridcast.nextcell.checkpoint import directory_lock
 
     out = Path(args.out)
+    from gridcast.ingest.outputs import refuse_input_as_output
+    refuse_input_as_output(out, [args.data], "--out")  # same file by any path, symlink or hard link
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a model directory; give a directory (new or an earlier model's)")
     from gridcast.nextcell.distributed import join_from_env, launch_local, launched_by_torchrun, leave
