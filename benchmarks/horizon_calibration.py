@@ -29,21 +29,8 @@ from gridcast.nextcell.forecaster import Forecaster
 from gridcast.nextcell.sampling import POINT_TOP_P, modal_cells, sample_routes
 from gridcast.tracks import split_by_track
 
-DATA = os.environ.get("DATA", "data")
-
-
-def load(name, mode):
-    if name == "geolife":
-        from gridcast.datasets.geolife import load_geolife
-        return load_geolife(f"{DATA}/geolife_skmob", mode=mode)
-    if name == "fishers":
-        from gridcast.datasets.fishers import load_fishers
-        return load_fishers(f"{DATA}/movebank_fishers", mode=mode)
-    if name == "uci":
-        from gridcast.datasets.uci import load_uci
-        return load_uci(f"{DATA}/uci_gps_trajectories", mode=mode)
-    from gridcast.datasets.liverpool import load_liverpool_commute
-    return load_liverpool_commute(mode)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_data import load  # noqa: E402
 
 
 def top1(model, tracks):

@@ -18,7 +18,7 @@ import pyarrow.csv as pcsv
 
 from gridcast.errors import InputError
 from gridcast.ingest import validate
-from gridcast.ingest.sources import BLOCK_BYTES, LENIENT, Source, Stream
+from gridcast.ingest.sources import BLOCK_BYTES, LENIENT, CountingCsvStream, Source, Stream
 
 HEADER_LINES = 6
 _COLUMNS = ("lat", "lon", "zero", "altitude", "days", "date", "time")
@@ -104,16 +104,12 @@ class PltSource(Source):
         return f"{self.name} row {(good_index or 0) + 1}", None
 
 
-class _PltStream(Stream):
+class _PltStream(CountingCsvStream):
     """pyarrow's streaming CSV reader after the 6 header lines, counting rows of the wrong shape."""
 
     def __init__(self, src: PltSource, mode: str):
         self.src, self.mode = src, mode
         self.malformed = 0
-
-    def on_invalid(self, row) -> str:
-        self.malformed += 1
-        return "skip"
 
     def __iter__(self) -> Iterator[tuple[dict[str, pa.Array], int]]:
         src = self.src

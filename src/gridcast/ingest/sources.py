@@ -90,6 +90,14 @@ class Stream:
         return self._batches
 
 
+class CountingCsvStream(Stream):
+    """A pyarrow CSV stream that counts the rows of the wrong shape it skips (the report's `malformed`)."""
+
+    def on_invalid(self, row) -> str:
+        self.malformed += 1
+        return "skip"
+
+
 class Source:
     """A table read as one or more streams of Arrow arrays keyed by role ('track', 'time', 'a', 'b')."""
 
@@ -334,16 +342,12 @@ def _last_line_end(data: bytes) -> int:
     return max(data.rfind(b"\n"), data.rfind(b"\r"))
 
 
-class _CsvStream(Stream):
+class _CsvStream(CountingCsvStream):
     """pyarrow's streaming CSV reader over bytes [lo, hi) of the file, counting malformed rows."""
 
     def __init__(self, src: CsvSource, mode: str, lo: int, hi: int, header: bool, bar):
         self.src, self.mode, self.lo, self.hi, self.header, self.bar = src, mode, lo, hi, header, bar
         self.malformed = 0
-
-    def on_invalid(self, row) -> str:
-        self.malformed += 1
-        return "skip"
 
     def __iter__(self) -> Iterator[tuple[dict[str, pa.Array], int]]:
         src = self.src
