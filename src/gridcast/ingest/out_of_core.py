@@ -38,7 +38,7 @@ from gridcast.ingest.columns import ColumnMap
 from gridcast.ingest.dataset import DATASET_FILE
 from gridcast.ingest.gridded_file import write_gridded
 from gridcast.ingest.memory import DEFAULT_MEMORY_LIMIT
-from gridcast.ingest.pipeline import NothingLeft, _check_args, _reading_notes, _resolve_grid_spec, grid_tracks
+from gridcast.ingest.pipeline import NothingLeft, _open_checked, _reading_notes, grid_tracks
 from gridcast.ingest.report import IngestReport
 from gridcast.jsonsafe import json_safe
 
@@ -152,12 +152,8 @@ def grid_to_dataset(
     if os.path.exists(out) and not (os.path.isdir(out) and not os.listdir(out)):
         raise InputError(f"--out {out}/: exists and is not an empty directory; choose a new directory")
     limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit
-    columns.check()
-    _check_args(cell_size, step, max_gap, min_points, like)
-    geographic = columns.geographic
-    cell_size, crs = _resolve_grid_spec(like, cell_size, step, crs, geographic)
-    want = columns.names()
-    src = sources.open_source(source, want, sep, False, geographic)
+    src, want, geographic, cell_size, crs = _open_checked(source, columns, cell_size, step, max_gap, min_points,
+                                                          like, crs, sep, False)
     n_buckets = buckets or choose_buckets(_input_bytes(src), limit)
     staging = f"{out}.tmp-{os.getpid()}"
     os.makedirs(os.path.join(staging, "spill"))

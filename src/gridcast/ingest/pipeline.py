@@ -82,6 +82,18 @@ def _resolve_grid_spec(like: Grid | None, cell_size, step, crs, geographic: bool
     return like.cell_size, like.crs
 
 
+def _open_checked(source, columns: ColumnMap, cell_size, step, max_gap, min_points, like: Grid | None, crs, sep,
+                  progress: bool):
+    """What every gridding path does first: check the arguments, resolve the grid's cell size and CRS, open
+    the input. Returns (source, column names, geographic, cell_size, crs)."""
+    columns.check()
+    _check_args(cell_size, step, max_gap, min_points, like)
+    geographic = columns.geographic
+    cell_size, crs = _resolve_grid_spec(like, cell_size, step, crs, geographic)
+    want = columns.names()
+    return sources.open_source(source, want, sep, progress, geographic), want, geographic, cell_size, crs
+
+
 def grid_tracks(
     source: str | os.PathLike | pd.DataFrame,
     *,
@@ -122,12 +134,8 @@ def grid_tracks(
         InputError: unusable arguments or files, no usable tracks, or (strict) the first bad row.
     """
     t0 = _time.perf_counter()
-    columns.check()
-    _check_args(cell_size, step, max_gap, min_points, like)
-    geographic = columns.geographic
-    cell_size, crs = _resolve_grid_spec(like, cell_size, step, crs, geographic)
-    want = columns.names()
-    src = sources.open_source(source, want, sep, progress, geographic)
+    src, want, geographic, cell_size, crs = _open_checked(source, columns, cell_size, step, max_gap, min_points,
+                                                          like, crs, sep, progress)
     data = read_validated(src, want, geographic, strict)
     report = IngestReport(read=data.read)
     dropped = dict(data.counts)
