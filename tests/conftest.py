@@ -16,3 +16,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def write_random_walks(path: Path, n_tracks: int, length: int, seed: int = 0) -> None:
+    """A small planar CSV (track,time,x,y) of random walks on a grid: steps right, up, diagonal or stay."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = ["track,time,x,y"]
+    for i in range(n_tracks):
+        pos = rng.integers(0, 6, size=2)
+        for t in range(length):
+            lines.append(f"t{i},{t},{pos[0]},{pos[1]}")
+            pos = pos + rng.choice([[1, 0], [0, 1], [1, 1], [0, 0]])
+    path.write_text("\n".join(lines) + "\n")

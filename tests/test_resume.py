@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import write_random_walks
 from gridcast.cli import main
 from gridcast.errors import GridcastError
 from gridcast.nextcell.forecaster import Forecaster
@@ -19,14 +20,7 @@ from gridcast.tracks import Track
 
 
 def _write_data(path, n_tracks=24, length=30, seed=0):
-    rng = np.random.default_rng(seed)
-    lines = ["track,time,x,y"]
-    for i in range(n_tracks):
-        pos = rng.integers(0, 6, size=2)
-        for t in range(length):
-            lines.append(f"t{i},{t},{pos[0]},{pos[1]}")
-            pos = pos + rng.choice([[1, 0], [0, 1], [1, 1], [0, 0]])
-    path.write_text("\n".join(lines) + "\n")
+    write_random_walks(path, n_tracks, length, seed)
 
 
 FIT = ["fit", "--x-col", "x", "--y-col", "y", "--cell-size", "1", "--cell", "lstm", "--hidden", "32",

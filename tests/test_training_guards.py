@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import write_random_walks
 from gridcast.cli import main
 from gridcast.nextcell.training import TrainConfig, TrainingError, data_fingerprint, fit, training_memory_bytes
 from gridcast.tracks import Track
@@ -47,14 +48,7 @@ def test_no_finite_epoch_is_a_training_error(tmp_path):
 
 
 def _data(path, seed=0, n_tracks=6, length=8):
-    rng = np.random.default_rng(seed)
-    lines = ["track,time,x,y"]
-    for i in range(n_tracks):
-        pos = rng.integers(0, 6, size=2)
-        for t in range(length):
-            lines.append(f"t{i},{t},{pos[0]},{pos[1]}")
-            pos = pos + rng.choice([[1, 0], [0, 1], [1, 1], [0, 0]])
-    path.write_text("\n".join(lines) + "\n")
+    write_random_walks(path, n_tracks, length, seed)
 
 
 FIT = ["fit", "--x-col", "x", "--y-col", "y", "--cell-size", "1", "--hidden", "8", "--no-progress"]
