@@ -9,6 +9,12 @@ epochs (no early stopping). Two DDP rows: `--batch-size` per process (each step 
 tracks), and half of it per process (the same global batch, so the same steps as one process).
 
     python benchmarks/bench_ddp.py --data /work/shared/data/geolife_skmob --epochs 2
+    python benchmarks/bench_ddp.py --data /work/shared/data/geolife_skmob --epochs 4 --mode fixed
+
+`--mode collapsed` (the default) trains on 270 short, skewed tracks (2-43 cells, 9 batches an epoch):
+a synchronised step lasts as long as the longest track of the global batch, so halving the steps
+saves at most 1.28x of the recurrent time there; `--mode fixed` (one cell per 60 s, up to 256) is
+the longer, less skewed set (bound 1.53x from the lengths alone, plus the per-step costs halved).
 
 Each configuration is a fresh interpreter (threads fixed by OMP_NUM_THREADS before torch loads).
 """
@@ -25,7 +31,7 @@ from pathlib import Path
 WORKER = "--worker"
 
 
-def worker(data: str, epochs: int, batch_size: int) -> None:
+def worker(data: str, epochs: int, batch_size: int, mode: str = "collapsed") -> None:
     """One process (or one rank) of a measurement: prints rank 0's numbers as JSON."""
     import torch
 
@@ -34,7 +40,7 @@ def worker(data: str, epochs: int, batch_size: int) -> None:
     from gridcast.nextcell.forecaster import Forecaster
 
     world = join_from_env()
-    commute = load_geolife(data)
+    commute = load_geolife(data, mode=mode)
     model = Forecaster()
     started = time.perf_counter()
     model.fit(commute.train, commute.val, epochs=epochs, batch_size=batch_size, patience=epochs + 1, calibrate=False)
@@ -52,7 +58,7 @@ def worker(data: str, epochs: int, batch_size: int) -> None:
 
 def measure(processes: int, threads: int, batch_size: int, args: argparse.Namespace) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    script = [str(Path(__file__).resolve()), WORKER, args.data, str(args.epochs), str(batch_size)]
+    script = [str(Path(__file__).resolve()), WORKER, args.data, str(args.epochs), str(batch_size), args.mode]
     if processes == 1 and not args.torchrun_single:
         cmd = [sys.executable, *script]
     else:
@@ -70,7 +76,7 @@ def measure(processes: int, threads: int, batch_size: int, args: argparse.Namesp
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == WORKER:
-        worker(argv[1], int(argv[2]), int(argv[3]))
+        worker(argv[1], int(argv[2]), int(argv[3]), argv[4])
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "geolife_skmob"))
@@ -79,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="runs per configuration; the median is printed")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     p.add_argument("--torchrun-single", action="store_true", help="run the 1-process rows under torchrun too")
+    p.add_argument("--mode", choices=("collapsed", "fixed"), default="collapsed",
+                   help="the benchmark's protocol: cell changes, or one cell per 60 s step (longer tracks)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     configs = [("1 process x 1 thread", 1, 1, args.batch_size), ("1 process x 2 threads", 1, 2, args.batch_size),
