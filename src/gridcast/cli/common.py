@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from gridcast.errors import InputError
+from gridcast.grid import MAX_CELL_SIZE, MAX_STEP, MIN_CELL_SIZE
 from gridcast.jsonsafe import json_safe
 from gridcast.kinds import CELL_KINDS, parse_kinds
 
@@ -49,8 +50,10 @@ def float_in(low: float, high: float, low_open: bool = False, high_open: bool = 
 
 
 SEED = int_in(0, 2**32 - 1)          # numpy's legacy seed range: every RNG takes it as it is
-POSITIVE_SIZE = float_in(0.0, 1e12, low_open=True)   # cell sizes, steps, gaps: metres / seconds
-GRIDDING_RANGES = {"cell_size": POSITIVE_SIZE, "step": POSITIVE_SIZE, "max_gap": POSITIVE_SIZE}
+POSITIVE_SIZE = float_in(0.0, 1e12, low_open=True)   # gaps: seconds
+CELL_SIZE = float_in(MIN_CELL_SIZE, MAX_CELL_SIZE)   # what a Grid accepts, named as the flag
+STEP = float_in(0.0, MAX_STEP, low_open=True)
+GRIDDING_RANGES = {"cell_size": CELL_SIZE, "step": STEP, "max_gap": POSITIVE_SIZE}
 PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
 
 

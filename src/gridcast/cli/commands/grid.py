@@ -13,8 +13,9 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from gridcast.cli.common import add_column_args, add_memory_limit_arg, column_map, print_note
+from gridcast.cli.common import CELL_SIZE, add_column_args, add_memory_limit_arg, check_flags, column_map, print_note
 from gridcast.errors import InputError
+from gridcast.grid import MAX_STEP
 
 if TYPE_CHECKING:
     from gridcast.ingest.report import IngestReport
@@ -28,8 +29,8 @@ def _seconds(text: str) -> float | None:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    if not 0 < v <= MAX_STEP:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds (at most {MAX_STEP:g}), got {text!r}")
     return v
 
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         step = like.step
     else:
         raise InputError("--step is required (seconds between resampled points; 0 keeps the points as they are)")
+    check_flags(args, {"cell_size": CELL_SIZE})  # named as the flag, before any reading
     if args.min_points < 1:
         raise InputError(f"--min-points must be at least 1, got {args.min_points}")
     collapse, max_gap = args.collapse, getattr(args, "max_gap", None)
