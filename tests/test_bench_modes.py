@@ -43,3 +43,22 @@ def test_demo_fixed_mode_writes_a_model_that_evaluate_reads_without_collapse(tmp
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["n"] == table["n"]  # every 30 s step of the 5 test trips, stays included
     assert evaluated["model"]["acc@1"] == pytest.approx(table["models"]["rnn"]["acc@1"], abs=1e-9)
+
+
+def test_fit_defaults_spec_trains_the_model_gridcast_fit_trains():
+    """`--fit-defaults`: the benchmark's models are `Forecaster(cell=kind)` fitted with `TrainConfig()`,
+    i.e. what `gridcast fit` trains; the benchmark's own settings (hidden 64, min_tracks 2, ...) are unused."""
+    from gridcast.bench.commute import ModelSpec
+    from gridcast.nextcell.forecaster import Forecaster
+    from gridcast.nextcell.training import TrainConfig
+
+    spec = ModelSpec(fit_defaults=True)
+    assert Forecaster(**spec.config("gru")).config == Forecaster(cell="gru").config
+    assert Forecaster(**ModelSpec().config("gru")).config != Forecaster(cell="gru").config
+    assert spec.train(3) == {"seed": 3}
+    assert TrainConfig(**spec.train(3)) == TrainConfig(seed=3)
+
+
+def test_fit_defaults_refuses_overrides(capsys):
+    assert main(["bench", "liverpool", "--fit-defaults", "--hidden", "8"]) == 2
+    assert "--fit-defaults trains at fit's defaults: drop --hidden" in capsys.readouterr().err

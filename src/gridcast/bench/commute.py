@@ -46,13 +46,18 @@ class ModelSpec:
     lr: float = 5e-3
     patience: int = 8
     batch_size: int = 16
+    fit_defaults: bool = False  # True: train exactly as `gridcast fit` / `Forecaster()` do (the fields above unused)
 
     def config(self, kind: str) -> dict:
+        if self.fit_defaults:
+            return {"cell": kind}
         return {"cell": kind, "target": "cell", "hidden": self.hidden, "embed": self.embed, "dropout": self.dropout,
                 "head": self.head, "time_features": self.time_features, "min_tracks": self.min_tracks,
                 "max_move": self.max_move}
 
     def train(self, seed: int) -> dict:
+        if self.fit_defaults:
+            return {"seed": seed}
         return {"epochs": self.epochs, "lr": self.lr, "patience": self.patience, "batch_size": self.batch_size,
                 "seed": seed}
 
@@ -206,7 +211,8 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
         result["users"][person] = entry
     result["sizes"] = data.sizes()
     result["protocol"] = {**data.protocol, "dataset": data.name, "kinds": list(kinds), "seeds": list(seeds),
-                          "model": spec.config("<kind>"), "train": spec.train(-1)}
+                          "model": spec.config("<kind>"), "train": spec.train(-1),
+                          "fit_defaults": spec.fit_defaults}
     result["ingest"] = data.report
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
