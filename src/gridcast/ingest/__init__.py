@@ -6,7 +6,7 @@ input; `grid_to_dataset` grids out of core into a dataset directory (`out_of_cor
 `read_gridded` reads like a file; `prepare` grids and prepares new input like a model's training tracks (`prepare`).
 """
 from gridcast.ingest.columns import ColumnMap
-from gridcast.ingest.dataset import is_dataset, read_dataset
+from gridcast.ingest.dataset import DatasetStream, is_dataset, read_dataset
 from gridcast.ingest.gridded import FRAME_COLUMNS, GriddedTracks
 from gridcast.ingest.gridded_file import (
                                           GRID_KEY,
@@ -29,5 +29,5 @@ __all__ = [
     "GRID_KEY", "REPORT_KEY", "INGEST_KEY", "write_gridded", "read_gridded", "load_grid", "load_like", "is_gridded",
     "prepare", "Prepared", "Like", "resolve_like",
     "RawPoints", "parse_points", "points_track",
-    "grid_to_dataset", "DatasetResult", "read_dataset", "is_dataset",
+    "grid_to_dataset", "DatasetResult", "read_dataset", "is_dataset", "DatasetStream",
 ]

@@ -47,19 +47,62 @@ def dataset_info(path: str | os.PathLike) -> tuple[Grid, IngestReport, dict]:
     return grid, report, meta
 
 
+def read_part(path: str | os.PathLike, grid: Grid) -> GriddedTracks:
+    """One part file of a dataset, checked like a gridded file and against the dataset's `grid`.
+    The one reader of part files: `read_dataset` and `DatasetStream` both go through it."""
+    from gridcast.ingest.gridded_file import read_gridded
+
+    part = read_gridded(path)
+    if part.grid != grid:
+        raise InputError(f"{path}: its grid {part.grid.to_dict()} is not the dataset's {grid.to_dict()}")
+    return part
+
+
 def read_dataset(path: str | os.PathLike) -> GriddedTracks:
     """Every part of a dataset as one `GriddedTracks` (each part checked like a gridded file, and on
     the dataset's grid)."""
-    from gridcast.ingest.gridded_file import read_gridded
-
     grid, report, meta = dataset_info(path)
-    frames = []
-    for f in part_files(path):
-        part = read_gridded(f)
-        if part.grid != grid:
-            raise InputError(f"{f}: its grid {part.grid.to_dict()} is not the dataset's {grid.to_dict()}")
-        frames.append(part.frame)
+    frames = [read_part(f, grid).frame for f in part_files(path)]
     if not frames:
         raise InputError(f"{path}: a dataset without part files (part=NN/*.parquet)")
     frame = pd.concat(frames, ignore_index=True)
     return GriddedTracks(frame=frame, grid=grid, report=report, meta=meta)
+
+
+class DatasetStream:
+    """A dataset directory read one part at a time, as many times as a caller wants (one pass per
+    epoch): the tracks of one part are all that is in memory. Why: a dataset written out of core
+    need not fit in memory, and every part holds whole tracks (parts are buckets of a track-id
+    hash), so a part is a unit a caller can train on by itself.
+
+    `collapse`: drop consecutive repeats (also when the dataset was gridded with ``--collapse``);
+    tracks of fewer than `min_len` cells are left out. ``preprocessing`` is what a model keeps.
+    """
+
+    def __init__(self, path: str | os.PathLike, collapse: bool = False, min_len: int = 2) -> None:
+        path = os.fspath(path)
+        if not is_dataset(path):
+            what = "a directory without " + DATASET_FILE if os.path.isdir(path) else (
+                "a file" if os.path.exists(path) else "no such file or directory")
+            raise InputError(f"{path}: streaming needs a dataset directory written by `gridcast grid ... --out DIR/` "
+                             f"({what}); without --stream the data is read into memory")
+        self.path = path
+        self.grid, self.report, self.meta = dataset_info(path)
+        self.files = part_files(path)
+        if not self.files:
+            raise InputError(f"{path}: a dataset without part files (part=NN/*.parquet)")
+        self.collapse = bool(collapse or self.meta.get("collapse"))
+        self.min_len = min_len
+        self.preprocessing = {"max_gap": self.meta.get("max_gap"), "collapse": self.collapse}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def part(self, index: int) -> list:
+        """The tracks of part `index` (in the part's first-seen order)."""
+        return read_part(self.files[index], self.grid).tracks(collapse=self.collapse, min_len=self.min_len)
+
+    def parts(self):
+        """Every part's tracks in bucket order, one part at a time."""
+        for index in range(len(self.files)):
+            yield self.part(index)

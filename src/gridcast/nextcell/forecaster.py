@@ -375,6 +375,41 @@ class Forecaster:
         self.config = resolve_auto(self.config, tracks)
         if val_tracks is None:
             tracks, val_tracks = split_by_track(tracks, val_fraction, train_config.seed)
+        self._start_fit(tracks, train_config)
+        train_encoded = self._chunks(tracks, train_config.max_len, training=True)
+        val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train_config.max_len), 64)]
+        # fusion: similar lengths together (real trips range from 2 to 100+ cells)
+        batches = self._shuffled_batches(train_encoded, train_config.batch_size, bucket=self.fusion)
+        on_improve = self._check_outputs(out_dir, log_path, resume)
+        settings = {"model": self.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
+                    "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks)),
+                    "data": data_fingerprint(tracks, val_tracks, self.preprocessing)}  # --resume checks it
+        self.result_: TrainResult = fit_loop(self.net_, batches, val_batches, self._loss, train_config,
+                                            log_path=log_path, on_improve=on_improve, progress=progress,
+                                            description=f"fit {self.config.cell}",
+                                            state_dir=None if out_dir is None else trainer_state_dir(out_dir),
+                                            resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
+        self._finish_fit(val_batches, val_tracks or tracks, tracks, val_tracks, calibrate, out_dir)
+        return self
+
+    def fit_stream(self, dataset, *, val_fraction: float = 0.15, train: TrainConfig | None = None,
+                   log_path: str | Path | None = None, out_dir: str | Path | None = None, progress: bool = False,
+                   resume: bool = False, skip_nonfinite: bool = False, calibrate: bool = True,
+                   preprocessing: dict | None = None, **train_settings) -> "Forecaster":
+        """As `fit`, on a dataset directory (``gridcast grid ... --out DIR/``, or a
+        `gridcast.ingest.dataset.DatasetStream`) read one part at a time: the encoded training
+        chunks of one part are all that is built at once; validation is a stable hash of each track
+        id (see `gridcast.nextcell.stream_fit`). Works under DDP, with `out_dir` and `resume`."""
+        from gridcast.nextcell.stream_fit import fit_stream
+
+        return fit_stream(self, dataset, val_fraction=val_fraction, train=train, log_path=log_path,
+                          out_dir=out_dir, progress=progress, resume=resume, skip_nonfinite=skip_nonfinite,
+                          calibrate=calibrate, preprocessing=preprocessing, **train_settings)
+
+    def _start_fit(self, tracks: list[Track], train_config: TrainConfig) -> None:
+        """What training needs from the training tracks before the first step: vocabulary,
+        normalisation, the fusion head's prior (validation tracks stay out while training), and the
+        freshly seeded network."""
         self.train_tracks_ = tracks
         all_cells = np.concatenate([t.cells for t in tracks])
         self.vocab_ = CellVocab(_cells_visited(tracks, self.config.min_tracks))
@@ -385,38 +420,34 @@ class Forecaster:
         self.net_ = ForecasterNet(self.config, len(self.vocab_), self.output_size())
         self._forbid_end()
         self.train_config_ = train_config
-        train_encoded = self._chunks(tracks, train_config.max_len, training=True)
-        val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train_config.max_len), 64)]
-        # fusion: similar lengths together (real trips range from 2 to 100+ cells)
-        batches = self._shuffled_batches(train_encoded, train_config.batch_size, bucket=self.fusion)
-        on_improve = (lambda epoch: self.save(out_dir)) if out_dir is not None else None
+
+    def _check_outputs(self, out_dir: str | Path | None, log_path: str | Path | None, resume: bool):
+        """Before a minute of training: the files this run rewrites are plain files. Returns the
+        checkpoint callback of every improvement (None without `out_dir`)."""
         if resume and out_dir is None:
             raise InputError("resume needs the model directory of the interrupted run")
-        if out_dir is not None:  # before a minute of training: the files this run rewrites are plain files
+        if out_dir is not None:
             refuse_special_outputs(out_dir, (CONFIG_NAME, "train_log.jsonl", "training.png", LOCK_NAME))
             if log_path is not None and Path(log_path).parent.resolve() != Path(out_dir).resolve():
                 refuse_special_outputs(Path(log_path).parent, (Path(log_path).name,))
-        settings = {"model": self.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
-                    "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks)),
-                    "data": data_fingerprint(tracks, val_tracks, self.preprocessing)}  # --resume checks it
-        self.result_: TrainResult = fit_loop(self.net_, batches, val_batches, self._loss, train_config,
-                                            log_path=log_path, on_improve=on_improve, progress=progress,
-                                            description=f"fit {self.config.cell}",
-                                            state_dir=None if out_dir is None else trainer_state_dir(out_dir),
-                                            resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
+        return (lambda epoch: self.save(out_dir)) if out_dir is not None else None
+
+    def _finish_fit(self, val_batches, residual_tracks, tracks: list[Track], val_tracks: list[Track],
+                    calibrate: bool, out_dir: str | Path | None) -> None:
+        """After the loop: the offset spread and the temperature on the validation batches, then every
+        track seen before the test period becomes the model's (whatever the head: the fusion prior
+        counts them and `evaluate` fits the baselines on them, so baseline rows never depend on the
+        model kind), and rank 0 writes the model."""
         if self.config.target == "offset" and self.config.offset_loss == "mse":
-            self.norm_.offset_std = self._residual_std(val_tracks or tracks)
+            self.norm_.offset_std = self._residual_std(residual_tracks)
         self.calibration_ = NO_CALIBRATION
         if calibrate and val_batches:
             self._calibrate_on(val_batches)
-        # every track seen before the test period, whatever the head: the fusion prior counts them and
-        # `evaluate` fits the baselines on them, so baseline rows never depend on the model kind
         self.train_tracks_ = list(tracks) + [t for t in val_tracks if len(t) >= 2]
         if self.fusion:
             self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
         if out_dir is not None and current_world().main:  # under DDP rank 0 alone writes
             self.save(out_dir)
-        return self
 
     def fit_network(self, tracks: list[Track], val_tracks: list[Track], train: TrainConfig,
                     log_path: str | Path | None = None) -> TrainResult:

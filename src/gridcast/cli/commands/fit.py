@@ -98,6 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="train data-parallel in N processes on this machine (DistributedDataParallel over "
                             "gloo, as `torchrun --standalone --nproc-per-node N -m gridcast fit ...`); "
                             "--batch-size is per process")
+    train.add_argument("--stream", action="store_true",
+                       help="DATA is a dataset directory (`gridcast grid ... --out DIR/`): train reading one part at "
+                            "a time instead of loading it whole; validation tracks by a hash of the track id")
     add_memory_limit_arg(train)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_column_args(p)
@@ -170,22 +173,31 @@ def _train(args: argparse.Namespace, out: Path, world) -> int:
     from gridcast.nextcell.plots import plot_training_curves
     from gridcast.nextcell.training import TrainConfig, training_memory_bytes
 
-    ready = prepare_data(args.data, args, collapse=args.collapse)
-    tracks, grid, prep = ready.tracks, ready.grid, ready.preprocessing
+    if args.stream:
+        from gridcast.ingest.dataset import DatasetStream
+
+        stream = DatasetStream(args.data, collapse=args.collapse)  # a one-line error for anything else
+    else:
+        ready = prepare_data(args.data, args, collapse=args.collapse)
+        tracks, grid, prep = ready.tracks, ready.grid, ready.preprocessing
     config = default_config(cell=args.cell, target=args.target, hidden=args.hidden, layers=args.layers,
                             embed=args.embed, dropout=args.dropout, init_state=args.init_state,
                             max_move=args.max_move, offset_loss=args.offset_loss, end_of_route=args.end_of_route,
                             **({"head": args.head} if args.head is not None else {}))
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip,
                         patience=args.patience, seed=args.seed)
-    _check_memory(args, tracks, config, train, training_memory_bytes)
     log = out / "train_log.jsonl"
     started = time.perf_counter()
-    model = Forecaster(config, grid)
-    model = model.fit(tracks, val_fraction=args.val_fraction, train=train, log_path=log, out_dir=out,
-                      progress=not args.no_progress and not args.json and world.main, resume=args.resume,
-                      skip_nonfinite=args.skip_nonfinite, calibrate=not args.no_calibrate,
-                      preprocessing=prep)  # evaluate/predict prepare raw input the same way
+    common = dict(val_fraction=args.val_fraction, train=train, log_path=log, out_dir=out,
+                  progress=not args.no_progress and not args.json and world.main, resume=args.resume,
+                  skip_nonfinite=args.skip_nonfinite, calibrate=not args.no_calibrate)
+    if args.stream:
+        model = Forecaster(config, stream.grid).fit_stream(stream, **common)
+        tracks = model.train_tracks_  # training + validation tracks, as `tracks` is in memory
+    else:
+        _check_memory(args, tracks, config, train, training_memory_bytes)
+        model = Forecaster(config, grid)
+        model = model.fit(tracks, preprocessing=prep, **common)  # evaluate/predict prepare raw input the same way
     result = model.result_
     if not world.main:
         return 0
