@@ -190,3 +190,31 @@ def test_two_processes_with_half_batches_match_one_process_streamed(tmp_path):
     wa, wb = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if wa[k].is_floating_point())
     assert worst <= 1e-5, worst
+
+
+def test_memory_limit_is_checked_on_the_surveyed_cells_before_training(tmp_path, capsys):
+    ds = _dataset(tmp_path, n_tracks=10, length=12, buckets=2)
+    out = tmp_path / "m"
+    assert main(["fit", str(ds), "--stream", "--out", str(out), *SMALL, "--hidden", "1024", "--memory-limit", "1MiB"]) == 2
+    err = capsys.readouterr().err
+    assert "over --memory-limit" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "train_log.jsonl").exists()  # refused before the first epoch
+
+
+def test_readme_stream_example_runs_and_writes_loadable_models(tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    heading = "### Training streamed from a dataset directory: `fit --stream`"
+    section = readme[readme.index(heading) + len(heading):]
+    section = section[:re.search(r"^##+ ", section, flags=re.M).start()]
+    (block,) = re.findall(r"^```\n(.*?)^```", section, flags=re.M | re.S)
+    (tmp_path / "src").symlink_to(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRIDCAST_DDP_TIMEOUT_S": "60",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for out in re.findall(r"--out (bus-stream\S*)", block):
+        assert len(Forecaster.load(tmp_path / out).vocab_.cells) > 10
+    assert "by 2 processes" in done.stdout and "beats" in done.stdout  # evaluate printed its verdicts

@@ -395,7 +395,7 @@ class Forecaster:
     def fit_stream(self, dataset, *, val_fraction: float = 0.15, train: TrainConfig | None = None,
                    log_path: str | Path | None = None, out_dir: str | Path | None = None, progress: bool = False,
                    resume: bool = False, skip_nonfinite: bool = False, calibrate: bool = True,
-                   preprocessing: dict | None = None, **train_settings) -> "Forecaster":
+                   preprocessing: dict | None = None, before_training=None, **train_settings) -> "Forecaster":
         """As `fit`, on a dataset directory (``gridcast grid ... --out DIR/``, or a
         `gridcast.ingest.dataset.DatasetStream`) read one part at a time: the encoded training
         chunks of one part are all that is built at once; validation is a stable hash of each track
@@ -404,7 +404,8 @@ class Forecaster:
 
         return fit_stream(self, dataset, val_fraction=val_fraction, train=train, log_path=log_path,
                           out_dir=out_dir, progress=progress, resume=resume, skip_nonfinite=skip_nonfinite,
-                          calibrate=calibrate, preprocessing=preprocessing, **train_settings)
+                          calibrate=calibrate, preprocessing=preprocessing, before_training=before_training,
+                          **train_settings)
 
     def _start_fit(self, tracks: list[Track], train_config: TrainConfig) -> None:
         """What training needs from the training tracks before the first step: vocabulary,

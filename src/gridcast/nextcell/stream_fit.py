@@ -25,6 +25,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -137,8 +138,10 @@ def fit_stream(model: Forecaster, dataset: str | os.PathLike | DatasetStream, *,
                train: TrainConfig | None = None, log_path: str | Path | None = None,
                out_dir: str | Path | None = None, progress: bool = False, resume: bool = False,
                skip_nonfinite: bool = False, calibrate: bool = True, preprocessing: dict | None = None,
-               **train_settings) -> Forecaster:
-    """`Forecaster.fit` with the training data streamed from a dataset directory (see the module)."""
+               before_training: Callable[[list[Track]], None] | None = None, **train_settings) -> Forecaster:
+    """`Forecaster.fit` with the training data streamed from a dataset directory (see the module).
+    `before_training`: called with every track (compact cells, no times) after the survey pass and
+    before anything is allocated for training (`gridcast fit` checks `--memory-limit` there)."""
     if not 0.0 <= val_fraction < 1.0:
         raise InputError(f"validation fraction must be in [0, 1), got {val_fraction}")
     stream = dataset if isinstance(dataset, DatasetStream) else DatasetStream(dataset)
@@ -153,6 +156,8 @@ def fit_stream(model: Forecaster, dataset: str | os.PathLike | DatasetStream, *,
     if not tracks:
         raise InputError(f"{stream.path}: no training track of at least 2 cells"
                          + (f" ({len(val_tracks)} all drawn for validation: lower --val-fraction)" if val_tracks else ""))
+    if before_training is not None:
+        before_training(tracks + val_tracks)
     model.preprocessing = dict(preprocessing if preprocessing is not None else stream.preprocessing)
     model.config = resolve_auto(model.config, tracks + val_tracks)
     model._start_fit(tracks, train_config)

@@ -192,7 +192,9 @@ def _train(args: argparse.Namespace, out: Path, world) -> int:
                   progress=not args.no_progress and not args.json and world.main, resume=args.resume,
                   skip_nonfinite=args.skip_nonfinite, calibrate=not args.no_calibrate)
     if args.stream:
-        model = Forecaster(config, stream.grid).fit_stream(stream, **common)
+        model = Forecaster(config, stream.grid).fit_stream(  # --memory-limit checked on the surveyed cells
+            stream, before_training=lambda every: _check_memory(args, every, config, train, training_memory_bytes),
+            **common)
         tracks = model.train_tracks_  # training + validation tracks, as `tracks` is in memory
     else:
         _check_memory(args, tracks, config, train, training_memory_bytes)
