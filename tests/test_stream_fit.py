@@ -169,6 +169,10 @@ def test_stream_on_a_file_is_a_one_line_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "streaming needs a dataset directory" in err and str(data) in err and len(err.strip().splitlines()) == 1
         assert "Traceback" not in err
+    ds = _dataset(tmp_path, n_tracks=6, length=8, buckets=2)
+    assert main(["fit", str(ds), "--stream", "--cell-size", "2", "--out", str(tmp_path / "m"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "--cell-size 2 differs from its cell size 1.0" in err and len(err.strip().splitlines()) == 1
 
 
 def test_two_processes_with_half_batches_match_one_process_streamed(tmp_path):

@@ -176,7 +176,10 @@ def _train(args: argparse.Namespace, out: Path, world) -> int:
     if args.stream:
         from gridcast.ingest.dataset import DatasetStream
 
+        from gridcast.ingest.prepare import check_given_grid
+
         stream = DatasetStream(args.data, collapse=args.collapse)  # a one-line error for anything else
+        check_given_grid(args.data, stream.grid, args.cell_size, args.step)  # as for a gridded file in memory
     else:
         ready = prepare_data(args.data, args, collapse=args.collapse)
         tracks, grid, prep = ready.tracks, ready.grid, ready.preprocessing
