@@ -38,7 +38,8 @@ m.fit(ftrain, val_tracks=fval, seed=seed)
 ranks, nll = model_ranks(m, test)
 flat = np.concatenate(ranks)
 out = {"name": name, "mode": mode, "seed": seed, "settings": settings, "T": m.temperature,
-       "acc@1": float(metric_values(flat, "acc@1").mean()), "mrr": float(metric_values(flat, "mrr").mean()),
+       "acc@1": float(metric_values(flat, "acc@1").mean()),
+       "acc@5": float(metric_values(flat, "acc@5").mean()), "mrr": float(metric_values(flat, "mrr").mean()),
        "nll": float(np.nanmean(np.concatenate(nll)[np.isfinite(np.concatenate(nll))])),
        "ece": calibration_error(m, test)}
 ade, fde = point_route_errors(m, test, 0.5, 10)
