@@ -59,8 +59,9 @@ def worker(data: str, seed: int, mode: str, batch_size: int) -> None:
 
 
 def run(processes: int, seed: int, args: argparse.Namespace) -> dict:
+    batch = args.batch_size if processes == 1 or args.ddp_batch_size is None else args.ddp_batch_size
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    script = [str(Path(__file__).resolve()), WORKER, args.data, str(seed), args.mode, str(args.batch_size)]
+    script = [str(Path(__file__).resolve()), WORKER, args.data, str(seed), args.mode, str(batch)]
     if processes == 1:
         cmd = [sys.executable, *script]
     else:
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("collapsed", "fixed"), default="fixed")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--batch-size", type=int, default=32, help="per process (fit's default)")
+    p.add_argument("--ddp-batch-size", type=int, default=None,
+                   help="per process in the 2-process runs (default: --batch-size; half of it: the same global batch)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     p.add_argument("--log", default=None, help="append every finished run here (JSON lines)")
     p.add_argument("--json", action="store_true")
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                           "runs": results}, indent=2))
         return 0
     print(f"GeoLife --mode {args.mode}, fit defaults, seeds {args.seeds}: 1 process x 1 thread vs 2 processes x "
-          f"1 thread (batch {args.batch_size} per process); load {load[0]} -> {load[1]}")
+          f"1 thread (batch per process {args.batch_size} / {args.ddp_batch_size or args.batch_size}); load {load[0]} -> {load[1]}")
     print(f"{'metric':7} {'1 proc min':>10} {'mean':>8} {'max':>8}   {'DDP min':>8} {'mean':>8} {'max':>8}   within")
     for r in rows:
         print(f"{r['metric']:7} {r['single_min']:>10.4f} {r['single_mean']:>8.4f} {r['single_max']:>8.4f}   "
