@@ -58,12 +58,16 @@ def test_shared_start_beam_holds_both_routes_with_their_share(model_dir, capsys)
         assert abs(p - 0.5) <= 0.02  # each route is half of the training trips (seeds 0-2: within 0.002)
 
 
-def test_at_fit_defaults_the_shared_start_splits_within_0_10_of_half(tmp_path, capsys):
+@pytest.mark.parametrize("repeats", [10, 20])
+def test_at_fit_defaults_the_shared_start_splits_within_0_10_of_half(tmp_path, capsys, repeats):
     """The README case with `gridcast fit`'s defaults (only the column flags and cell size given),
-    calibration included: each route within 0.10 of its training share (seeds 0, 1, 2 gave
-    0.573 / 0.591 / 0.585 for Home->A). Not met with 20 trips each way (0.64-0.79): see the README."""
+    calibration included: each route within 0.10 of its training share. Home->A at seeds 0, 1, 2:
+    10 trips each way 0.572 / 0.438 / 0.575, 20 trips 0.494 / 0.546 / 0.434 (40 trips: 0.535 /
+    0.534 / 0.514). With 20 trips it was 0.73 / 0.79 / 0.66 while a short training batch (the
+    longest tracks, left over by length bucketing: all Home->A) took a full optimizer step;
+    tests/test_step_share.py checks that step directly."""
     data = tmp_path / "routes.csv"
-    _write_routes(data)
+    _write_routes(data, repeats)
     out = tmp_path / "model"
     assert main(["fit", str(data), "--x-col", "x", "--y-col", "y", "--cell-size", "1", "--out", str(out),
                  "--no-progress"]) == 0

@@ -93,6 +93,7 @@ class Batch:
     lengths: Tensor
     weight: float
     context: dict | None = None  # fusion head: window ids, sparse Markov prior, evidence (see `_context`)
+    share: float = 1.0  # training: chunks in this step / a full step's; scales its gradient (`_step_share`)
 
 
 NO_END_LOGIT = -1e4  # the end logit of models that never end a route: exp() of it is exactly 0
@@ -330,8 +331,8 @@ class Forecaster:
             targets = batch.targets.flatten().masked_fill(~batch.mask.flatten(), END)  # padding: any finite slot
             losses = F.cross_entropy(logits, targets, reduction="none").view_as(batch.mask)
             mask = batch.mask.to(losses.dtype)
-            return (losses * mask).sum() / mask.sum().clamp(min=1.0)
-        return sequence_loss(self.config, outputs, batch.targets, batch.mask)
+            return _step_share((losses * mask).sum() / mask.sum().clamp(min=1.0), batch.share)
+        return _step_share(sequence_loss(self.config, outputs, batch.targets, batch.mask), batch.share)
 
     # ----------------------------------------------------------------------------------- fit
     def fit(self, tracks: list[Track] | Prepared, val_tracks: list[Track] | None = None, *, val_fraction: float = 0.15,
@@ -512,11 +513,14 @@ class Forecaster:
             if bucket:
                 order = _bucketed(order, lengths, step, rng)
             for start in range(0, len(order), step):
+                # < 1: a batch shorter than the others (see `_step_share`); fewer chunks than one
+                # batch holds are a full batch, so a small data set trains exactly as before
+                full = len(order[start:start + step]) / min(step, len(order))
                 share = rank_share(order[start:start + step], world)
                 if len(share) == 0:  # a short last batch: this rank still steps with the others, adding nothing
-                    yield replace(self._batch([encoded[order[start]]]), weight=0.0)
+                    yield replace(self._batch([encoded[order[start]]]), weight=0.0, share=full)
                 else:
-                    yield self._batch([encoded[i] for i in share])
+                    yield replace(self._batch([encoded[i] for i in share]), share=full)
 
         return batches
 
@@ -872,6 +876,17 @@ def _unpack_tracks(tensors: dict[str, Tensor]) -> list[Track]:
         return []
     cells, offsets = cells.numpy(), offsets.numpy()
     return [Track(f"train-{i}", cells[a:b]) for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
+
+
+def _step_share(loss: Tensor, share: float) -> Tensor:
+    """`loss` with its gradient scaled by `share` (its value unchanged, so logs show the real loss).
+
+    Why: a batch's loss is a mean, so a short batch (the chunks left over after the full ones)
+    would move the weights as far as a full one, i.e. each of its chunks `1 / share` times as far.
+    With length bucketing the leftovers are always the longest tracks: on two repeated routes that
+    differ by one cell, the longer one got an extra full step every epoch and took p = 0.73 of a
+    50/50 start (`tests/test_repeated_routes.py`). Scaled, every chunk weighs the same."""
+    return loss if share >= 1.0 else loss * share + loss.detach() * (1.0 - share)
 
 
 def _bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
