@@ -175,7 +175,6 @@ def _train(args: argparse.Namespace, out: Path, world) -> int:
 
     if args.stream:
         from gridcast.ingest.dataset import DatasetStream
-
         from gridcast.ingest.prepare import check_given_grid
 
         stream = DatasetStream(args.data, collapse=args.collapse)  # a one-line error for anything else
