@@ -477,12 +477,12 @@ CASES: list[Case] = [
     Case("rt_evaluate_csv_2gb_sparse", "data", ["evaluate", "model", "{case}/v.csv"], 2, "v.csv",
          build=lambda d, b: (copy_model(b, d), _sparse("v.csv", 2 << 30)(d, b))),
     # ---------------------------------------------------------------- numeric flags at their edges
-    _flag("rt_cell_size_1e-300", ["--cell-size", "1e-300", "--step", "30"], "cell size"),
+    _flag("rt_cell_size_1e-300", ["--cell-size", "1e-300", "--step", "30"], "--cell-size must be a finite number in [1e-09, 1e+09]"),
     _flag("rt_step_1e-9", ["--cell-size", "100", "--step", "1e-9"], "--step"),
     _flag("rt_flag_max_gap_negative", [*GRID, "--max-gap", "-1"], "--max-gap"),
     _flag("rt_min_points_1e9", [*GRID, "--min-points", "1000000000"], "no usable tracks"),
-    _flag("rt_cell_size_nan", ["--cell-size", "nan", "--step", "30"], "cell size"),
+    _flag("rt_cell_size_nan", ["--cell-size", "nan", "--step", "30"], "--cell-size must be a finite number in [1e-09, 1e+09]"),
     _flag("rt_step_inf", ["--cell-size", "100", "--step", "inf"], "--step"),
-    _flag("rt_cell_size_1e300", ["--cell-size", "1e300", "--step", "30"], "cell size"),
-    _flag("rt_step_1e300", ["--cell-size", "100", "--step", "1e300"], "step"),
+    _flag("rt_cell_size_1e300", ["--cell-size", "1e300", "--step", "30"], "--cell-size must be a finite number in [1e-09, 1e+09]"),
+    _flag("rt_step_1e300", ["--cell-size", "100", "--step", "1e300"], "--step: expected a positive number of seconds (at most 1e+09)"),
 ]

@@ -9,7 +9,6 @@ from pathlib import Path
 from corpus import GPS_FLAGS, Base, Case, Outcome, copy_model
 
 FIT = ["fit", "{gridded}", "--out", "m", "--no-progress"]
-GRID = ["grid", "{csv}", "--out", "{case}/out.parquet", *GPS_FLAGS, "--cell-size", "100", "--step", "30"]
 
 
 def _flag(name: str, flags: list[str], needle: str, command: list[str] = FIT) -> Case:
@@ -68,10 +67,6 @@ CASES: list[Case] = [
     _flag("fit_max_move_1e5", ["--max-move", "100000"], "--max-move must be an integer in [1, 50]"),
     _flag("fit_cell_size_zero", ["--cell-size", "0"], "--cell-size must be a finite number in [1e-09, 1e+09]"),
     _flag("fit_step_1e300", ["--step", "1e300"], "--step must be a finite number in (0, 1e+09]"),
-    _flag("grid_cell_size_nan", ["--cell-size", "nan"], "--cell-size must be a finite number in [1e-09, 1e+09]", GRID),
-    _flag("grid_cell_size_1e-300", ["--cell-size", "1e-300"], "--cell-size must be a finite number in [1e-09", GRID),
-    _flag("grid_cell_size_1e300", ["--cell-size", "1e300"], "--cell-size must be a finite number in [1e-09", GRID),
-    _flag("grid_step_1e300", ["--step", "1e300"], "argument --step: expected a positive number of seconds", GRID),
     _flag("fit_memory_limit_garbage", ["--memory-limit", "lots"], "--memory-limit: must be a size"),
     Case("fit_out_existing_file", "flags", ["fit", "{gridded}", "--out", "model.txt"], 2,
          "is a file, not a model directory", build=_file, check=_file_intact),
