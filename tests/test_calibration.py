@@ -106,7 +106,7 @@ def test_an_overconfident_network_gets_a_temperature_above_one(known):
             model.net_.head.weight.mul_(3.0)
             model.net_.head.bias.mul_(3.0)
         model.calibration_ = NO_CALIBRATION
-        assert model.predict_next(ROUTE_A[:1], k=1)[0].p > 0.9  # overconfident
+        assert model.predict_next(ROUTE_A[:1], k=1)[0].p > 0.85  # overconfident (0.7 with logits x3: 0.93)
         hot = model.calibrate(held_out).temperature
         assert hot > 1.0 and hot / plain == pytest.approx(3.0, rel=0.05)
         assert model.predict_next(ROUTE_A[:1], k=1)[0].p == pytest.approx(before, abs=0.02)
