@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from worker_launch import run_worker
 
 WORKER = "--worker"
 
@@ -59,18 +60,7 @@ def worker(data: str, epochs: int, batch_size: int, mode: str = "collapsed") -> 
 def measure(processes: int, threads: int, batch_size: int, args: argparse.Namespace) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     script = [str(Path(__file__).resolve()), WORKER, args.data, str(args.epochs), str(batch_size), args.mode]
-    if processes == 1 and not args.torchrun_single:
-        cmd = [sys.executable, *script]
-    else:
-        from gridcast.nextcell.distributed import free_port
-
-        torchrun = str(Path(sys.executable).with_name("torchrun"))
-        cmd = [torchrun, "--nnodes", "1", "--nproc-per-node", str(processes), "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--max-restarts", "0", *script]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(script, processes, env, args.timeout, torchrun=args.torchrun_single)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from worker_launch import run_worker
 
 WORKER = "--worker"
 METRICS = ("acc@1", "acc@5", "mrr", "ade", "fde")
@@ -62,18 +63,7 @@ def run(processes: int, seed: int, args: argparse.Namespace) -> dict:
     batch = args.batch_size if processes == 1 or args.ddp_batch_size is None else args.ddp_batch_size
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     script = [str(Path(__file__).resolve()), WORKER, args.data, str(seed), args.mode, str(batch)]
-    if processes == 1:
-        cmd = [sys.executable, *script]
-    else:
-        from gridcast.nextcell.distributed import free_port
-
-        torchrun = str(Path(sys.executable).with_name("torchrun"))
-        cmd = [torchrun, "--nnodes", "1", "--nproc-per-node", str(processes), "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--max-restarts", "0", *script]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(script, processes, env, args.timeout)
 
 
 def spread_table(single: list[dict], ddp: list[dict]) -> list[dict]:

@@ -30,3 +30,20 @@ def write_random_walks(path: Path, n_tracks: int, length: int, seed: int = 0) ->
             lines.append(f"t{i},{t},{pos[0]},{pos[1]}")
             pos = pos + rng.choice([[1, 0], [0, 1], [1, 1], [0, 0]])
     path.write_text("\n".join(lines) + "\n")
+
+
+def model_weights(directory: Path) -> dict:
+    """The tensors of a saved model directory, read through the file its config names."""
+    import json
+
+    from safetensors.torch import load_file
+
+    config = json.loads((directory / "config.json").read_text())
+    return load_file(directory / config["weights"])
+
+
+def train_log(directory: Path) -> list[dict]:
+    """A model directory's train_log.jsonl, one dict per epoch."""
+    import json
+
+    return [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines()]

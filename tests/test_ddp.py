@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
+from conftest import model_weights, train_log
 from gridcast.nextcell.distributed import World, epoch_seed, free_port, rank_share
 from gridcast.nextcell.forecaster import Forecaster
 
@@ -57,15 +57,6 @@ def _run(cmd: list, timeout: float = 55) -> subprocess.CompletedProcess:
     return done
 
 
-def _weights(directory: Path) -> dict:
-    config = json.loads((directory / "config.json").read_text())
-    return load_file(directory / config["weights"])
-
-
-def _log(directory: Path) -> list[dict]:
-    return [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines()]
-
-
 def test_rank_shares_cover_a_global_batch_once_in_order():
     batch = np.arange(7)
     shares = [rank_share(batch, World(r, 3)) for r in range(3)]
@@ -81,11 +72,11 @@ def test_world_size_1_under_torchrun_equals_plain_fit_bit_for_bit(tmp_path):
     plain = json.loads(_run(_plain(data, tmp_path / "plain", *settings)).stdout)
     ddp = json.loads(_run(_torchrun(1, data, tmp_path / "ddp", *settings)).stdout)
     assert ddp["processes"] == 1 and plain["best_val_loss"] == ddp["best_val_loss"]
-    a, b = _weights(tmp_path / "plain"), _weights(tmp_path / "ddp")
+    a, b = model_weights(tmp_path / "plain"), model_weights(tmp_path / "ddp")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert [e["train_loss"] for e in _log(tmp_path / "plain")] == [e["train_loss"] for e in _log(tmp_path / "ddp")]
+    assert [e["train_loss"] for e in train_log(tmp_path / "plain")] == [e["train_loss"] for e in train_log(tmp_path / "ddp")]
 
 
 def test_two_ranks_with_half_batches_match_one_rank_with_the_whole_batch(tmp_path):
@@ -94,10 +85,10 @@ def test_two_ranks_with_half_batches_match_one_rank_with_the_whole_batch(tmp_pat
     one = json.loads(_run(_plain(data, tmp_path / "one", "--batch-size", "6", *common)).stdout)
     two = json.loads(_run(_torchrun(2, data, tmp_path / "two", "--batch-size", "3", *common)).stdout)
     assert two["processes"] == 2 and one["tracks"] == two["tracks"]
-    for a, b in zip(_log(tmp_path / "one"), _log(tmp_path / "two"), strict=True):
+    for a, b in zip(train_log(tmp_path / "one"), train_log(tmp_path / "two"), strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5, abs=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5, abs=1e-5)
-    wa, wb = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    wa, wb = model_weights(tmp_path / "one"), model_weights(tmp_path / "two")
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if wa[k].is_floating_point())
     assert worst <= 1e-5, worst
     other = json.loads(_run(_plain(data, tmp_path / "other", "--batch-size", "3", *common)).stdout)
@@ -186,10 +177,10 @@ def test_killing_a_rank_stops_the_job_with_a_message_and_resume_continues(tmp_pa
     assert proc.returncode == 1, err[-2000:]
     assert "worker rank 1 of 2 was killed by SIGKILL" in err and "--resume" in err
     assert "Traceback" not in err.split("gridcast fit: error:")[-1]
-    done = len(_log(out))
+    done = len(train_log(out))
     assert 2 <= done < 8
     _run(cmd + ["--resume"])
-    epochs = [e["epoch"] for e in _log(out)]
+    epochs = [e["epoch"] for e in train_log(out)]
     assert epochs == list(range(1, 9))
     model = Forecaster.load(out)
     assert len(model.predict_next(model.train_tracks_[0].cells[:3], k=2)) == 2

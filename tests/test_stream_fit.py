@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import write_random_walks
+from conftest import model_weights, train_log, write_random_walks
 from gridcast.cli.app import main
 from gridcast.ingest import ColumnMap, grid_to_dataset
 from gridcast.ingest.dataset import DatasetStream
@@ -40,15 +39,6 @@ def _dataset(tmp_path: Path, n_tracks: int = 40, length: int = 20, buckets: int 
     write_random_walks(csv, n_tracks, length, seed)
     grid_to_dataset(csv, tmp_path / name, columns=WALK, cell_size=1, step=1, buckets=buckets)
     return tmp_path / name
-
-
-def _weights(directory: Path) -> dict:
-    config = json.loads((directory / "config.json").read_text())
-    return load_file(directory / config["weights"])
-
-
-def _log(directory: Path) -> list[dict]:
-    return [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines()]
 
 
 def test_validation_split_is_a_stable_hash_of_the_track_id():
@@ -150,11 +140,11 @@ def test_cli_grid_fit_stream_evaluate_end_to_end_and_resume(tmp_path, capsys, mo
 
     monkeypatch.setattr(Forecaster, "_loss", crash)
     assert main([*args, "--out", str(stopped)]) != 0  # the CLI reports the interruption
-    assert len(_log(stopped)) == 2
+    assert len(train_log(stopped)) == 2
     monkeypatch.setattr(Forecaster, "_loss", real_loss)
     capsys.readouterr()
     assert main([*args, "--out", str(stopped), "--resume"]) == 0
-    a, b = _weights(full), _weights(stopped)
+    a, b = model_weights(full), model_weights(stopped)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -188,10 +178,10 @@ def test_two_processes_with_half_batches_match_one_process_streamed(tmp_path):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
         assert done.returncode == 0, done.stderr[-3000:]
         assert json.loads(done.stdout)["processes"] == (2 if name == "two" else 1)
-    for a, b in zip(_log(tmp_path / "one"), _log(tmp_path / "two"), strict=True):
+    for a, b in zip(train_log(tmp_path / "one"), train_log(tmp_path / "two"), strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5, abs=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5, abs=1e-5)
-    wa, wb = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    wa, wb = model_weights(tmp_path / "one"), model_weights(tmp_path / "two")
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if wa[k].is_floating_point())
     assert worst <= 1e-5, worst
 
