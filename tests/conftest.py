@@ -47,3 +47,14 @@ def train_log(directory: Path) -> list[dict]:
     import json
 
     return [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines()]
+
+
+def assert_same_training(one: Path, two: Path, tol: float = 1e-5) -> None:
+    """Two model directories trained alike: every epoch's train and validation loss, and every
+    floating-point weight, within `tol` (how a DDP run is checked against one process)."""
+    for a, b in zip(train_log(one), train_log(two), strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=tol, abs=tol)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=tol, abs=tol)
+    wa, wb = model_weights(one), model_weights(two)
+    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if wa[k].is_floating_point())
+    assert worst <= tol, worst

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import model_weights, train_log
+from conftest import assert_same_training, model_weights, train_log
 from gridcast.nextcell.distributed import World, epoch_seed, free_port, rank_share
 from gridcast.nextcell.forecaster import Forecaster
 
@@ -85,12 +85,7 @@ def test_two_ranks_with_half_batches_match_one_rank_with_the_whole_batch(tmp_pat
     one = json.loads(_run(_plain(data, tmp_path / "one", "--batch-size", "6", *common)).stdout)
     two = json.loads(_run(_torchrun(2, data, tmp_path / "two", "--batch-size", "3", *common)).stdout)
     assert two["processes"] == 2 and one["tracks"] == two["tracks"]
-    for a, b in zip(train_log(tmp_path / "one"), train_log(tmp_path / "two"), strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5, abs=1e-5)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5, abs=1e-5)
-    wa, wb = model_weights(tmp_path / "one"), model_weights(tmp_path / "two")
-    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if wa[k].is_floating_point())
-    assert worst <= 1e-5, worst
+    assert_same_training(tmp_path / "one", tmp_path / "two")
     other = json.loads(_run(_plain(data, tmp_path / "other", "--batch-size", "3", *common)).stdout)
     assert other["best_val_loss"] != pytest.approx(one["best_val_loss"], rel=1e-5)  # the comparison can fail
 

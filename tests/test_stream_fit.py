@@ -16,10 +16,9 @@ import weakref
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
-from conftest import model_weights, train_log, write_random_walks
+from conftest import assert_same_training, model_weights, train_log, write_random_walks
 from gridcast.cli.app import main
 from gridcast.ingest import ColumnMap, grid_to_dataset
 from gridcast.ingest.dataset import DatasetStream
@@ -178,12 +177,7 @@ def test_two_processes_with_half_batches_match_one_process_streamed(tmp_path):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
         assert done.returncode == 0, done.stderr[-3000:]
         assert json.loads(done.stdout)["processes"] == (2 if name == "two" else 1)
-    for a, b in zip(train_log(tmp_path / "one"), train_log(tmp_path / "two"), strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5, abs=1e-5)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5, abs=1e-5)
-    wa, wb = model_weights(tmp_path / "one"), model_weights(tmp_path / "two")
-    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if wa[k].is_floating_point())
-    assert worst <= 1e-5, worst
+    assert_same_training(tmp_path / "one", tmp_path / "two")
 
 
 def test_memory_limit_is_checked_on_the_surveyed_cells_before_training(tmp_path, capsys):
