@@ -356,11 +356,7 @@ class Forecaster:
         state after every epoch (in ``out_dir/resume``): nothing is lost on a crash, and
         ``resume=True`` (same data, same settings) continues to the very weights an uninterrupted run
         reaches."""
-        train_config = train or TrainConfig()
-        for key, value in train_settings.items():
-            if not hasattr(train_config, key):
-                raise InputError(f"unknown training setting {key!r}")
-            setattr(train_config, key, value)
+        train_config = training_config(train, train_settings)
         if isinstance(tracks, Prepared):
             if self.grid is None:
                 self.grid = tracks.grid
@@ -381,15 +377,8 @@ class Forecaster:
         val_batches = [self._batch(chunk) for chunk in _batched(self._chunks(val_tracks, train_config.max_len), 64)]
         # fusion: similar lengths together (real trips range from 2 to 100+ cells)
         batches = self._shuffled_batches(train_encoded, train_config.batch_size, bucket=self.fusion)
-        on_improve = self._check_outputs(out_dir, log_path, resume)
-        settings = {"model": self.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
-                    "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks)),
-                    "data": data_fingerprint(tracks, val_tracks, self.preprocessing)}  # --resume checks it
-        self.result_: TrainResult = fit_loop(self.net_, batches, val_batches, self._loss, train_config,
-                                            log_path=log_path, on_improve=on_improve, progress=progress,
-                                            description=f"fit {self.config.cell}",
-                                            state_dir=None if out_dir is None else trainer_state_dir(out_dir),
-                                            resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
+        self._run_loop(batches, val_batches, tracks, val_tracks, train_config, log_path=log_path, out_dir=out_dir,
+                       progress=progress, resume=resume, skip_nonfinite=skip_nonfinite)
         self._finish_fit(val_batches, val_tracks or tracks, tracks, val_tracks, calibrate, out_dir)
         return self
 
@@ -433,6 +422,21 @@ class Forecaster:
             if log_path is not None and Path(log_path).parent.resolve() != Path(out_dir).resolve():
                 refuse_special_outputs(Path(log_path).parent, (Path(log_path).name,))
         return (lambda epoch: self.save(out_dir)) if out_dir is not None else None
+
+    def _run_loop(self, batches, val_batches, tracks: list[Track], val_tracks: list[Track], train_config: TrainConfig,
+                  *, log_path, out_dir, progress: bool, resume: bool, skip_nonfinite: bool, description: str = "",
+                  extra_settings: dict | None = None) -> None:
+        """The training loop (`gridcast.nextcell.training.fit`) over `batches`, with the checkpoint
+        callback and the settings a `--resume` must match (the data's fingerprint among them)."""
+        on_improve = self._check_outputs(out_dir, log_path, resume)
+        settings = {"model": self.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
+                    "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks)),
+                    "data": data_fingerprint(tracks, val_tracks, self.preprocessing), **(extra_settings or {})}
+        self.result_: TrainResult = fit_loop(self.net_, batches, val_batches, self._loss, train_config,
+                                            log_path=log_path, on_improve=on_improve, progress=progress,
+                                            description=f"fit {self.config.cell}{description}",
+                                            state_dir=None if out_dir is None else trainer_state_dir(out_dir),
+                                            resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
 
     def _finish_fit(self, val_batches, residual_tracks, tracks: list[Track], val_tracks: list[Track],
                     calibrate: bool, out_dir: str | Path | None) -> None:
@@ -513,12 +517,13 @@ class Forecaster:
             if bucket:
                 order = _bucketed(order, lengths, step, rng)
             for start in range(0, len(order), step):
+                chosen = order[start:start + step]
                 # < 1: a batch shorter than the others (see `_step_share`); fewer chunks than one
                 # batch holds are a full batch, so a small data set trains exactly as before
-                full = len(order[start:start + step]) / min(step, len(order))
-                share = rank_share(order[start:start + step], world)
+                full = len(chosen) / min(step, len(order))
+                share = rank_share(chosen, world)
                 if len(share) == 0:  # a short last batch: this rank still steps with the others, adding nothing
-                    yield replace(self._batch([encoded[order[start]]]), weight=0.0, share=full)
+                    yield replace(self._batch([encoded[chosen[0]]]), weight=0.0, share=full)
                 else:
                     yield replace(self._batch([encoded[i] for i in share]), share=full)
 
@@ -876,6 +881,17 @@ def _unpack_tracks(tensors: dict[str, Tensor]) -> list[Track]:
         return []
     cells, offsets = cells.numpy(), offsets.numpy()
     return [Track(f"train-{i}", cells[a:b]) for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
+
+
+def training_config(train: TrainConfig | None, settings: dict) -> TrainConfig:
+    """`train` (default: `TrainConfig()`) with the keyword `settings` of a fit call set on it; an
+    unknown name is an `InputError`."""
+    config = train or TrainConfig()
+    for key, value in settings.items():
+        if not hasattr(config, key):
+            raise InputError(f"unknown training setting {key!r}")
+        setattr(config, key, value)
+    return config
 
 
 def _step_share(loss: Tensor, share: float) -> Tensor:

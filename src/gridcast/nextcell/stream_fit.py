@@ -31,9 +31,8 @@ import numpy as np
 
 from gridcast.errors import InputError
 from gridcast.ingest.dataset import DatasetStream
-from gridcast.nextcell.forecaster import Forecaster, _batched, resolve_auto
-from gridcast.nextcell.training import TrainConfig, TrainResult, data_fingerprint
-from gridcast.nextcell.training import fit as fit_loop
+from gridcast.nextcell.forecaster import Forecaster, _batched, resolve_auto, training_config
+from gridcast.nextcell.training import TrainConfig
 from gridcast.tracks import Track
 
 __all__ = ["PartBatches", "Split", "fit_stream", "is_validation", "track_hash"]
@@ -145,11 +144,7 @@ def fit_stream(model: Forecaster, dataset: str | os.PathLike | DatasetStream, *,
     if not 0.0 <= val_fraction < 1.0:
         raise InputError(f"validation fraction must be in [0, 1), got {val_fraction}")
     stream = dataset if isinstance(dataset, DatasetStream) else DatasetStream(dataset)
-    train_config = train or TrainConfig()
-    for key, value in train_settings.items():
-        if not hasattr(train_config, key):
-            raise InputError(f"unknown training setting {key!r}")
-        setattr(train_config, key, value)
+    train_config = training_config(train, train_settings)
     if model.grid is None:
         model.grid = stream.grid
     tracks, val_tracks, split = _survey(stream, Split(val_fraction, train_config.seed))
@@ -175,18 +170,10 @@ def fit_stream(model: Forecaster, dataset: str | os.PathLike | DatasetStream, *,
                 yield from model._shuffled_batches(encoded, train_config.batch_size, bucket=model.fusion)(rng)
             del encoded  # before the next part is read: one part's chunks at a time
 
-    on_improve = model._check_outputs(out_dir, log_path, resume)
-    settings = {"model": model.config.to_dict(), "train": train_config.to_dict(), "tracks": len(tracks),
-                "val_tracks": len(val_tracks), "steps": int(sum(len(t) for t in tracks)),
-                "data": data_fingerprint(tracks, val_tracks, model.preprocessing),
-                "stream": {"parts": len(stream), "split": "crc32(seed:id)", "forced": sorted(split.forced)}}
-    from gridcast.nextcell.checkpoint import trainer_state_dir
-
-    model.result_: TrainResult = fit_loop(model.net_, batches, val_batches, model._loss, train_config,
-                                          log_path=log_path, on_improve=on_improve, progress=progress,
-                                          description=f"fit {model.config.cell} (streamed)",
-                                          state_dir=None if out_dir is None else trainer_state_dir(out_dir),
-                                          resume=resume, skip_nonfinite=skip_nonfinite, settings=settings)
+    model._run_loop(batches, val_batches, tracks, val_tracks, train_config, log_path=log_path, out_dir=out_dir,
+                    progress=progress, resume=resume, skip_nonfinite=skip_nonfinite, description=" (streamed)",
+                    extra_settings={"stream": {"parts": len(stream), "split": "crc32(seed:id)",
+                                               "forced": sorted(split.forced)}})
     residual = val_batches.tracks() if val_tracks else (t for i in range(len(stream)) for t in stream.part(i))
     model._finish_fit(val_batches, residual, tracks, val_tracks, calibrate, out_dir)
     return model
