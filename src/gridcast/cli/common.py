@@ -211,8 +211,8 @@ def add_commute_args(p: argparse.ArgumentParser, columns: dict[str, str] | None,
     p.add_argument("--min-tracks", type=int, help="override: trips that must visit a cell for it to get an id")
     p.add_argument("--max-move", type=int, help="override: the fusion head's move window is (2R+1)^2 cells")
     p.add_argument("--fit-defaults", action="store_true",
-                   help="train every model exactly at `gridcast fit`'s defaults instead of the benchmark's settings "
-                        "(hidden 64, dropout 0.2, min_tracks 2, lr 5e-3, batch 16, 60 epochs, patience 8)")
+                   help="train every model exactly at `gridcast fit`'s defaults instead of the benchmark's own "
+                        "settings (gridcast.bench.commute.ModelSpec)")
     p.add_argument("--quick", action="store_true", help="protocol check: full data and baselines, one tiny LSTM")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--out", help="also write the JSON result to this file")
@@ -242,6 +242,9 @@ def parse_list(text: str, what: str, cast=str) -> tuple:
     return items
 
 
+SPEC_OVERRIDES = ("epochs", "hidden", "head", "min_tracks", "max_move")  # benchmark flags that set a ModelSpec field
+
+
 def run_commute_bench(args: argparse.Namespace, data) -> int:
     """Run `gridcast.bench.commute.run_benchmark` on loaded data with the flags in `args`; print it."""
     import torch
@@ -256,13 +259,13 @@ def run_commute_bench(args: argparse.Namespace, data) -> int:
         kinds, seeds = kinds[:1], seeds[:1]
         for key, value in COMMUTE_QUICK.items():
             setattr(spec, key, value)
-    for key in ("epochs", "hidden", "head", "min_tracks", "max_move"):
+    for key in SPEC_OVERRIDES:
         if getattr(args, key) is not None:
             setattr(spec, key, getattr(args, key))
     spec.time_features = bool(args.time_features) and not args.no_time_features
     if args.fit_defaults:
-        overrides = [f"--{k.replace('_', '-')}" for k in ("epochs", "hidden", "head", "min_tracks", "max_move")
-                     if getattr(args, k) is not None] + (["--time-features"] if args.time_features else [])
+        overrides = [f"--{k.replace('_', '-')}" for k in SPEC_OVERRIDES if getattr(args, k) is not None]
+        overrides += ["--time-features"] if args.time_features else []
         if overrides or args.quick:
             raise InputError(f"--fit-defaults trains at fit's defaults: drop {', '.join(overrides or ['--quick'])}")
         spec.fit_defaults = True
