@@ -19,3 +19,16 @@ def load(name: str, mode: str):
         return load_uci(f"{DATA}/uci_gps_trajectories", mode=mode)
     from gridcast.datasets.liverpool import load_liverpool_commute
     return load_liverpool_commute(mode)
+
+
+def fit_lstm(data, seed: int, **settings):
+    """One LSTM at `gridcast fit`'s defaults (model `settings` override them) on the benchmark's
+    early-stopping split, as `gridcast bench` fits its models."""
+    import torch
+
+    from gridcast.bench.commute import early_stopping_split
+    from gridcast.nextcell.forecaster import Forecaster
+
+    train, val = early_stopping_split(data)
+    torch.manual_seed(seed)
+    return Forecaster(grid=data.grid, cell="lstm", **settings).fit(train, val_tracks=val, seed=seed)

@@ -10,18 +10,15 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 from gridcast.bench.commute import point_route_errors
 from gridcast.nextcell.baselines import default_baselines
 from gridcast.nextcell.calibration import calibration_error
 from gridcast.nextcell.evaluation import metric_values, model_ranks, route_errors
-from gridcast.nextcell.forecaster import Forecaster
 from gridcast.nextcell.sampling import POINT_TOP_P, sample_routes
-from gridcast.tracks import split_by_track
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_data import load  # noqa: E402
+from bench_data import fit_lstm, load  # noqa: E402
 
 name, mode, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 settings = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
@@ -29,12 +26,7 @@ t0 = time.time()
 data = load(name, mode)
 test = [t for t in data.test if len(t) >= 2]
 metres = data.grid.cell_size
-ftrain, fval = data.train, data.val
-if not fval:
-    ftrain, fval = split_by_track(data.train, 0.15, seed=0)
-torch.manual_seed(seed)
-m = Forecaster(grid=data.grid, cell="lstm", **settings)
-m.fit(ftrain, val_tracks=fval, seed=seed)
+m = fit_lstm(data, seed, **settings)
 ranks, nll = model_ranks(m, test)
 flat = np.concatenate(ranks)
 out = {"name": name, "mode": mode, "seed": seed, "settings": settings, "T": m.temperature,

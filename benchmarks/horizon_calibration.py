@@ -12,8 +12,8 @@ import sys
 import time
 
 import numpy as np
-import torch
 
+from gridcast.bench.commute import early_stopping_split
 from gridcast.metrics import ece
 from gridcast.nextcell.baselines import default_baselines
 from gridcast.nextcell.calibration import top1_along
@@ -25,12 +25,10 @@ from gridcast.nextcell.evaluation import (
     horizon_cases,
     horizon_stride,
 )
-from gridcast.nextcell.forecaster import Forecaster
 from gridcast.nextcell.sampling import POINT_TOP_P, modal_cells, sample_routes
-from gridcast.tracks import split_by_track
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_data import load  # noqa: E402
+from bench_data import fit_lstm, load  # noqa: E402
 
 
 def top1(model, tracks):
@@ -71,12 +69,8 @@ name, mode, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.time()
 data = load(name, mode)
 test = [t for t in data.test if len(t) >= 2]
-ftrain, fval = data.train, data.val
-if not fval:
-    ftrain, fval = split_by_track(data.train, 0.15, seed=0)
-torch.manual_seed(seed)
-m = Forecaster(grid=data.grid, cell="lstm")
-m.fit(ftrain, val_tracks=fval, seed=seed)
+fval = early_stopping_split(data)[1]
+m = fit_lstm(data, seed)
 out = {"name": name, "mode": mode, "seed": seed, "T": m.temperature, "fit_s": round(time.time() - t0)}
 baselines = default_baselines()
 for b in baselines:

@@ -111,13 +111,10 @@ def _r(values: np.ndarray) -> float | None:
 
 
 def main(argv: list[str]) -> dict:
-    import torch
-
     from gridcast.nextcell.forecaster import Forecaster
-    from gridcast.tracks import split_by_track
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_data import load
+    from bench_data import fit_lstm, load
 
     name, mode, seed = argv[0], argv[1], int(argv[2])
     settings = json.loads(argv[3]) if len(argv) > 3 else {}
@@ -126,12 +123,7 @@ def main(argv: list[str]) -> dict:
     if model_dir and os.path.isfile(os.path.join(model_dir, "config.json")):
         model = Forecaster.load(model_dir)
     else:
-        ftrain, fval = data.train, data.val
-        if not fval:
-            ftrain, fval = split_by_track(data.train, 0.15, seed=0)
-        torch.manual_seed(seed)
-        model = Forecaster(grid=data.grid, cell="lstm", **settings)
-        model.fit(ftrain, val_tracks=fval, seed=seed)
+        model = fit_lstm(data, seed, **settings)
         if model_dir:
             model.save(model_dir)
     out = {"name": name, "mode": mode, "seed": seed, "settings": settings, "T": model.temperature}

@@ -62,6 +62,15 @@ class ModelSpec:
                 "seed": seed}
 
 
+def early_stopping_split(data: CommuteData) -> tuple[list, list]:
+    """(training, validation) tracks a benchmark model is fitted on: the dataset's own validation
+    split, or else `VAL_FRACTION` of its training tracks drawn once with seed 0, so that seeds
+    differ only in their seed."""
+    if data.val:
+        return data.train, data.val
+    return split_by_track(data.train, VAL_FRACTION, seed=0)
+
+
 def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds: tuple[int, ...] = (0, 1, 2),
                   spec: ModelSpec | None = None, horizon: int = HORIZON, log: Callable[[str], None] | None = None,
                   n_boot: int = 1000) -> dict:
@@ -125,9 +134,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
         say(f"  {b.name:<20} acc@1 {base_summary[b.name]['acc@1']:.3f}  acc@5 {base_summary[b.name]['acc@5']:.3f}  "
             f"mrr {base_summary[b.name]['mrr']:.3f}")
 
-    fit_train, fit_val = data.train, data.val
-    if not fit_val:  # one early-stopping split for every seed, so seeds differ only in their seed
-        fit_train, fit_val = split_by_track(data.train, VAL_FRACTION, seed=0)
+    fit_train, fit_val = early_stopping_split(data)
     models, model_values, per_seed, routes = {}, {}, {}, {}
     names = []
     for kind in kinds:
