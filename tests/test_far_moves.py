@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gridcast.nextcell import CellForecasterConfig, Forecaster
+from gridcast.nextcell.dwell import STAY_FEATURES
 from gridcast.nextcell.features import END, GEOMETRY_FEATURES, RESERVED
 from gridcast.nextcell.network import far_distance, fusion_logits, fusion_size
 from gridcast.nextcell.prior import PRIOR_FEATURES
@@ -96,7 +97,8 @@ def test_round_trip_keeps_the_decay_and_old_settings_load_as_shared(distance_mod
     distance_model.save(tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
     assert saved["model"]["far"] == "distance"
-    assert saved["output_size"] == fusion_size(len(distance_model.vocab_), RADIUS) + 1
+    stay = STAY_FEATURES if distance_model.stay_term else 0  # the stay term's gates come after the decay
+    assert saved["output_size"] == fusion_size(len(distance_model.vocab_), RADIUS) + 1 + stay
     loaded = Forecaster.load(tmp_path / "m")
     prefix = np.array([[5, 5], [6, 6]])
     assert [(n.cell, round(n.p, 6)) for n in loaded.predict_next(prefix, k=5)] == \

@@ -17,6 +17,7 @@ from collections import Counter
 
 import numpy as np
 
+from gridcast.nextcell.dwell import Dwell, runs
 from gridcast.nextcell.features import Cell
 from gridcast.nextcell.prior import by_last_cell, count_transitions
 from gridcast.tracks import Track, collapse_repeats
@@ -250,88 +251,6 @@ class MarkovNeighbours(Markov):
         return scores
 
 
-def _runs(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start index, length) of each run of equal consecutive cells."""
-    cells = np.asarray(cells).reshape(-1, 2)
-    if len(cells) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    starts = np.concatenate([[0], np.flatnonzero(np.any(cells[1:] != cells[:-1], axis=1)) + 1])
-    return starts, np.diff(np.append(starts, len(cells)))
-
-
-class Dwell:
-    """How many steps a track stays in a cell: a discrete hazard per cell, from training runs.
-
-    ``hazard(cell, n)`` = P(the run ends after step n | it lasted n steps), estimated per cell and
-    shrunk towards the hazard of all cells (`prior` pseudo-runs), so a cell seen once is not
-    trusted blindly. A track's last run is *censored*: it was cut (at a gap, or where the data
-    stops), not ended, so it counts as "lasted at least this long" only. Beyond the longest run
-    seen anywhere the hazard is the overall rate of moves per step (a geometric tail).
-    """
-
-    def __init__(self, tracks: list[np.ndarray], prior: float = 1.0) -> None:
-        self.prior = prior
-        ended: dict[Cell, list[int]] = {}
-        lasted: dict[Cell, list[int]] = {}
-        for cells in tracks:
-            starts, lengths = _runs(cells)
-            for i, (start, length) in enumerate(zip(starts, lengths)):
-                cell = _cell(cells[start])
-                lasted.setdefault(cell, []).append(int(length))
-                if i < len(starts) - 1:
-                    ended.setdefault(cell, []).append(int(length))
-        self.cells_ = {c: self._table(ended.get(c, []), lengths) for c, lengths in lasted.items()}
-        every_end = [n for v in ended.values() for n in v]
-        every_run = [n for v in lasted.values() for n in v]
-        self.global_ = self._table(every_end, every_run)
-        steps = sum(every_run)
-        self.tail_ = len(every_end) / steps if steps else 1.0
-        self._remaining: dict[Cell, np.ndarray] = {}
-
-    @staticmethod
-    def _table(ended: list[int], lasted: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(runs that ended after exactly n steps, runs that lasted at least n steps), index n."""
-        size = max(lasted, default=0) + 1
-        at_risk = np.cumsum(np.bincount(np.asarray(lasted, np.int64), minlength=size)[::-1])[::-1]
-        return np.bincount(np.asarray(ended, np.int64), minlength=size).astype(np.float64), at_risk.astype(np.float64)
-
-    def _global(self, n: int) -> float:
-        ended, at_risk = self.global_
-        return ended[n] / at_risk[n] if n < len(at_risk) and at_risk[n] > 0 else self.tail_
-
-    def hazard(self, cell: Cell, n: int) -> float:
-        """P(leave `cell` after step n | stayed n steps), n >= 1."""
-        ended, at_risk = self.cells_.get(cell, (np.zeros(1), np.zeros(1)))
-        e, r = (ended[n], at_risk[n]) if n < len(at_risk) else (0.0, 0.0)
-        shared = self._global(n)
-        return (e + self.prior * shared) / (r + self.prior) if r + self.prior > 0 else shared
-
-    def hazards(self, cell: Cell, size: int) -> np.ndarray:
-        """`hazard(cell, n)` for n = 0..size-1 at once (n = 0 unused)."""
-        pad = lambda a: np.concatenate([a, np.zeros(max(0, size - len(a)))])[:size]  # noqa: E731
-        ended, at_risk = (pad(a) for a in self.cells_.get(cell, (np.zeros(1), np.zeros(1))))
-        g_ended, g_risk = (pad(a) for a in self.global_)
-        shared = np.where(g_risk > 0, g_ended / np.maximum(g_risk, 1.0), self.tail_)
-        weight = at_risk + self.prior
-        return np.where(weight > 0, (ended + self.prior * shared) / np.maximum(weight, 1e-12), shared)
-
-    def remaining(self, cell: Cell, n: int, cap: int) -> int:
-        """Expected further stays in `cell` after n steps there, rounded (at most `cap`):
-        R(n) = (1 - h(n)) (1 + R(n + 1)), the geometric tail's (1 - h) / h beyond the data."""
-        table = self._remaining.get(cell)
-        if table is None:
-            size = max(len(self.cells_.get(cell, ((), ()))[1]), len(self.global_[1])) + 1
-            hazards = self.hazards(cell, size).tolist()
-            values = [0.0] * (size + 1)
-            tail = self.tail_
-            values[size] = (1.0 - tail) / tail if tail > 0 else float(cap)
-            for k in range(size - 1, 0, -1):
-                values[k] = (1.0 - hazards[k]) * (1.0 + values[k + 1])
-            table = self._remaining[cell] = np.asarray(values)
-        value = table[n] if n < len(table) else table[-1]
-        return int(min(cap, round(value)))
-
-
 class MarkovDwell(CellBaseline):
     """Markov chain for *where* next, dwell times for *when*: the baseline of a fixed time step.
 
@@ -360,7 +279,7 @@ class MarkovDwell(CellBaseline):
     def _state(self, prefix: np.ndarray) -> tuple[list[Cell], int]:
         """(the last `order` distinct cells, the steps spent in the current one)."""
         cells = np.asarray(prefix).reshape(-1, 2)
-        starts, lengths = _runs(cells)
+        starts, lengths = runs(cells)
         return [_cell(cells[i]) for i in starts[-max(self.order, 2):]], int(lengths[-1])
 
     def scores(self, prefix: np.ndarray) -> dict[Cell, float]:

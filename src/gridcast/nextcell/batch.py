@@ -190,7 +190,7 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
     for step in range(horizon):
         if not bool(torch.isfinite(logps).any()):
             break
-        cands, logp, end = _distribution(model, output, last, before)           # (N*B, C, 2), (N*B, C), (N*B,)
+        cands, logp, end = _distribution(model, output, last, before, run + 1)  # (N*B, C, 2), (N*B, C), (N*B,)
         if step == 0 and next_k:
             nexts = _top_next(cands, logp, end, next_k)
         c = logp.shape[1]
@@ -239,11 +239,12 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
     return _collect(finished, logps, open_cells, steps_done, width), nexts
 
 
-def _distribution(model: Forecaster, output: Tensor, last: np.ndarray, before: np.ndarray):
+def _distribution(model: Forecaster, output: Tensor, last: np.ndarray, before: np.ndarray, spent: np.ndarray):
     """`Forecaster.distribution`; for the plain cell head in place on the head output (which is
     ours to overwrite), saving a copy of the largest tensor of the search. Same ops, same numbers."""
     if model.config.target != "cell" or getattr(model, "fusion", False) or not model.config.learns_end:
-        return model.distribution(output, last, before) if model.config.target == "cell" else model.distribution(output, last)
+        return model.distribution(output, last, before, spent) if model.config.target == "cell" \
+            else model.distribution(output, last)
     if model.temperature != 1.0:  # calibration, as in `Forecaster.distribution`
         output.div_(model.temperature)
     output[:, PAD] = -math.inf

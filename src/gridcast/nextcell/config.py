@@ -40,6 +40,7 @@ class CellForecasterConfig:
     dwell_features: bool | None = False  # steps stayed in this cell / held the last one as inputs (None: fit decides)
     end_of_route: str = "learn"  # learn: the end is a target; never: never a target, p(end) = 0; auto: fit decides
     far: str = "shared"         # fusion head: far cells share one logit (shared) | decay with distance (distance)
+    stay_prior: bool | None = False  # fusion head: a stay term from each cell's dwell hazard (None: fit decides)
 
     def __post_init__(self) -> None:
         checks = {
@@ -51,6 +52,7 @@ class CellForecasterConfig:
             "end_of_route": self.end_of_route in END_OF_ROUTE,
             "dwell_features": self.dwell_features in (True, False, None),
             "far": self.far in FAR_MODES,
+            "stay_prior": self.stay_prior in (True, False, None),
         }
         for name, ok in checks.items():
             if not ok:
@@ -107,6 +109,8 @@ def recommended(target: str) -> dict:
         # (`Forecaster.fit`: dwell on when tracks stay in cells; ends learned unless tracks were cut at gaps).
         # Far moves decayed with distance (`network.far_distance`): the shared far logit let sampled routes
         # jump across the map (GeoLife fixed step: 1.0% of sampled steps > 10 cells; now 0.0%).
+        # The stay term (`dwell.Dwell`), like the dwell inputs, only where tracks stay in cells: at a fixed step
+        # the dwell-blind Markov counts kept P(stay) flat in the time already spent in a cell.
         return {"head": "fusion", "time_features": False, "min_tracks": 1, "dwell_features": None, "end_of_route": "auto",
-                "far": "distance"}
+                "far": "distance", "stay_prior": None}
     return {"dwell_features": None, "end_of_route": "auto"}

@@ -3,7 +3,8 @@ does not hand out people's raw tracks.
 
 A model directory carries its training tracks (cells, in order) so the Markov prior and the
 baselines can be rebuilt. Prediction needs only their order-1 and order-2 transition counts
-(`prior.MarkovPrior`) and which cells they visited (`coverage`). Stripping replaces the tracks by
+(`prior.MarkovPrior`), which cells they visited (`coverage`) and, for a model with the stay term,
+the dwell histogram stored beside them (`dwell.Dwell.histogram_`, kept as it is). Stripping replaces the tracks by
 *pseudo-tracks* rebuilt from those aggregated counts alone: walks over (before, last) pairs that
 together have exactly the original starts, order-1 and order-2 counts, so the prior, and with it
 every prediction, is unchanged, while no pseudo-track is a person's trip (times, order of trips

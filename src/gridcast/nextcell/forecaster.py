@@ -41,6 +41,7 @@ from gridcast.nextcell.checkpoint import (
 )
 from gridcast.nextcell.config import CellForecasterConfig, default_config
 from gridcast.nextcell.distributed import current_world, rank_share
+from gridcast.nextcell.dwell import STAY_FEATURES, Dwell, run_lengths
 from gridcast.nextcell.features import (
     END,
     NO_CELL,
@@ -59,7 +60,7 @@ from gridcast.nextcell.features import (
     time_features,
     window_geometry,
 )
-from gridcast.nextcell.model_check import check_config, check_size, check_tensors, check_tracks
+from gridcast.nextcell.model_check import check_config, check_dwell_histogram, check_size, check_tensors, check_tracks
 from gridcast.nextcell.network import ForecasterNet, far_distance, fusion_logits, fusion_size, sequence_loss
 from gridcast.nextcell.prior import PRIOR_FEATURES, MarkovPrior
 from gridcast.nextcell.training import TrainConfig, TrainResult, data_fingerprint
@@ -145,7 +146,7 @@ class Forecaster:
         ``output_size``; needed to build a `ForecasterNet` by hand for a fitted vocabulary)."""
         if self.config.target == "cell":
             if self.config.head == "fusion":
-                return fusion_size(len(self.vocab_), self.config.max_move, self.config.far)
+                return fusion_size(len(self.vocab_), self.config.max_move, self.config.far, self.stay_term)
             return len(self.vocab_)
         if self.config.target == "move":
             return len(self.moves_)
@@ -154,6 +155,19 @@ class Forecaster:
     @property
     def fusion(self) -> bool:
         return self.config.target == "cell" and self.config.head == "fusion"
+
+    @property
+    def stay_term(self) -> bool:
+        """Whether the head adds the dwell-hazard stay term (`dwell.Dwell`, `network.fusion_logits`)."""
+        return self.fusion and bool(self.config.stay_prior)
+
+    def _count_tracks(self, tracks: list[Track]) -> None:
+        """The statistics of `tracks` the fusion head reads: the Markov prior and (stay term) the dwell
+        hazards."""
+        if self.fusion:
+            self.prior_ = MarkovPrior([t.cells for t in tracks])
+        if self.stay_term:
+            self.dwell_ = Dwell([t.cells for t in tracks])
 
     def encode(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A track's cells (n, 2) as the network reads them: token ids (n,) and the other per-step
@@ -185,11 +199,14 @@ class Forecaster:
             parts.append(dwell_features(*dwell))
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
-    def _context(self, last: np.ndarray, before: np.ndarray, exclude: tuple | None = None) -> dict:
+    def _context(self, last: np.ndarray, before: np.ndarray, exclude: tuple | None = None,
+                 spent: np.ndarray | None = None, exclude_runs: tuple | None = None) -> dict:
         """What the fusion head needs besides the network at steps standing at `last` (coming from
         `before`; `NO_CELL` for none): the vocabulary id of every window cell (-1: unseen) and the
-        Markov prior's candidates as sparse (row, slot, features), with the evidence behind them.
-        `exclude`: one track's own transitions, left out of the counts (training only)."""
+        Markov prior's candidates as sparse (row, slot, features), with the evidence behind them;
+        with the stay term, `Dwell.stay_features` of having stood `spent` (>= 1) steps in `last`.
+        `exclude`, `exclude_runs`: one track's own transitions and runs, left out of the counts
+        (training only)."""
         last = np.asarray(last, dtype=np.int64).reshape(-1, 2)
         before = np.asarray(before, dtype=np.int64).reshape(-1, 2)
         n, radius = len(last), self.config.max_move
@@ -215,9 +232,16 @@ class Forecaster:
                 slots.append(slot)
                 feats.append(row)
         last_moves = np.where(before[:, :1] == NO_CELL, 0, last - np.where(before == NO_CELL, 0, before))
-        return {"window": window, "rows": np.asarray(rows, dtype=np.int64), "slots": np.asarray(slots, dtype=np.int64),
-                "features": np.asarray(feats, dtype=np.float32).reshape(-1, PRIOR_FEATURES), "evidence": evidence,
-                "geometry": window_geometry(moves, last_moves), "last": np.ascontiguousarray(last)}
+        context = {"window": window, "rows": np.asarray(rows, dtype=np.int64), "slots": np.asarray(slots, dtype=np.int64),
+                   "features": np.asarray(feats, dtype=np.float32).reshape(-1, PRIOR_FEATURES), "evidence": evidence,
+                   "geometry": window_geometry(moves, last_moves), "last": np.ascontiguousarray(last)}
+        if self.stay_term:
+            if spent is None:
+                raise ValueError("the stay term needs the steps spent in each step's cell")
+            spent = np.asarray(spent, dtype=np.int64).reshape(-1)
+            context["stay"] = np.array([self.dwell_.stay_features((int(c), int(r)), int(k), exclude_runs)
+                                        for (c, r), k in zip(last, spent)], dtype=np.float32).reshape(n, STAY_FEATURES)
+        return context
 
     def _fusion_targets(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot of each step's next cell (vocabulary id, or window slot for an unseen neighbour;
@@ -244,7 +268,8 @@ class Forecaster:
             targets, mask = self._fusion_targets(cells)
             before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
             exclude = MarkovPrior.transitions(cells) if exclude_own else None
-            return ids, features, targets, mask, self._context(cells, before, exclude)
+            runs = run_lengths(cells) if exclude_own and self.stay_term else None
+            return ids, features, targets, mask, self._context(cells, before, exclude, spent_steps(cells), runs)
         if self.config.target == "cell":
             targets = np.append(ids[1:], END)
             mask &= targets != UNKNOWN  # a next cell never seen in training cannot be a target
@@ -279,10 +304,13 @@ class Forecaster:
             geometry = torch.zeros(n, steps, len(self.moves_.moves), 2)
             last = torch.zeros(n, steps, 2, dtype=torch.long)
             evidence = torch.zeros(n, steps, 2)
+            stay = torch.zeros(n, steps, STAY_FEATURES) if self.stay_term else None
             rows, slots, feats = [], [], []
             for i, e in enumerate(encoded):
                 ctx = e[4]
                 k = len(e[0])
+                if stay is not None:
+                    stay[i, :k] = torch.from_numpy(ctx["stay"])
                 window[i, :k] = torch.from_numpy(ctx["window"])
                 geometry[i, :k] = torch.from_numpy(ctx["geometry"])
                 last[i, :k] = torch.from_numpy(np.ascontiguousarray(ctx["last"]))
@@ -294,6 +322,8 @@ class Forecaster:
                        "geometry": geometry.flatten(0, 1), "last": last.flatten(0, 1),
                        "rows": torch.from_numpy(np.concatenate(rows)), "slots": torch.from_numpy(np.concatenate(slots)),
                        "features": torch.from_numpy(np.concatenate(feats))}
+            if stay is not None:
+                context["stay"] = stay.flatten(0, 1)
         return Batch(ids, features, targets, mask, lengths, float(mask.sum()), context)
 
     def _chunks(self, tracks: list[Track], max_len: int, training: bool = False) -> list:
@@ -322,7 +352,7 @@ class Forecaster:
             distances = far_distance(torch.from_numpy(self.vocab_.cells.astype(np.int64)), last, self.config.max_move)
         return fusion_logits(outputs, len(self.vocab_), context["window"], context["rows"], context["slots"],
                              context["features"], context["evidence"], net.evidence_weight, context["geometry"],
-                             distances)
+                             distances, context.get("stay"))
 
     def _loss(self, net: ForecasterNet, batch: Batch) -> Tensor:
         outputs, _, _ = net(batch.ids, batch.features, batch.lengths)
@@ -405,8 +435,7 @@ class Forecaster:
         all_cells = np.concatenate([t.cells for t in tracks])
         self.vocab_ = CellVocab(_cells_visited(tracks, self.config.min_tracks))
         self.norm_ = Normalisation.fit(all_cells, self.config.max_move)
-        if self.fusion:
-            self.prior_ = MarkovPrior([t.cells for t in tracks])  # validation tracks stay out while training
+        self._count_tracks(tracks)  # validation tracks stay out while training
         torch.manual_seed(train_config.seed)
         self.net_ = ForecasterNet(self.config, len(self.vocab_), self.output_size())
         self._forbid_end()
@@ -450,8 +479,7 @@ class Forecaster:
         if calibrate and val_batches:
             self._calibrate_on(val_batches)
         self.train_tracks_ = list(tracks) + [t for t in val_tracks if len(t) >= 2]
-        if self.fusion:
-            self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
+        self._count_tracks(self.train_tracks_)
         if out_dir is not None and current_world().main:  # under DDP rank 0 alone writes
             self.save(out_dir)
 
@@ -561,27 +589,28 @@ class Forecaster:
 
     # ------------------------------------------------------------------------------ predict
     @torch.no_grad()
-    def distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, Tensor, Tensor]:
+    def distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None = None,
+                     spent: np.ndarray | None = None) -> tuple[np.ndarray, Tensor, Tensor]:
         """Head outputs (B, O) and last cells (B, 2) -> candidate cells (B, C, 2), their log p (B, C),
         and log p of the route ending (B,). `before`: the cells before `last` (`NO_CELL` rows for
-        none); the fusion head's order-2 prior needs them. A candidate with log p = -inf is a
-        duplicate slot or impossible: it never ranks.
+        none); the fusion head's order-2 prior needs them. `spent`: (B,) steps each row has stood in
+        its `last` cell (>= 1; `spent_steps`), which models with the stay term need. A candidate
+        with log p = -inf is a duplicate slot or impossible: it never ranks.
 
         The one place head outputs become probabilities: `predict_next`, `beam`, `batch.beam_many`
         and `StreamingPredictor` (for offset targets) all go through it. Logits are divided by the
         calibration temperature (cell and move targets; offset targets are not calibrated)."""
-        cands, logp, end = self._distribution(outputs, last, before)
+        cands, logp, end = self._distribution(outputs, last, before, spent)
         if not self.config.learns_end:
             end = torch.full_like(end, -math.inf)  # never an end: not even as the last of `width` routes
         return cands, logp, end
 
-    def _distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None):
+    def _distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None, spent: np.ndarray | None):
         target, batch = self.config.target, outputs.shape[0]
         if target == "cell" and self.fusion:
             if before is None:
                 before = np.full_like(last, NO_CELL)
-            context = {k: torch.from_numpy(v) for k, v in self._context(last, before).items()}
+            context = {k: torch.from_numpy(v) for k, v in self._context(last, before, spent=spent).items()}
             logp = scaled_log_softmax(self._logits(outputs, context), self.temperature)
             vocab = np.broadcast_to(self.vocab_.cells, (batch,) + self.vocab_.cells.shape)
             window = np.asarray(last)[:, None, :] + self.moves_.moves[None]
@@ -641,7 +670,7 @@ class Forecaster:
         """Top-k next cells and the probability that the route ends here instead."""
         self.check_fitted()
         output, _, prefix, _ = self._encode_prefix(prefix, times)
-        cands, logp, end = self.distribution(output, prefix[-1:], self._before(prefix))
+        cands, logp, end = self.distribution(output, prefix[-1:], self._before(prefix), spent_steps(prefix)[-1:])
         top = torch.topk(logp[0], min(k, int(torch.isfinite(logp[0]).sum())))
         cells = [NextCell((int(cands[0, j, 0]), int(cands[0, j, 1])), float(math.exp(v)))
                  for v, j in zip(top.values.tolist(), top.indices.tolist())]
@@ -651,7 +680,7 @@ class Forecaster:
         """Probability of every candidate next cell (for ranking metrics)."""
         self.check_fitted()
         output, _, prefix, _ = self._encode_prefix(prefix, times)
-        cands, logp, _ = self.distribution(output, prefix[-1:], self._before(prefix))
+        cands, logp, _ = self.distribution(output, prefix[-1:], self._before(prefix), spent_steps(prefix)[-1:])
         finite = torch.isfinite(logp[0]).numpy()
         return {(int(c), int(r)): float(p) for (c, r), p, ok in zip(cands[0], logp[0].exp().tolist(), finite) if ok}
 
@@ -663,7 +692,7 @@ class Forecaster:
         self.check_fitted()
         outputs, _, cells, _ = self._run_cells(cells, times, "track")
         before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
-        cands, logp, end = self.distribution(outputs[0], cells, before)
+        cands, logp, end = self.distribution(outputs[0], cells, before, spent_steps(cells))
         return np.asarray(cands), logp.double().numpy(), end.double().numpy()
 
     def ranks_along(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -697,7 +726,7 @@ class Forecaster:
         last, before = prefix[-1:].copy(), self._before(prefix).copy()
         finished: list[Route] = []
         for _ in range(horizon):
-            cands, logp, end = self.distribution(output, last, before)
+            cands, logp, end = self.distribution(output, last, before, run + 1)
             n, c = logp.shape
             scores = torch.cat([(logps[:, None] + logp.double()).reshape(-1), logps + end.double()])
             floor = min((math.log(r.p) for r in finished), default=-math.inf) if len(finished) >= width else -math.inf
@@ -753,6 +782,8 @@ class Forecaster:
         }
         tensors = dict(self.net_.state_dict())
         tensors.update(_pack_tracks(self.train_tracks_))
+        if self.stay_term:  # its own aggregate: a stripped export's pseudo-tracks keep counts, not runs
+            tensors[DATA_PREFIX + "dwell_histogram"] = torch.from_numpy(np.ascontiguousarray(self.dwell_.histogram_))
         return save_checkpoint(directory, tensors, config)
 
     @classmethod
@@ -790,10 +821,14 @@ class Forecaster:
         cells, offsets = tensors.get(DATA_PREFIX + "train_cells"), tensors.get(DATA_PREFIX + "train_offsets")
         if cells is not None:
             check_tracks(cells.numpy(), offsets.numpy(), Path(directory) / config["weights"])
+        histogram = tensors.get(DATA_PREFIX + "dwell_histogram")
+        if histogram is not None:
+            check_dwell_histogram(histogram.numpy(), Path(directory) / config["weights"])
         try:
             self.train_tracks_ = _unpack_tracks(tensors)
-            if self.fusion:
-                self.prior_ = MarkovPrior([t.cells for t in self.train_tracks_])
+            self._count_tracks(self.train_tracks_)
+            if self.stay_term and histogram is not None:
+                self.dwell_ = Dwell.from_histogram(histogram.numpy())
             self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DATA_PREFIX)})
         except (KeyError, TypeError, ValueError, RuntimeError, InputError) as exc:
             raise CheckpointError(f"{directory}: config and weights do not fit together ({str(exc).splitlines()[0]})") from None
@@ -935,7 +970,8 @@ def _slice_context(context: dict, start: int, stop: int) -> dict:
     keep = (context["rows"] >= start) & (context["rows"] < stop)
     return {"window": context["window"][start:stop], "evidence": context["evidence"][start:stop],
             "geometry": context["geometry"][start:stop], "last": context["last"][start:stop],
-            "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep]}
+            "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep],
+            **({"stay": context["stay"][start:stop]} if "stay" in context else {})}
 
 
 def resolve_auto(config: CellForecasterConfig, tracks: list[Track]) -> CellForecasterConfig:
@@ -948,6 +984,8 @@ def resolve_auto(config: CellForecasterConfig, tracks: list[Track]) -> CellForec
         settings["dwell_features"] = _stays(tracks)
     if config.end_of_route == "auto":
         settings["end_of_route"] = "learn" if ends_are_real(tracks) else "never"
+    if config.stay_prior is None:
+        settings["stay_prior"] = config.head == "fusion" and _stays(tracks)
     return replace(config, **settings) if settings else config
 
 
@@ -973,6 +1011,12 @@ def ends_are_real(tracks: list[Track]) -> bool:
             last[match["id"]] = max(last.get(match["id"], -1), int(match["part"]))
     cut = parts - len(last)  # all parts of an id but its last end at a cut
     return not tracks or cut <= CUT_SHARE * len(tracks)
+
+
+def spent_steps(cells: np.ndarray) -> np.ndarray:
+    """Per step of a track, how many steps it has stood in its current cell, counting this one (the
+    `spent` of `Forecaster.distribution`): `features.dwell_counts` + 1."""
+    return dwell_counts(cells)[0] + 1
 
 
 def _stays(tracks: list[Track]) -> bool:

@@ -193,7 +193,8 @@ def check_size(model: CellForecasterConfig, vocab_size: int, output_size: int, w
 def check_tensors(specs: dict[str, TensorSpec], expected: dict[str, torch.Tensor], data_prefix: str,
                   where: str | Path) -> None:
     """The weights header has exactly the network's tensors (names, shapes, dtypes), plus the
-    optional training tracks (``data.train_cells`` (n, 2) and ``data.train_offsets`` (t + 1,), int64)."""
+    optional training tracks (``data.train_cells`` (n, 2) and ``data.train_offsets`` (t + 1,), int64)
+    and dwell histogram (``data.dwell_histogram`` (R, 5) int64)."""
     net = {k: v for k, v in specs.items() if not k.startswith(data_prefix)}
     missing, extra = sorted(set(expected) - set(net)), sorted(set(net) - set(expected))
     if missing or extra:
@@ -205,6 +206,11 @@ def check_tensors(specs: dict[str, TensorSpec], expected: dict[str, torch.Tensor
             raise CheckpointError(f"{where}: config and weights do not fit together: tensor {name!r} is "
                                   f"{spec.dtype} {list(spec.shape)}, the config needs "
                                   f"{TORCH_DTYPES.get(tensor.dtype)} {list(tensor.shape)}")
+    histogram = specs.get(data_prefix + "dwell_histogram")
+    if histogram is not None and not (histogram.dtype == "I64" and len(histogram.shape) == 2
+                                      and histogram.shape[1] == 5 and histogram.shape[0] <= MAX_TRAIN_CELLS):
+        raise CheckpointError(f"{where}: tensor '{data_prefix}dwell_histogram' must be int64 (R, 5) with R <= "
+                              f"{MAX_TRAIN_CELLS}, got {histogram.dtype} {list(histogram.shape)}")
     cells, offsets = specs.get(data_prefix + "train_cells"), specs.get(data_prefix + "train_offsets")
     if (cells is None) != (offsets is None):
         raise CheckpointError(f"{where}: the weights hold only one of {data_prefix}train_cells and train_offsets")
@@ -216,6 +222,25 @@ def check_tensors(specs: dict[str, TensorSpec], expected: dict[str, torch.Tensor
         if not (offsets.dtype == "I64" and len(offsets.shape) == 1 and offsets.shape[0] >= 1):
             raise CheckpointError(f"{where}: tensor '{data_prefix}train_offsets' must be int64 (t + 1,), got "
                                   f"{offsets.dtype} {list(offsets.shape)}")
+
+
+def check_dwell_histogram(rows: np.ndarray, where: str | Path) -> None:
+    """A stored `dwell.Dwell.histogram_`: int64 (R, 5) rows (col, row, run length >= 1, ended 0/1,
+    count >= 1) with cells within the grid's range and at most `MAX_TRAIN_CELLS` steps in all, which
+    bounds the hazard tables built from it as the stored tracks bound the prior."""
+    name = f"{where}: tensor 'data.dwell_histogram'"
+    if rows.dtype != np.int64 or rows.ndim != 2 or rows.shape[1] != 5 or len(rows) > MAX_TRAIN_CELLS:
+        raise CheckpointError(f"{name} must be int64 (R, 5) with R <= {MAX_TRAIN_CELLS}, got {rows.dtype} {list(rows.shape)}")
+    if not len(rows):
+        return
+    cells, length, ended, count = rows[:, :2], rows[:, 2], rows[:, 3], rows[:, 4]
+    if bool(((cells > MAX_CELL) | (cells < -MAX_CELL)).any()):
+        raise CheckpointError(f"{name} holds cells beyond +-{MAX_CELL}")
+    if bool((length < 1).any() | (count < 1).any() | ((ended != 0) & (ended != 1)).any()):
+        raise CheckpointError(f"{name} needs run lengths and counts >= 1 and ended 0 or 1")
+    if bool((length > MAX_TRAIN_CELLS).any() | (count > MAX_TRAIN_CELLS).any()) \
+            or float((length.astype(np.float64) * count).sum()) > MAX_TRAIN_CELLS:
+        raise CheckpointError(f"{name} counts more than {MAX_TRAIN_CELLS} steps in all")
 
 
 def check_tracks(cells: np.ndarray, offsets: np.ndarray, where: str | Path) -> None:

@@ -25,6 +25,9 @@ The ``cell`` target has two heads (``head``):
   routes jumped across it (GeoLife at a fixed step: 1% of sampled steps > 10 cells, fishers
   collapsed: 10%; the truth: none). ``far="distance"`` (`gridcast fit`'s default) decays each far
   cell's logit by a learned, per-step rate times log(distance / R) (`far_distance`).
+  ``stay_prior`` (`gridcast fit`'s default where tracks stay in cells) adds a gated stay term on the
+  move (0, 0): each cell's log-odds of staying on after the steps already spent there
+  (`dwell.Dwell`), which the dwell-blind counts cannot give.
 """
 from __future__ import annotations
 
@@ -35,17 +38,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gridcast.nextcell.config import CellForecasterConfig
+from gridcast.nextcell.dwell import STAY_FEATURES
 from gridcast.nextcell.features import END, GEOMETRY_FEATURES, PAD, RESERVED, UNKNOWN
 from gridcast.nextcell.prior import EVIDENCE_FEATURES, PRIOR_FEATURES
 from gridcast.nn.recurrent import Recurrent
 
 FAR_DECAY_START = 2.0  # initial decay: p(far cell) ~ (d / R)^-2 before training says otherwise
+STAY_GATES_START = (0.5, 0.0)  # initial stay gates: (this cell's, all cells') log-odds of staying on
 
 
-def fusion_size(vocab_size: int, radius: int, far: str = "shared") -> int:
+def fusion_size(vocab_size: int, radius: int, far: str = "shared", stay: bool = False) -> int:
     """Head outputs of the fusion head: cell logits, window-move logits, a far-move logit, prior gates,
-    geometry gates and (``far="distance"``) the far-move decay."""
-    return vocab_size + (2 * radius + 1) ** 2 + 1 + PRIOR_FEATURES + GEOMETRY_FEATURES + (far == "distance")
+    geometry gates, (``far="distance"``) the far-move decay and (``stay``) the stay term's gates."""
+    return (vocab_size + (2 * radius + 1) ** 2 + 1 + PRIOR_FEATURES + GEOMETRY_FEATURES + (far == "distance")
+            + (STAY_FEATURES if stay else 0))
 
 
 def far_distance(vocab_cells: Tensor, last: Tensor, radius: int) -> Tensor:
@@ -67,7 +73,8 @@ def far_distance(vocab_cells: Tensor, last: Tensor, radius: int) -> Tensor:
 
 def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_row: Tensor, entry_slot: Tensor,
                   entry_features: Tensor, evidence: Tensor, evidence_weight: Tensor,
-                  geometry: Tensor | None = None, far_distances: Tensor | None = None) -> Tensor:
+                  geometry: Tensor | None = None, far_distances: Tensor | None = None,
+                  stay: Tensor | None = None) -> Tensor:
     """Combine the fusion head's outputs into one logit per candidate next cell.
 
     Candidates are the V vocabulary slots (ids; PAD and UNKNOWN are impossible) followed by M window
@@ -88,8 +95,13 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
         evidence: (N, 2) log totals of the prior's contexts; evidence_weight: (2, 6).
         geometry: (N, M, 2) `window_geometry` (optional; older fusion checkpoints have no gates for it).
         far_distances: (N, V - RESERVED) `far_distance` D of the vocabulary cells, for heads built with
-            ``far="distance"`` (their last output is the decay b = softplus(.) >= 0); None: the shared
-            far logit of the original head.
+            ``far="distance"`` (their output after the geometry gates is the decay b = softplus(.) >= 0);
+            None: the shared far logit of the original head.
+        stay: (N, S) `dwell.Dwell.stay_features` of each step, for heads built with ``stay_prior``
+            (their last S outputs gate them): the move (0, 0) gets ``+ gates . stay``, whether the
+            current cell has an id or not. Why its own term: the Markov counts' stay candidate is
+            the same after one step or fifty in a cell, and one gate per prior feature cannot move
+            mass from a cell's exits to staying as the stay goes on.
     Returns:
         (N, V + M) logits; impossible slots are -inf.
     """
@@ -102,6 +114,11 @@ def fusion_logits(outputs: Tensor, vocab_size: int, window_ids: Tensor, entry_ro
     if geometry is not None:
         geometry_gates = outputs[:, geo:geo + GEOMETRY_FEATURES]
         m = m + (geometry * geometry_gates[:, None, :]).sum(-1)
+    if stay is not None:
+        stay_gates = outputs[:, outputs.shape[1] - STAY_FEATURES:]
+        centre = n_moves // 2  # the move (0, 0)
+        m = torch.cat([m[:, :centre], m[:, centre:centre + 1] + (stay * stay_gates).sum(-1, keepdim=True),
+                       m[:, centre + 1:]], dim=1)
     in_vocab = window_ids >= 0
     not_end = torch.ones(vocab_size, dtype=a.dtype, device=a.device)
     not_end[END] = 0.0  # ending the route is no move
@@ -135,12 +152,15 @@ class ForecasterNet(nn.Module):
         if config.head == "fusion":
             self.evidence_weight = nn.Parameter(torch.zeros(EVIDENCE_FEATURES, PRIOR_FEATURES))
             decay = config.far == "distance"
+            stay = STAY_FEATURES if config.stay_prior else 0
             with torch.no_grad():  # start near "trust the order-2 counts, then order 1, then the heading"
-                start = output_size - PRIOR_FEATURES - GEOMETRY_FEATURES - decay
+                start = output_size - PRIOR_FEATURES - GEOMETRY_FEATURES - decay - stay
                 self.head.bias[start:start + PRIOR_FEATURES + GEOMETRY_FEATURES] = torch.tensor(
                     [2.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 0.5])
                 if decay:  # softplus(bias) = FAR_DECAY_START
-                    self.head.bias[-1] = math.log(math.expm1(FAR_DECAY_START))
+                    self.head.bias[start + PRIOR_FEATURES + GEOMETRY_FEATURES] = math.log(math.expm1(FAR_DECAY_START))
+                if stay:  # half of the cell's own log-odds of staying on: the counts already say some of it
+                    self.head.bias[output_size - stay:] = torch.tensor(STAY_GATES_START)
 
     def inputs(self, ids: Tensor, features: Tensor) -> Tensor:
         return self.input_dropout(torch.cat([self.embedding(ids), features], dim=-1))

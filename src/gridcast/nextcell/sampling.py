@@ -164,7 +164,7 @@ def _sample_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | N
     ended = np.full(p * n, -1, dtype=np.int64)
     modes = np.empty((p, horizon, 2), dtype=np.int64)
     for step in range(horizon):
-        cands, logp, end = model.distribution(output, last, before) if model.config.target == "cell" \
+        cands, logp, end = model.distribution(output, last, before, run + 1) if model.config.target == "cell" \
             else model.distribution(output, last)
         end = torch.full_like(end, -math.inf) if continuing else end
         scores = torch.cat([logp.float(), end.float()[:, None]], dim=1)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from gridcast.errors import InputError
+from gridcast.nextcell.dwell import STAY_FEATURES
 from gridcast.nextcell.features import (
     CONTINUOUS_FEATURES,
     END,
@@ -149,6 +150,10 @@ class _PackedFusion:
         self.has_geometry = head_width >= geo + GEOMETRY_FEATURES
         # far="distance" heads: far cells' logits fall with log(chebyshev distance / R) (`network.far_distance`)
         self.decay = geo + GEOMETRY_FEATURES if model.config.far == "distance" else None
+        # the stay term (`dwell.Dwell.stay_features`) on the move (0, 0): its gates are the head's last outputs
+        self.dwell = model.dwell_ if model.stay_term else None
+        self.stay_gates = slice(head_width - STAY_FEATURES, head_width)
+        self.centre = M // 2
         self.cell_array = np.asarray(vocab.cells, np.int64).reshape(-1, 2)
         self.ids = vocab.index
         self._vocab = vocab
@@ -260,8 +265,9 @@ class _PackedFusion:
                 self.geometry[(dx, dy)] = geometry
         return geometry
 
-    def top(self, o: np.ndarray, before: tuple[int, int] | None, cur: tuple[int, int], k: int) -> list[NextCell]:
-        """Head outputs ``o`` (overwritten) -> the k most probable next cells."""
+    def top(self, o: np.ndarray, before: tuple[int, int] | None, cur: tuple[int, int], k: int,
+            spent: int = 1) -> list[NextCell]:
+        """Head outputs ``o`` (overwritten) -> the k most probable next cells, standing `spent` steps in `cur`."""
         V, M = self.V, self.M
         m = self.m
         if self.has_geometry:
@@ -273,6 +279,9 @@ class _PackedFusion:
             m += o[V:V + M]
         else:
             m[:] = o[V:V + M]
+        if self.dwell is not None:
+            stay = np.asarray(self.dwell.stay_features(cur, spent), np.float32)
+            m[self.centre] += np.dot(stay, o[self.stay_gates])
         far = o[self.far]
         a_end, a_unknown = o[END], o[UNKNOWN]
         entry = self.prior1.get(cur)
@@ -643,7 +652,7 @@ class StreamingPredictor:
         logits += self._head_b
         col, row = state.last
         if self._fused_head is not None:
-            return self._fused_head.top(logits, state.before, state.last, self.k)
+            return self._fused_head.top(logits, state.before, state.last, self.k, state.run + 1)
         if self._target == "offset":
             return self._top_general(logits, state)
         # Softmax numerators e^(l - max) once; their sum (END included) normalises. The top k are
@@ -674,7 +683,7 @@ class StreamingPredictor:
         last = np.array([state.last], dtype=np.int64)
         before = np.array([state.before if state.before is not None else (NO_CELL, NO_CELL)], dtype=np.int64)
         if self._fusion:
-            cands, logp, _ = self.model.distribution(outputs, last, before)
+            cands, logp, _ = self.model.distribution(outputs, last, before, np.array([state.run + 1]))
         else:
             cands, logp, _ = self.model.distribution(outputs, last)
         top = torch.topk(logp[0], min(self.k, int(torch.isfinite(logp[0]).sum())))

@@ -101,6 +101,15 @@ def _cells_huge(tensors: dict) -> None:
     tensors["data.train_cells"][0, 0] = 2 ** 62
 
 
+def _dwell_histogram(rows: list[list[int]]) -> Callable[[dict], None]:
+    """A crafted `dwell.Dwell` histogram (col, row, run length, ended, count rows) in the weights."""
+    def change(tensors: dict) -> None:
+        import torch
+
+        tensors["data.dwell_histogram"] = torch.tensor(rows, dtype=torch.int64).reshape(-1, 5)
+    return change
+
+
 def _weights_dtype(tensors: dict) -> None:
     tensors["head.bias"] = tensors["head.bias"].double()
 
@@ -295,6 +304,14 @@ CASES: list[Case] = [
     Case("train_offsets_decreasing", "config", PREDICT, 2, "train_offsets", build=tensors_edit(_offsets_decreasing)),
     Case("train_offsets_past_end", "config", PREDICT, 2, "train_offsets", build=tensors_edit(_offsets_past_end)),
     Case("train_cells_2_62", "config", PREDICT, 2, "train_cells", build=tensors_edit(_cells_huge)),
+    Case("dwell_histogram_run_of_2_62_steps", "config", PREDICT, 2, "dwell_histogram",
+         build=tensors_edit(_dwell_histogram([[0, 0, 2 ** 62, 1, 1]]))),
+    Case("dwell_histogram_steps_beyond_bound", "config", PREDICT, 2, "dwell_histogram",
+         build=tensors_edit(_dwell_histogram([[0, 0, 10 ** 6, 1, 10 ** 6]]))),
+    Case("dwell_histogram_zero_length", "config", PREDICT, 2, "dwell_histogram",
+         build=tensors_edit(_dwell_histogram([[0, 0, 0, 1, 1]]))),
+    Case("dwell_histogram_wrong_width", "config", PREDICT, 2, "dwell_histogram",
+         build=tensors_edit(lambda t: t.update({"data.dwell_histogram": t["data.train_offsets"][:, None].clone()}))),
     Case("train_offsets_missing", "config", PREDICT, 2, "train_offsets", build=tensors_edit(_drop_offsets)),
     Case("weights_wrong_dtype", "config", PREDICT, 2, "do not fit together", build=tensors_edit(_weights_dtype)),
     Case("gridded_cell_size_true", "config", LIKE_FILE, 2, "metadata 'gridcast.grid'",
