@@ -144,3 +144,16 @@ def test_a_crafted_histogram_is_refused_naming_the_tensor(model, tmp_path, rows,
     with pytest.raises(CheckpointError, match="dwell_histogram") as caught:
         Forecaster.load(tmp_path / "m")
     assert message in str(caught.value)
+
+
+def test_prediction_tables_are_exact_and_bounded_by_the_training_cells():
+    """Predictions read per-cell tables (a live track asks once per point); they equal the scalar
+    hazard everywhere and never grow with cells outside the training data."""
+    from gridcast.nextcell.dwell import _log_odds_stay
+
+    dwell = Dwell([t.cells for t in tracks()])
+    for cell in [(0, 0), (9, 2), (4, 1)] + [(1000 + i, -i) for i in range(500)]:
+        for spent in (1, 2, HOLD, HOLD + 1, 10**6):
+            assert dwell.stay_features(cell, spent) == pytest.approx(
+                (_log_odds_stay(dwell.hazard(cell, spent)), _log_odds_stay(dwell.hazard((-1, -1), spent))), abs=0)
+    assert len(dwell._stay_tables) == 3

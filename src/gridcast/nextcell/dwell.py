@@ -109,6 +109,8 @@ class Dwell:
         steps = float((rows[:, 2] * rows[:, 4]).sum())
         self.tail_ = float(ended[:, 4].sum()) / steps if steps else 1.0
         self._remaining: dict[Cell, np.ndarray] = {}
+        self._stay_tables: dict[Cell, list[float]] = {}
+        self._shared: list[float] | None = None
 
     def _global(self, n: int) -> float:
         ended, at_risk = self.global_
@@ -152,8 +154,27 @@ class Dwell:
     def stay_features(self, cell: Cell, spent: int, exclude: tuple[dict, dict] | None = None) -> tuple[float, float]:
         """The fusion head's stay term inputs at a step standing in `cell` for `spent` >= 1 steps:
         the log-odds of staying on, from this cell's hazard (shrunk to all cells', so an unseen cell
-        gets all cells') and from all cells' alone."""
-        return _log_odds_stay(self.hazard(cell, spent, exclude)), _log_odds_stay(self._global(spent))
+        gets all cells') and from all cells' alone.
+
+        Without `exclude` (every prediction) the values come from per-cell tables filled on first
+        use with these same scalar computations: a live track asks for one per point. Beyond a
+        cell's longest run its own counts are zero, so the cell's value is all cells' there."""
+        if exclude is not None:
+            return _log_odds_stay(self.hazard(cell, spent, exclude)), _log_odds_stay(self._global(spent))
+        shared = self._shared_log_odds()
+        tail = shared[min(spent, len(shared) - 1)]
+        if cell not in self.cells_:  # an unseen cell: all cells' hazard (no table: live tracks roam)
+            return tail, tail
+        table = self._stay_tables.get(cell)
+        if table is None:  # at most one per training cell, each as long as its longest run
+            table = self._stay_tables[cell] = [_log_odds_stay(self.hazard(cell, k)) for k in range(len(self.cells_[cell][1]))]
+        return (table[spent] if spent < len(table) else tail), tail
+
+    def _shared_log_odds(self) -> list[float]:
+        """All cells' log-odds of staying on after n steps, n = 0 .. the longest run + 1 (the tail)."""
+        if self._shared is None:
+            self._shared = [_log_odds_stay(self._global(k)) for k in range(len(self.global_[1]) + 1)]
+        return self._shared
 
 
 def _log_odds_stay(hazard: float) -> float:
