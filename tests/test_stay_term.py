@@ -157,3 +157,22 @@ def test_prediction_tables_are_exact_and_bounded_by_the_training_cells():
             assert dwell.stay_features(cell, spent) == pytest.approx(
                 (_log_odds_stay(dwell.hazard(cell, spent)), _log_odds_stay(dwell.hazard((-1, -1), spent))), abs=0)
     assert len(dwell._stay_tables) == 3
+
+
+def test_a_histogram_at_the_bounds_loads_fast_and_keeps_its_tables_short():
+    """One run of 19,999,999 steps (the most a stored histogram may count) and 200,000 cells: one
+    sort to index them, tables only for cells asked about, none longer than MAX_RUN + 1."""
+    import time
+
+    from gridcast.nextcell.dwell import MAX_RUN
+
+    started = time.perf_counter()
+    long = Dwell.from_histogram(np.array([[0, 0, 19_999_999, 1, 1]], np.int64))
+    many = np.zeros((200_000, 5), np.int64)
+    many[:, 0], many[:, 2], many[:, 3], many[:, 4] = np.arange(200_000), 3, 1, 1
+    wide = Dwell.from_histogram(many)
+    assert time.perf_counter() - started < 5.0
+    assert long.stay_features((0, 0), 5)[0] == LOG_ODDS_CLIP          # it stayed on, as far as told
+    assert len(long._table_of((0, 0))[1]) == MAX_RUN + 1
+    assert wide.stay_features((7, 0), 3)[0] < 0 < wide.stay_features((7, 0), 2)[0]
+    assert len(wide._tables) == 1

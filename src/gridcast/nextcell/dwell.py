@@ -13,10 +13,12 @@ from collections import Counter
 
 import numpy as np
 
-from gridcast.nextcell.features import Cell
+from gridcast.nextcell.features import Cell, cell_keys
 
 STAY_FEATURES = 2  # per step: log-odds of staying, this cell's hazard (shrunk to all cells') and all cells'
 HISTOGRAM_COLUMNS = 5  # `Dwell.histogram_` rows: col, row, run length, ended 0/1, count
+MAX_RUN = 10_000  # longer runs count as lasting this long: hazards beyond it are the geometric tail
+UNSEEN_KEPT = 100_000  # cells asked about that no run was in, remembered at most (then asked again)
 LOG_ODDS_CLIP = 8.0  # |log-odds| at most this: a hazard of exactly 0 or 1 (collapsed tracks) stays finite
 
 
@@ -44,14 +46,14 @@ def run_lengths(cells: np.ndarray) -> tuple[dict[Cell, list[int]], dict[Cell, li
     return ended, lasted
 
 
-def _table(ended: list[int], lasted: list[int], size: int = 0, ended_weights=None, lasted_weights=None
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """(runs that ended after exactly n steps, runs that lasted at least n steps), index n; the
-    weights, when given, are how many runs each length stands for."""
-    size = max(max(lasted, default=0) + 1, size)
-    lasting = np.bincount(np.asarray(lasted, np.int64), weights=lasted_weights, minlength=size)
+def _table(ended, lasted, size: int = 0, ended_weights=None, lasted_weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """(runs that ended after exactly n steps, runs that lasted at least n steps), index n, from the
+    run lengths (lists or arrays); the weights, when given, are how many runs each length stands for."""
+    ended, lasted = np.asarray(ended, np.int64), np.asarray(lasted, np.int64)
+    size = max(int(lasted.max()) + 1 if len(lasted) else 1, size)
+    lasting = np.bincount(lasted, weights=lasted_weights, minlength=size)
     at_risk = np.cumsum(lasting[::-1])[::-1]
-    ending = np.bincount(np.asarray(ended, np.int64), weights=ended_weights, minlength=size)
+    ending = np.bincount(ended, weights=ended_weights, minlength=size)
     return ending.astype(np.float64), at_risk.astype(np.float64)
 
 
@@ -92,25 +94,43 @@ class Dwell:
         return self
 
     def _build(self, rows: np.ndarray, prior: float) -> None:
+        """Index the rows by cell (sorted keys, one slice each); a cell's tables are built when it is
+        first asked about, so loading a model costs one sort, not a table per cell."""
         self.prior = prior
         #: (R, 5) int64 rows (col, row, run length, ended 0/1, how many such runs)
         self.histogram_ = rows
-        order = np.lexsort((rows[:, 1], rows[:, 0]))
-        rows = rows[order]
-        self.cells_ = {}
-        if len(rows):
-            cuts = np.flatnonzero(np.any(np.diff(rows[:, :2], axis=0) != 0, axis=1)) + 1
-            for part in np.split(rows, cuts):
-                ended = part[part[:, 3] == 1]
-                self.cells_[(int(part[0, 0]), int(part[0, 1]))] = _table(
-                    ended[:, 2].tolist(), part[:, 2].tolist(), 0, ended[:, 4], part[:, 4])
-        ended = rows[rows[:, 3] == 1]
-        self.global_ = _table(ended[:, 2].tolist(), rows[:, 2].tolist(), 0, ended[:, 4], rows[:, 4])
-        steps = float((rows[:, 2] * rows[:, 4]).sum())
-        self.tail_ = float(ended[:, 4].sum()) / steps if steps else 1.0
+        steps = float((rows[:, 2].astype(np.float64) * rows[:, 4]).sum())
+        self.tail_ = float(rows[rows[:, 3] == 1, 4].sum()) / steps if steps else 1.0
+        # Runs beyond MAX_RUN steps count as lasting MAX_RUN (censored): the hazards below it are exact,
+        # beyond it the geometric tail holds, and no table is longer than MAX_RUN + 1.
+        long = rows[:, 2] > MAX_RUN
+        rows = np.column_stack([rows[:, :2], np.minimum(rows[:, 2], MAX_RUN), np.where(long, 0, rows[:, 3]), rows[:, 4]])
+        keys = cell_keys(rows[:, :2])
+        order = np.argsort(keys, kind="stable")
+        self._rows, keys = rows[order], keys[order]
+        self._keys, self._starts = np.unique(keys, return_index=True)
+        self._ends = np.append(self._starts[1:], len(keys))
+        ended = self._rows[self._rows[:, 3] == 1]
+        self.global_ = _table(ended[:, 2], self._rows[:, 2], 0, ended[:, 4], self._rows[:, 4])
+        self._tables: dict[Cell, tuple[np.ndarray, np.ndarray] | None] = {}
         self._remaining: dict[Cell, np.ndarray] = {}
         self._stay_tables: dict[Cell, list[float]] = {}
-        self._shared: list[float] | None = None
+        self._shared: list[float] = []
+
+    def _table_of(self, cell: Cell) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ended, at risk) by run length of `cell` (see `_table`); None for a cell no run was in."""
+        if cell in self._tables:
+            return self._tables[cell]
+        key = cell_keys(np.array([cell], np.int64))[0]
+        i = int(np.searchsorted(self._keys, key))
+        table = None
+        if i < len(self._keys) and self._keys[i] == key:
+            part = self._rows[self._starts[i]:self._ends[i]]
+            ended = part[part[:, 3] == 1]
+            table = _table(ended[:, 2], part[:, 2], 0, ended[:, 4], part[:, 4])
+        if table is not None or len(self._tables) < UNSEEN_KEPT:  # unseen cells: a bounded memory of them
+            self._tables[cell] = table
+        return table
 
     def _global(self, n: int) -> float:
         ended, at_risk = self.global_
@@ -118,7 +138,7 @@ class Dwell:
 
     def hazard(self, cell: Cell, n: int, exclude: tuple[dict, dict] | None = None) -> float:
         """P(leave `cell` after step n | stayed n steps), n >= 1."""
-        ended, at_risk = self.cells_.get(cell, (np.zeros(1), np.zeros(1)))
+        ended, at_risk = self._table_of(cell) or (np.zeros(1), np.zeros(1))
         e, r = (float(ended[n]), float(at_risk[n])) if n < len(at_risk) else (0.0, 0.0)
         if exclude is not None and cell in exclude[1]:
             own_e, own_r = _table(exclude[0].get(cell, []), exclude[1][cell], n + 1)
@@ -129,7 +149,7 @@ class Dwell:
     def hazards(self, cell: Cell, size: int) -> np.ndarray:
         """`hazard(cell, n)` for n = 0..size-1 at once (n = 0 unused)."""
         pad = lambda a: np.concatenate([a, np.zeros(max(0, size - len(a)))])[:size]  # noqa: E731
-        ended, at_risk = (pad(a) for a in self.cells_.get(cell, (np.zeros(1), np.zeros(1))))
+        ended, at_risk = (pad(a) for a in (self._table_of(cell) or (np.zeros(1), np.zeros(1))))
         g_ended, g_risk = (pad(a) for a in self.global_)
         shared = np.where(g_risk > 0, g_ended / np.maximum(g_risk, 1.0), self.tail_)
         weight = at_risk + self.prior
@@ -140,7 +160,7 @@ class Dwell:
         R(n) = (1 - h(n)) (1 + R(n + 1)), the geometric tail's (1 - h) / h beyond the data."""
         table = self._remaining.get(cell)
         if table is None:
-            size = max(len(self.cells_.get(cell, ((), ()))[1]), len(self.global_[1])) + 1
+            size = max(len((self._table_of(cell) or ((), ()))[1]), len(self.global_[1])) + 1
             hazards = self.hazards(cell, size).tolist()
             values = [0.0] * (size + 1)
             tail = self.tail_
@@ -156,25 +176,24 @@ class Dwell:
         the log-odds of staying on, from this cell's hazard (shrunk to all cells', so an unseen cell
         gets all cells') and from all cells' alone.
 
-        Without `exclude` (every prediction) the values come from per-cell tables filled on first
-        use with these same scalar computations: a live track asks for one per point. Beyond a
-        cell's longest run its own counts are zero, so the cell's value is all cells' there."""
+        Without `exclude` (every prediction) the values come from per-cell tables filled, as far
+        as they are asked for, with these same scalar computations: a live track asks for one per
+        point, and a crafted or huge model cannot make the first answer fill a table as long as its
+        longest run. Beyond a cell's longest run its own counts are zero: all cells' value."""
         if exclude is not None:
             return _log_odds_stay(self.hazard(cell, spent, exclude)), _log_odds_stay(self._global(spent))
-        shared = self._shared_log_odds()
-        tail = shared[min(spent, len(shared) - 1)]
-        if cell not in self.cells_:  # an unseen cell: all cells' hazard (no table: live tracks roam)
+        tail = self._filled(self._shared, min(spent, len(self.global_[1])), lambda k: self._global(k))
+        own = self._table_of(cell)
+        if own is None or spent >= len(own[1]):  # unseen cells get no table: live tracks roam
             return tail, tail
-        table = self._stay_tables.get(cell)
-        if table is None:  # at most one per training cell, each as long as its longest run
-            table = self._stay_tables[cell] = [_log_odds_stay(self.hazard(cell, k)) for k in range(len(self.cells_[cell][1]))]
-        return (table[spent] if spent < len(table) else tail), tail
+        return self._filled(self._stay_tables.setdefault(cell, []), spent, lambda k: self.hazard(cell, k)), tail
 
-    def _shared_log_odds(self) -> list[float]:
-        """All cells' log-odds of staying on after n steps, n = 0 .. the longest run + 1 (the tail)."""
-        if self._shared is None:
-            self._shared = [_log_odds_stay(self._global(k)) for k in range(len(self.global_[1]) + 1)]
-        return self._shared
+    @staticmethod
+    def _filled(table: list[float], n: int, hazard) -> float:
+        """``table[n]``, the log-odds of staying on of ``hazard(n)``, filling the table up to n first."""
+        while len(table) <= n:
+            table.append(_log_odds_stay(hazard(len(table))))
+        return table[n]
 
 
 def _log_odds_stay(hazard: float) -> float:

@@ -25,6 +25,13 @@ NO_CELL = np.iinfo(np.int64).min  # "no previous cell" (the first step of a trac
 Cell = tuple[int, int]
 
 
+def cell_keys(cells: np.ndarray) -> np.ndarray:
+    """One int64 per (col, row) cell, ordered like the rows of `np.unique(cells, axis=0)` (col, then
+    row): the one packing behind every sorted cell lookup (`CellVocab`, `dwell.Dwell`)."""
+    cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+    return (cells[:, 0] << 32) + (cells[:, 1] + (1 << 31))
+
+
 class CellVocab:
     """Cell (col, row) <-> integer id. Ids 0, 1, 2 are padding, end-of-route and unknown.
 
@@ -45,9 +52,7 @@ class CellVocab:
 
     @staticmethod
     def _keys(cells: np.ndarray) -> np.ndarray:
-        """One int64 per cell, ordered like the rows of `np.unique(cells, axis=0)` (col, then row)."""
-        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
-        return (cells[:, 0] << 32) + (cells[:, 1] + (1 << 31))
+        return cell_keys(cells)
 
     def ids(self, cells: np.ndarray) -> np.ndarray:
         """Token ids of (n, 2) cells (UNKNOWN for cells outside the vocabulary), vectorised."""

@@ -32,6 +32,7 @@ MAX_EMBED = 4096
 MAX_MOVE = 50                 # max_move: (2R+1)^2 move classes
 MAX_VOCAB = 500_000           # cells in the vocabulary (a config.json of about 17 MB)
 MAX_TRAIN_CELLS = 20_000_000   # cells of the stored training tracks (320 MB)
+MAX_DWELL_ROWS = 5_000_000     # rows of a stored dwell histogram (200 MB; about 0.8 GB to index on load)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 TORCH_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
                 torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
@@ -208,9 +209,9 @@ def check_tensors(specs: dict[str, TensorSpec], expected: dict[str, torch.Tensor
                                   f"{TORCH_DTYPES.get(tensor.dtype)} {list(tensor.shape)}")
     histogram = specs.get(data_prefix + "dwell_histogram")
     if histogram is not None and not (histogram.dtype == "I64" and len(histogram.shape) == 2
-                                      and histogram.shape[1] == 5 and histogram.shape[0] <= MAX_TRAIN_CELLS):
+                                      and histogram.shape[1] == 5 and histogram.shape[0] <= MAX_DWELL_ROWS):
         raise CheckpointError(f"{where}: tensor '{data_prefix}dwell_histogram' must be int64 (R, 5) with R <= "
-                              f"{MAX_TRAIN_CELLS}, got {histogram.dtype} {list(histogram.shape)}")
+                              f"{MAX_DWELL_ROWS}, got {histogram.dtype} {list(histogram.shape)}")
     cells, offsets = specs.get(data_prefix + "train_cells"), specs.get(data_prefix + "train_offsets")
     if (cells is None) != (offsets is None):
         raise CheckpointError(f"{where}: the weights hold only one of {data_prefix}train_cells and train_offsets")
@@ -225,12 +226,13 @@ def check_tensors(specs: dict[str, TensorSpec], expected: dict[str, torch.Tensor
 
 
 def check_dwell_histogram(rows: np.ndarray, where: str | Path) -> None:
-    """A stored `dwell.Dwell.histogram_`: int64 (R, 5) rows (col, row, run length >= 1, ended 0/1,
-    count >= 1) with cells within the grid's range and at most `MAX_TRAIN_CELLS` steps in all, which
-    bounds the hazard tables built from it as the stored tracks bound the prior."""
+    """A stored `dwell.Dwell.histogram_`: int64 (R <= `MAX_DWELL_ROWS`, 5) rows (col, row, run length
+    >= 1, ended 0/1, count >= 1) with cells within the grid's range and at most `MAX_TRAIN_CELLS`
+    steps in all (what stored tracks could hold). Loading indexes the rows (one sort); a cell's table
+    is built when asked, at most `dwell.MAX_RUN` + 1 long."""
     name = f"{where}: tensor 'data.dwell_histogram'"
-    if rows.dtype != np.int64 or rows.ndim != 2 or rows.shape[1] != 5 or len(rows) > MAX_TRAIN_CELLS:
-        raise CheckpointError(f"{name} must be int64 (R, 5) with R <= {MAX_TRAIN_CELLS}, got {rows.dtype} {list(rows.shape)}")
+    if rows.dtype != np.int64 or rows.ndim != 2 or rows.shape[1] != 5 or len(rows) > MAX_DWELL_ROWS:
+        raise CheckpointError(f"{name} must be int64 (R, 5) with R <= {MAX_DWELL_ROWS}, got {rows.dtype} {list(rows.shape)}")
     if not len(rows):
         return
     cells, length, ended, count = rows[:, :2], rows[:, 2], rows[:, 3], rows[:, 4]
