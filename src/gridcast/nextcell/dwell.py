@@ -73,16 +73,11 @@ class Dwell:
     def __init__(self, tracks: list[np.ndarray], prior: float = 1.0) -> None:
         counts: Counter[tuple[int, int, int, int]] = Counter()
         for cells in tracks:
-            track_ended, track_lasted = run_lengths(cells)
-            for cell, lengths in track_lasted.items():
-                ended = Counter(track_ended.get(cell, []))
-                for length, n in Counter(lengths).items():
-                    stopped = min(ended[length], n)
-                    ended[length] -= stopped
-                    if stopped:
-                        counts[(cell[0], cell[1], length, 1)] += stopped
-                    if n - stopped:
-                        counts[(cell[0], cell[1], length, 0)] += n - stopped
+            cells = np.asarray(cells).reshape(-1, 2)
+            starts, lengths = runs(cells)
+            last = len(starts) - 1  # the track's last run is censored (cut), the others ended
+            for i, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
+                counts[(int(cells[start, 0]), int(cells[start, 1]), length, int(i < last))] += 1
         rows = np.array([(*key, n) for key, n in counts.items()], np.int64).reshape(-1, HISTOGRAM_COLUMNS)
         self._build(rows, prior)
 
