@@ -161,13 +161,15 @@ class Forecaster:
         """Whether the head adds the dwell-hazard stay term (`dwell.Dwell`, `network.fusion_logits`)."""
         return self.fusion and bool(self.config.stay_prior)
 
-    def _count_tracks(self, tracks: list[Track]) -> None:
+    def _count_tracks(self, tracks: list[Track], dwell_histogram: np.ndarray | None = None) -> None:
         """The statistics of `tracks` the fusion head reads: the Markov prior and (stay term) the dwell
-        hazards."""
+        hazards, from `dwell_histogram` when a model directory stored one (a stripped export's
+        pseudo-tracks keep transition counts, not runs)."""
         if self.fusion:
             self.prior_ = MarkovPrior([t.cells for t in tracks])
         if self.stay_term:
-            self.dwell_ = Dwell([t.cells for t in tracks])
+            self.dwell_ = Dwell([t.cells for t in tracks]) if dwell_histogram is None \
+                else Dwell.from_histogram(dwell_histogram)
 
     def encode(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A track's cells (n, 2) as the network reads them: token ids (n,) and the other per-step
@@ -826,9 +828,7 @@ class Forecaster:
             check_dwell_histogram(histogram.numpy(), Path(directory) / config["weights"])
         try:
             self.train_tracks_ = _unpack_tracks(tensors)
-            self._count_tracks(self.train_tracks_)
-            if self.stay_term and histogram is not None:
-                self.dwell_ = Dwell.from_histogram(histogram.numpy())
+            self._count_tracks(self.train_tracks_, None if histogram is None else histogram.numpy())
             self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DATA_PREFIX)})
         except (KeyError, TypeError, ValueError, RuntimeError, InputError) as exc:
             raise CheckpointError(f"{directory}: config and weights do not fit together ({str(exc).splitlines()[0]})") from None
