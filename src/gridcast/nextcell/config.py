@@ -18,6 +18,10 @@ HEADS = ("plain", "fusion")
 #: "shared" (every far cell the same, however far: the original head, what old checkpoints load as)
 #: or "distance" (decayed with the distance from the current cell at a learned, per-step rate)
 FAR_MODES = ("shared", "distance")
+#: the last move the fusion head's geometry (`network.window_geometry`) measures each candidate against:
+#: "step" (the last step's: none after a stay; the original head, what old checkpoints load as) or
+#: "move" (the move that entered the current cell: at a fixed step a pause keeps the direction it came from)
+LAST_MOVES = ("step", "move")
 END_OF_ROUTE = ("learn", "never", "auto")  # auto: decided by `fit` from the tracks (see `ends_are_real`)
 
 
@@ -41,6 +45,7 @@ class CellForecasterConfig:
     end_of_route: str = "learn"  # learn: the end is a target; never: never a target, p(end) = 0; auto: fit decides
     far: str = "shared"         # fusion head: far cells share one logit (shared) | decay with distance (distance)
     stay_prior: bool | None = False  # fusion head: a stay term from each cell's dwell hazard (None: fit decides)
+    last_move: str | None = "step"  # fusion head geometry: the last step's move | the entering move (None: fit decides)
 
     def __post_init__(self) -> None:
         checks = {
@@ -53,6 +58,7 @@ class CellForecasterConfig:
             "dwell_features": self.dwell_features in (True, False, None),
             "far": self.far in FAR_MODES,
             "stay_prior": self.stay_prior in (True, False, None),
+            "last_move": self.last_move in LAST_MOVES + (None,),
         }
         for name, ok in checks.items():
             if not ok:
@@ -111,6 +117,8 @@ def recommended(target: str) -> dict:
         # jump across the map (GeoLife fixed step: 1.0% of sampled steps > 10 cells; now 0.0%).
         # The stay term (`dwell.Dwell`), like the dwell inputs, only where tracks stay in cells: at a fixed step
         # the dwell-blind Markov counts kept P(stay) flat in the time already spent in a cell.
+        # The entering move as the head's last move (`features.came_from`), likewise: after a pause the last
+        # step's move is none, so the head's geometry forgot which way the track was going.
         return {"head": "fusion", "time_features": False, "min_tracks": 1, "dwell_features": None, "end_of_route": "auto",
-                "far": "distance", "stay_prior": None}
+                "far": "distance", "stay_prior": None, "last_move": None}
     return {"dwell_features": None, "end_of_route": "auto"}

@@ -182,6 +182,37 @@ def advance_dwell(run: np.ndarray, previous: np.ndarray, stayed: np.ndarray) -> 
     return np.where(stayed, run + 1, 0), np.where(stayed, previous, run)
 
 
+def came_from(cells: np.ndarray, moves_only: bool = False) -> np.ndarray:
+    """Per step of a track (n, 2), the cell the fusion head reads as "where it came from" (the last
+    move of its geometry): the previous step's cell, or with `moves_only` the last cell *different*
+    from the current one, so that a pause at a fixed step keeps the direction it arrived from;
+    `NO_CELL` rows where there is none."""
+    cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+    n = len(cells)
+    out = np.full((n, 2), NO_CELL, dtype=np.int64)
+    if n < 2:
+        return out
+    if not moves_only:
+        out[1:] = cells[:-1]
+        return out
+    index = np.arange(n)
+    entered = np.concatenate([[True], np.any(cells[1:] != cells[:-1], axis=1)])
+    start = np.maximum.accumulate(np.where(entered, index, 0))  # where each step's stay began
+    arrived = start > 0
+    out[arrived] = cells[start[arrived] - 1]
+    return out
+
+
+def advance_came(came: np.ndarray, last: np.ndarray, new: np.ndarray, moves_only: bool = False) -> np.ndarray:
+    """`came_from` one step on, per row (beams, samples): the row's `last` cell, or with
+    `moves_only` its old `came` where the row stays in `last`."""
+    last = np.asarray(last, dtype=np.int64).reshape(-1, 2)
+    if not moves_only:
+        return last.copy()
+    stayed = np.all(np.asarray(new).reshape(-1, 2) == last, axis=1)
+    return np.where(stayed[:, None], np.asarray(came, dtype=np.int64).reshape(-1, 2), last)
+
+
 def dwell_features(run: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """(n, 2) network inputs of `dwell_counts`, log1p-scaled (a stay of 1 or 100 steps both matter)."""
     counts = np.stack([np.asarray(run, np.float64), np.asarray(previous, np.float64)], axis=-1).reshape(-1, 2)

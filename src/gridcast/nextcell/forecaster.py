@@ -52,7 +52,9 @@ from gridcast.nextcell.features import (
     CellVocab,
     MoveClasses,
     Normalisation,
+    advance_came,
     advance_dwell,
+    came_from,
     dwell_counts,
     dwell_features,
     sequence_features,
@@ -161,6 +163,20 @@ class Forecaster:
         """Whether the head adds the dwell-hazard stay term (`dwell.Dwell`, `network.fusion_logits`)."""
         return self.fusion and bool(self.config.stay_prior)
 
+    @property
+    def move_context(self) -> bool:
+        """Whether the head's geometry measures candidates against the move that entered the current
+        cell (`features.came_from`) rather than the last step's move (none after a stay)."""
+        return self.fusion and self.config.last_move == "move"
+
+    def came_from(self, cells: np.ndarray) -> np.ndarray:
+        """Per step of `cells`, the cell the head reads as where it came from (`distribution`'s `before`)."""
+        return came_from(cells, self.move_context)
+
+    def advance_came(self, came: np.ndarray, last: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """`came_from` one step on, per row: rows at `last` (coming from `came`) step to `new`."""
+        return advance_came(came, last, new, self.move_context)
+
     def _count_tracks(self, tracks: list[Track], dwell_histogram: np.ndarray | None = None) -> None:
         """The statistics of `tracks` the fusion head reads: the Markov prior and (stay term) the dwell
         hazards, from `dwell_histogram` when a model directory stored one (a stripped export's
@@ -219,10 +235,11 @@ class Forecaster:
         rows, slots, feats = [], [], []
         evidence = np.zeros((n, 2), dtype=np.float32)
         index, vocab_size = self.vocab_.index, len(self.vocab_)
+        came, before = before, self._previous_step(last, before, spent)
         for i in range(n):
             here = (int(last[i, 0]), int(last[i, 1]))
-            came = None if before[i, 0] == NO_CELL else (int(before[i, 0]), int(before[i, 1]))
-            cells, f, evidence[i] = self.prior_.entries(came, here, exclude)
+            previous = None if before[i, 0] == NO_CELL else (int(before[i, 0]), int(before[i, 1]))
+            cells, f, evidence[i] = self.prior_.entries(previous, here, exclude)
             for (c, r), row in zip(cells, f):
                 slot = index.get((c, r))
                 if slot is None:
@@ -233,7 +250,7 @@ class Forecaster:
                 rows.append(i)
                 slots.append(slot)
                 feats.append(row)
-        last_moves = np.where(before[:, :1] == NO_CELL, 0, last - np.where(before == NO_CELL, 0, before))
+        last_moves = np.where(came[:, :1] == NO_CELL, 0, last - np.where(came == NO_CELL, 0, came))
         context = {"window": window, "rows": np.asarray(rows, dtype=np.int64), "slots": np.asarray(slots, dtype=np.int64),
                    "features": np.asarray(feats, dtype=np.float32).reshape(-1, PRIOR_FEATURES), "evidence": evidence,
                    "geometry": window_geometry(moves, last_moves), "last": np.ascontiguousarray(last)}
@@ -244,6 +261,15 @@ class Forecaster:
             context["stay"] = np.array([self.dwell_.stay_features((int(c), int(r)), int(k), exclude_runs)
                                         for (c, r), k in zip(last, spent)], dtype=np.float32).reshape(n, STAY_FEATURES)
         return context
+
+    def _previous_step(self, last: np.ndarray, came: np.ndarray, spent: np.ndarray | None) -> np.ndarray:
+        """The cell of the step before each row (the Markov prior's order-2 context) from where the row
+        came from: for a move-context model that is the row's own cell after a stay (`spent` > 1)."""
+        if not self.move_context:
+            return came
+        if spent is None:
+            raise ValueError("a move-context head needs the steps spent in each step's cell")
+        return np.where((np.asarray(spent, dtype=np.int64).reshape(-1) > 1)[:, None], last, came)
 
     def _fusion_targets(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot of each step's next cell (vocabulary id, or window slot for an unseen neighbour;
@@ -268,7 +294,7 @@ class Forecaster:
         mask = np.ones(len(cells), dtype=bool)
         if self.fusion:
             targets, mask = self._fusion_targets(cells)
-            before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
+            before = self.came_from(cells)
             exclude = MarkovPrior.transitions(cells) if exclude_own else None
             runs = run_lengths(cells) if exclude_own and self.stay_term else None
             return ids, features, targets, mask, self._context(cells, before, exclude, spent_steps(cells), runs)
@@ -594,8 +620,10 @@ class Forecaster:
     def distribution(self, outputs: Tensor, last: np.ndarray, before: np.ndarray | None = None,
                      spent: np.ndarray | None = None) -> tuple[np.ndarray, Tensor, Tensor]:
         """Head outputs (B, O) and last cells (B, 2) -> candidate cells (B, C, 2), their log p (B, C),
-        and log p of the route ending (B,). `before`: the cells before `last` (`NO_CELL` rows for
-        none); the fusion head's order-2 prior needs them. `spent`: (B,) steps each row has stood in
+        and log p of the route ending (B,). `before`: where each row came from (`came_from`:
+        the previous step's cell, or the last different one for a move-context model; `NO_CELL` rows
+        for none); the fusion head's order-2 prior (the previous step: `before`, or the row's own cell
+        after a stay) and its last move read them. `spent`: (B,) steps each row has stood in
         its `last` cell (>= 1; `spent_steps`), which models with the stay term need. A candidate
         with log p = -inf is a duplicate slot or impossible: it never ranks.
 
@@ -658,9 +686,8 @@ class Forecaster:
         outputs, state, prefix, features = self._run_cells(prefix, times, "track prefix")
         return outputs[:, -1], state, prefix, features[0, -1]
 
-    @staticmethod
-    def _before(prefix: np.ndarray) -> np.ndarray:
-        return prefix[-2:-1] if len(prefix) > 1 else np.full((1, 2), NO_CELL)
+    def _before(self, prefix: np.ndarray) -> np.ndarray:
+        return self.came_from(prefix)[-1:]
 
     def predict_next(self, prefix: np.ndarray, k: int = 5, times: np.ndarray | None = None) -> list[NextCell]:
         """The k most probable next cells after `prefix` ((n, 2) cells), most probable first.
@@ -693,8 +720,7 @@ class Forecaster:
         (n, C, float64; -inf for duplicate or impossible slots) and log p of ending (n,)."""
         self.check_fitted()
         outputs, _, cells, _ = self._run_cells(cells, times, "track")
-        before = np.concatenate([np.full((1, 2), NO_CELL), cells[:-1]])
-        cands, logp, end = self.distribution(outputs[0], cells, before, spent_steps(cells))
+        cands, logp, end = self.distribution(outputs[0], cells, self.came_from(cells), spent_steps(cells))
         return np.asarray(cands), logp.double().numpy(), end.double().numpy()
 
     def ranks_along(self, cells: np.ndarray, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -753,10 +779,11 @@ class Forecaster:
             routes = [routes[p] + [(int(x), int(y))] for p, (x, y) in zip(keep_parent, new_cells)]
             logps = torch.tensor(keep_logp, dtype=torch.float64)
             state = tuple(s.index_select(1, parents) for s in state) if lstm else state.index_select(1, parents)
-            before, last = last[keep_parent], new_cells
-            run, held = advance_dwell(run[keep_parent], held[keep_parent], np.all(new_cells == before, axis=1))
+            previous, last = last[keep_parent], new_cells
+            before = self.advance_came(before[keep_parent], previous, new_cells)
+            run, held = advance_dwell(run[keep_parent], held[keep_parent], np.all(new_cells == previous, axis=1))
             ids = torch.from_numpy(self.vocab_.ids(new_cells))
-            step = self.step_inputs(new_cells, before, None if clock is None else np.repeat(clock[None], len(new_cells), axis=0),
+            step = self.step_inputs(new_cells, previous, None if clock is None else np.repeat(clock[None], len(new_cells), axis=0),
                                     (run, held))
             output, state = self.net_.step(ids, torch.from_numpy(step), state)
         open_routes = [Route(r, math.exp(v), False) for r, v in zip(routes, logps.tolist())]
@@ -986,6 +1013,8 @@ def resolve_auto(config: CellForecasterConfig, tracks: list[Track]) -> CellForec
         settings["end_of_route"] = "learn" if ends_are_real(tracks) else "never"
     if config.stay_prior is None:
         settings["stay_prior"] = config.head == "fusion" and _stays(tracks)
+    if config.last_move is None:
+        settings["last_move"] = "move" if config.head == "fusion" and _stays(tracks) else "step"
     return replace(config, **settings) if settings else config
 
 

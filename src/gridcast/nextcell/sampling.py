@@ -40,7 +40,6 @@ from gridcast.errors import InputError
 from gridcast.nextcell.batch import checked_prefixes
 from gridcast.nextcell.features import (
     CONTINUOUS_FEATURES,
-    NO_CELL,
     PAD,
     RESERVED,
     TIME_FEATURES,
@@ -158,7 +157,7 @@ def _sample_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | N
     run = np.array([r[-1] for r, _ in counts], np.int64)[rows]
     held = np.array([h[-1] for _, h in counts], np.int64)[rows]
     last = np.stack([q[-1] for q in prefixes])[rows]
-    before = np.stack([q[-2] if len(q) > 1 else np.array([NO_CELL, NO_CELL]) for q in prefixes])[rows]
+    before = np.concatenate([model.came_from(q)[-1:] for q in prefixes])[rows]   # the head's "came from"
     plain_cells = model.config.target == "cell" and not model.fusion
     cells = np.empty((p * n, horizon, 2), dtype=np.int64)
     ended = np.full(p * n, -1, dtype=np.int64)
@@ -188,7 +187,7 @@ def _sample_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | N
         token = (j + RESERVED) if plain_cells else model.vocab_.ids(new)
         run, held = advance_dwell(run, held, np.all(new == last, axis=1))
         inputs = model.step_inputs(new, last, clock, (run, held))
-        before, last = last, new
+        before, last = model.advance_came(before, last, new), new
         output, state = model.net_.step(torch.from_numpy(np.asarray(token, dtype=np.int64)),
                                         torch.from_numpy(inputs), state)
     cells = cells.reshape(p, n, horizon, 2)

@@ -152,6 +152,7 @@ class _PackedFusion:
         self.decay = geo + GEOMETRY_FEATURES if model.config.far == "distance" else None
         # the stay term (`dwell.Dwell.stay_features`) on the move (0, 0): its gates are the head's last outputs
         self.dwell = model.dwell_ if model.stay_term else None
+        self.move_context = model.move_context  # `before` is where the track came from (`features.came_from`)
         self.stay_gates = slice(head_width - STAY_FEATURES, head_width)
         self.centre = M // 2
         self.cell_array = np.asarray(vocab.cells, np.int64).reshape(-1, 2)
@@ -286,7 +287,8 @@ class _PackedFusion:
         a_end, a_unknown = o[END], o[UNKNOWN]
         entry = self.prior1.get(cur)
         if entry is not None:
-            entry2 = self.prior2.get((before, cur)) if before is not None else None
+            previous = cur if self.move_context and spent > 1 else before  # `Forecaster._previous_step`
+            entry2 = self.prior2.get((previous, cur)) if previous is not None else None
             gates = self.gates_now
             np.add(o[self.gates], self.gate_bias[(entry2 or entry)[2]], out=gates)
         wid, inside, mask, count, any_inside = self.window(cur)
@@ -416,6 +418,7 @@ class StreamingPredictor:
         # Calibration of the softmax paths (offset targets go through `Forecaster.distribution`).
         self._inverse_temperature = np.float32(1.0 / model.temperature)
         self._fusion = bool(getattr(model, "fusion", False))
+        self._move_context = bool(getattr(model, "move_context", False))  # `features.came_from`
         self._fused_head = _PackedFusion(model, self._head_w.shape[1]) if self._fusion else None
         self._time_features = bool(getattr(config, "time_features", False))
         self._dwell_features = bool(getattr(config, "dwell_features", False))
@@ -537,8 +540,8 @@ class StreamingPredictor:
         inputs = np.concatenate([position, move], axis=1).astype(np.float32)
         ids, H = self._ids, self._hidden
         z0 = state.z[0][H:H + CONTINUOUS_FEATURES]
-        last, run, held = state.last, state.run, state.held
-        before = last
+        last, run, held, before = state.last, state.run, state.held, state.before
+        moves_only = self._move_context
         for cell, row in zip(pairs, inputs):
             if cell == last:  # `features.advance_dwell`, one track
                 run += 1
@@ -546,7 +549,9 @@ class StreamingPredictor:
                 run, held = 0, run
             np.copyto(z0, row)
             self._layers_step(state, ids.get(cell, UNKNOWN))
-            before, last = last, cell
+            if cell != last or not moves_only:  # `features.advance_came`
+                before = last
+            last = cell
         state.last, state.before, state.run, state.held = last, before, run, held
         last_time = times[-1]
         state.seen = self._clock() if last_time is None else last_time
@@ -564,7 +569,8 @@ class StreamingPredictor:
         else:
             tracks.move_to_end(track_id)
             state.seen = now
-            state.before = state.last
+            if state.last != (col, row) or not self._move_context:  # `features.advance_came`
+                state.before = state.last
             if state.last == (col, row):  # `features.advance_dwell`, one track
                 state.run += 1
             else:
