@@ -211,7 +211,8 @@ def _train(args: argparse.Namespace, out: Path, world) -> int:
                "best_val_loss": result.best_val_loss, "seconds": round(time.perf_counter() - started, 2),
                "plot": str(plot), "calibration": model.calibration_.to_dict(),
                "dwell_features": bool(model.config.dwell_features), "end_of_route": model.config.end_of_route,
-               "stay_term": model.stay_term, "processes": world.size}
+               "stay_term": model.stay_term, "last_move": model.config.last_move if model.fusion else None,
+               "processes": world.size}
     if args.json:
         print_json(summary)
     else:
@@ -220,7 +221,7 @@ def _train(args: argparse.Namespace, out: Path, world) -> int:
               f"in {summary['seconds']} s: best epoch {result.best_epoch} of {summary['epochs']}, "
               f"validation loss {result.best_val_loss:.4f}")
         print(f"inputs: dwell counts {'on' if model.config.dwell_features else 'off'}, stay term "
-              f"{'on' if model.stay_term else 'off'} (tracks "
+              f"{'on' if model.stay_term else 'off'}, last move {'entering' if model.move_context else 'last step'} (tracks "
               f"{'stay' if model.config.dwell_features else 'never stay'} in cells); end of route "
               f"{'learned' if model.config.learns_end else 'never predicted'} ({args.end_of_route})")
         c = model.calibration_
