@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gridcast.cli import main
-from gridcast.metrics import ece, reliability
+from gridcast.metrics import ece, ece_floor, reliability
 from gridcast.nextcell import Ensemble, Forecaster, StreamingPredictor, beam_many, predict_many
 from gridcast.nextcell.calibration import NO_CALIBRATION, Calibration, calibration_error, fit_temperature, top1_along
 from gridcast.tracks import Track
@@ -236,4 +236,19 @@ def test_evaluate_reports_ece_and_draws_the_reliability_diagram(tmp_path, capsys
     assert 0.0 <= result["model"]["ece"] <= 1.0
     assert all(0.0 <= m["ece"] <= 1.0 for m in result["baselines"].values())
     assert result["baselines"]["stay"]["ece"] == pytest.approx(1.0 - result["baselines"]["stay"]["acc@1"])
+    assert 0.0 < result["model"]["ece_floor"] < 0.5          # what chance alone gives on these steps
     assert png.stat().st_size > 5000 and str(png) in out.err
+    assert main(["evaluate", str(model), str(test), "--x-col", "x", "--y-col", "y"]) == 0
+    assert f"would show {result['model']['ece_floor']:.3f} on these {result['n']} steps" in capsys.readouterr().out
+
+
+def test_ece_floor_is_what_a_calibrated_predictor_shows_and_shrinks_with_the_steps():
+    rng = np.random.default_rng(3)
+    for n in (200, 5000):
+        confidence = rng.uniform(0.2, 0.95, n)
+        simulated = [ece(confidence, rng.random(n) < confidence) for _ in range(300)]
+        assert ece_floor(confidence) == pytest.approx(np.mean(simulated), rel=0.1)   # calibrated by construction
+    wide, narrow = ece_floor(rng.uniform(0.2, 0.95, 200)), ece_floor(rng.uniform(0.2, 0.95, 20_000))
+    assert narrow < 0.2 * wide                                        # ~1/sqrt(n): 100x the steps, ~10x smaller
+    assert ece_floor(np.full(500, 1.0)) == 0.0                        # certain and right: nothing to chance
+    assert np.isnan(ece_floor(np.zeros(0)))

@@ -143,3 +143,24 @@ def ece(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> f
         return float("nan")
     used = counts > 0
     return float((counts[used] * np.abs(accuracy[used] - mean_conf[used])).sum() / counts.sum())
+
+
+ECE_FLOOR_DRAWS = 200  # simulated test sets behind `ece_floor`
+
+
+def ece_floor(confidences: np.ndarray, bins: int = ECE_BINS, draws: int = ECE_FLOOR_DRAWS, seed: int = 0) -> float:
+    """The ``ece`` a *perfectly calibrated* predictor would still show with these confidences on
+    this many steps: the mean ECE over `draws` test sets whose outcomes are drawn right with exactly
+    the stated probability. Why: ECE is biased upwards on small test sets (a bin of 20 steps at
+    p = 0.5 is off by ~0.1 by chance alone), so an ECE near its floor says nothing about
+    miscalibration, and a goal below the floor cannot be told apart from noise.
+
+    >>> p = np.full(100_000, 0.7)
+    >>> ece_floor(p) < 0.01 < ece_floor(p[:100])
+    True
+    """
+    confidences = np.asarray(confidences, dtype=np.float64).reshape(-1)
+    if len(confidences) == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    return float(np.mean([ece(confidences, rng.random(len(confidences)) < confidences, bins) for _ in range(draws)]))

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gridcast.metrics import ece
+from gridcast.metrics import ece, ece_floor
 
 __all__ = ["Calibration", "fit_temperature", "NO_CALIBRATION", "GRID", "top1_along", "baseline_top1_along",
            "calibration_error", "plot_reliability"]
@@ -164,14 +164,18 @@ def baseline_top1_along(baseline, cells: np.ndarray) -> tuple[np.ndarray, np.nda
     return confidence, correct
 
 
-def calibration_error(predictor, tracks: list, baseline: bool = False) -> float:
+def calibration_error(predictor, tracks: list, baseline: bool = False, floor: bool = False):
     """``ece`` of a forecaster (or ensemble), or with `baseline` of a `CellBaseline`, over every
-    next-cell step of `tracks` (the steps ``acc@1`` counts)."""
+    next-cell step of `tracks` (the steps ``acc@1`` counts). With `floor`: ``(ece, ece_floor)``,
+    the second what a perfectly calibrated predictor with the same confidences would show
+    (`gridcast.metrics.ece_floor`)."""
     parts = [baseline_top1_along(predictor, t.cells) if baseline else top1_along(predictor, t.cells, t.times)
              for t in tracks if len(t) >= 2]
     if not parts:
-        return float("nan")
-    return ece(np.concatenate([c for c, _ in parts]), np.concatenate([k for _, k in parts]))
+        return (float("nan"), float("nan")) if floor else float("nan")
+    confidences = np.concatenate([c for c, _ in parts])
+    error = ece(confidences, np.concatenate([k for _, k in parts]))
+    return (error, ece_floor(confidences)) if floor else error
 
 
 def plot_reliability(path, series: dict[str, tuple[np.ndarray, np.ndarray]], bins: int = 15, title: str = ""):

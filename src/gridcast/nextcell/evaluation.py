@@ -314,7 +314,7 @@ def evaluate(model: Forecaster | None, baselines: list[CellBaseline], tracks: li
         finite = np.concatenate(nll) if nll else np.zeros(0)
         finite = finite[np.isfinite(finite)]
         result["model"]["nll"] = float(finite.mean()) if len(finite) else float("nan")
-        result["model"]["ece"] = calibration_error(model, tracks)
+        result["model"]["ece"], result["model"]["ece_floor"] = calibration_error(model, tracks, floor=True)
     for baseline in baselines:
         ranks = [baseline_ranks(baseline, t.cells) for t in tracks]
         predicted = [_rollout(baseline.rollout, c, False) for c in cases]

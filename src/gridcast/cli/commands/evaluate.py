@@ -83,7 +83,15 @@ def run(args: argparse.Namespace) -> int:
     print(_route_note(result["model"]))
     for line in verdict_lines(result, f"{model.config.cell}/{model.config.target}"):
         print(line)
+    if "ece_floor" in result["model"]:
+        print(_ece_note(result["model"], result["n"]))
     return 0
+
+
+def _ece_note(model: dict, steps: int) -> str:
+    """The model's ECE beside the ECE a perfectly calibrated model would show on these steps."""
+    return (f"ece {model['ece']:.3f}: a perfectly calibrated model with these confidences would show "
+            f"{model['ece_floor']:.3f} on these {steps} steps by chance alone (ece_floor)")
 
 
 def _route_note(model: dict) -> str:
