@@ -4,8 +4,10 @@
 
 DIR holds ``{dataset}_{mode}.json`` for dataset in liverpool, geolife, uci, fishers and mode in
 collapsed, fixed (written by ``gridcast bench DATASET --mode MODE --out DIR/DATASET_MODE.json``).
-Prints one summary table (model vs the strongest baseline per metric, paired 95% intervals) and,
-per file, the per-metric table of `gridcast.bench.commute.versus_strongest`.
+Prints one summary table (model vs the strongest baseline per metric, paired 95% intervals), the
+calibration table (the model's top-1 ECE over seeds, the ECE a perfectly calibrated model would
+show on those steps, the best-calibrated baseline) and, per file, the per-metric table of
+`gridcast.bench.commute.versus_strongest`.
 """
 from __future__ import annotations
 
@@ -34,6 +36,18 @@ def cell(result: dict, kind: str, metric: str) -> str:
     return f"{ours:.3f} vs {theirs:.3f} {base}: {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {mark}"
 
 
+def calibration_row(result: dict, kind: str) -> str | None:
+    """`| dataset, mode | model ECE ± std over seeds | its ECE floor | lowest baseline ECE |`, or None
+    for results written before the benchmark measured ECE."""
+    model = result["models"][kind]
+    if "ece" not in model:
+        return None
+    scored = {b: m["ece"] for b, m in result["baselines"].items() if "ece" in m}
+    best = min(scored, key=scored.get) if scored else None
+    lowest = f"{scored[best]:.3f} {best}" if best else "-"
+    return f"{model['ece']:.3f} ± {model['ece_std']:.3f} | {model['ece_floor']:.3f} | {lowest}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path)
@@ -45,6 +59,11 @@ def main() -> None:
     print("|---|" + "---|" * len(METRICS))
     for (dataset, mode), result in results.items():
         print(f"| {dataset}, {mode} | " + " | ".join(cell(result, args.kind, k) for k in METRICS) + " |")
+    rows = {key: row for key, result in results.items() if (row := calibration_row(result, args.kind))}
+    if rows:
+        print("\n| dataset, mode | ECE (seeds) | ECE floor | lowest baseline ECE |\n|---|---|---|---|")
+        for (dataset, mode), row in rows.items():
+            print(f"| {dataset}, {mode} | {row} |")
     for (dataset, mode), result in results.items():
         sizes = result["sizes"]
         print(f"\n{dataset}, {mode}: {result['n']} test steps on {sizes['test_tracks']} test tracks, "

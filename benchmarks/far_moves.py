@@ -32,8 +32,8 @@ flat = np.concatenate(ranks)
 out = {"name": name, "mode": mode, "seed": seed, "settings": settings, "T": m.temperature,
        "acc@1": float(metric_values(flat, "acc@1").mean()),
        "acc@5": float(metric_values(flat, "acc@5").mean()), "mrr": float(metric_values(flat, "mrr").mean()),
-       "nll": float(np.nanmean(np.concatenate(nll)[np.isfinite(np.concatenate(nll))])),
-       "ece": calibration_error(m, test)}
+       "nll": float(np.nanmean(np.concatenate(nll)[np.isfinite(np.concatenate(nll))]))}
+out["ece"], out["ece_floor"] = calibration_error(m, test, floor=True)
 ade, fde = point_route_errors(m, test, 0.5, 10)
 out["ade"], out["fde"] = ade.mean() * metres, fde.mean() * metres
 g = route_errors(m.rollout, test, 0.5, 10, with_times=True)

@@ -30,6 +30,10 @@ def test_bench_liverpool_quick_json(mode, capsys):
     for metric, base in result["strongest_baseline"].items():
         d = result["paired"]["lstm"][base][metric]
         assert d["lo"] <= d["diff"] <= d["hi"]
+    model = result["models"]["lstm"]
+    assert 0.0 <= model["ece"] <= 1.0 and 0.0 < model["ece_floor"] < 0.5 and model["ece_std"] >= 0.0
+    stay = result["baselines"]["stay"]                # certain of one cell: its ECE is its miss rate
+    assert stay["ece"] == pytest.approx(1.0 - stay["acc@1"])
 
 
 def test_demo_fixed_mode_writes_a_model_that_evaluate_reads_without_collapse(tmp_path, capsys):

@@ -19,6 +19,7 @@ from gridcast.errors import InputError
 from gridcast.kinds import CELL_KINDS
 from gridcast.metrics import bootstrap_interval
 from gridcast.nextcell.baselines import default_baselines
+from gridcast.nextcell.calibration import calibration_error
 from gridcast.nextcell.evaluation import (
     RANK_METRICS,
     baseline_ranks,
@@ -80,7 +81,8 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
     ``{"model": {...}, "baselines": {...}, "n": int, "best_kind": str, "models": {kind: {...}},
     "paired": {kind: {baseline: {metric: {"diff", "lo", "hi"}}}}, "users": {person: {"model",
     "baselines", "n"}}, "sizes": {...}, "protocol": {...}, "seconds": float}``.
-    Model metrics are means over seeds (``<metric>_std`` beside them); their intervals and the paired
+    Model metrics are means over seeds (``<metric>_std`` beside them; ``ece`` and ``ece_floor`` too,
+    and every baseline's ``ece``); their intervals and the paired
     differences use each step's metric averaged over seeds. With several seeds, ``models`` also holds
     ``"<kind>-ensemble"``: the same trained models with their probabilities averaged (`Ensemble`).
     Route errors (ADE/FDE) carry intervals from resampling test tracks; a kind's are those of its point
@@ -131,6 +133,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
         base_values[b.name] = {k: metric_values(ranks, k) for k in RANK_METRICS}
         base_routes[b.name] = (ade, fde)  # one entry per test track (every track has a part to continue)
         base_summary[b.name] = summary(base_values[b.name], ade, fde)
+        base_summary[b.name]["ece"] = calibration_error(b, test, baseline=True)
         say(f"  {b.name:<20} acc@1 {base_summary[b.name]['acc@1']:.3f}  acc@5 {base_summary[b.name]['acc@5']:.3f}  "
             f"mrr {base_summary[b.name]['mrr']:.3f}")
 
@@ -138,7 +141,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
     models, model_values, per_seed, routes = {}, {}, {}, {}
     names = []
     for kind in kinds:
-        runs, nlls, ades, fdes, members, greedy = [], [], [], [], [], []
+        runs, nlls, ades, fdes, members, greedy, eces = [], [], [], [], [], [], []
         for seed in seeds:
             torch.manual_seed(seed)
             model = Forecaster(grid=data.grid, **spec.config(kind))
@@ -152,6 +155,7 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
             ades.append(ade)
             fdes.append(fde)
             greedy.append(route_errors(model.rollout, test, 0.5, horizon, with_times=True))
+            eces.append(calibration_error(model, test, floor=True))
             members.append(model)
             say(f"  {kind} seed {seed}: acc@1 {runs[-1]['acc@1'].mean():.3f}  acc@5 {runs[-1]['acc@5'].mean():.3f}  "
                 f"mrr {runs[-1]['mrr'].mean():.3f}  ({len(model.result_.history)} epochs, "
@@ -163,6 +167,8 @@ def run_benchmark(data: CommuteData, kinds: tuple[str, ...] = CELL_KINDS, seeds:
         for k in RANK_METRICS:
             s[f"{k}_std"] = float(np.std([r[k].mean() for r in runs]))
         s["nll"] = float(np.mean(nlls))
+        s["ece"], s["ece_std"] = float(np.mean([e for e, _ in eces])), float(np.std([e for e, _ in eces]))
+        s["ece_floor"] = float(np.mean([f for _, f in eces]))
         s["seeds"] = list(seeds)
         s["route"] = "point forecast"
         for key, j in (("ade", 0), ("fde", 1)):  # the greedy rollout's route, as it was reported before
