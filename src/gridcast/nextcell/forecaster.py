@@ -218,13 +218,15 @@ class Forecaster:
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
     def _context(self, last: np.ndarray, before: np.ndarray, exclude: tuple | None = None,
-                 spent: np.ndarray | None = None, exclude_runs: tuple | None = None) -> dict:
+                 spent: np.ndarray | None = None, exclude_runs: tuple | None = None,
+                 unseen: np.ndarray | None = None) -> dict:
         """What the fusion head needs besides the network at steps standing at `last` (coming from
         `before`; `NO_CELL` for none): the vocabulary id of every window cell (-1: unseen) and the
         Markov prior's candidates as sparse (row, slot, features), with the evidence behind them;
         with the stay term, `Dwell.stay_features` of having stood `spent` (>= 1) steps in `last`.
         `exclude`, `exclude_runs`: one track's own transitions and runs, left out of the counts
-        (training only)."""
+        (training only); `unseen`: vocabulary ids the window shows as cells without an id, so that
+        their window slots can be named too (`new_cell_targets`)."""
         last = np.asarray(last, dtype=np.int64).reshape(-1, 2)
         before = np.asarray(before, dtype=np.int64).reshape(-1, 2)
         n, radius = len(last), self.config.max_move
@@ -232,6 +234,8 @@ class Forecaster:
         moves = self.moves_.moves
         window = self.vocab_.ids((last[:, None, :] + moves[None]).reshape(-1, 2)).reshape(n, len(moves))
         window[window == UNKNOWN] = -1
+        if unseen is not None and len(unseen):
+            window[np.isin(window, unseen)] = -1
         rows, slots, feats = [], [], []
         evidence = np.zeros((n, 2), dtype=np.float32)
         index, vocab_size = self.vocab_.index, len(self.vocab_)
@@ -271,6 +275,31 @@ class Forecaster:
             raise ValueError("a move-context head needs the steps spent in each step's cell")
         return np.where((np.asarray(spent, dtype=np.int64).reshape(-1) > 1)[:, None], last, came)
 
+    def _visited_once(self, tracks: list[Track]) -> np.ndarray:
+        """Per vocabulary cell (id - RESERVED), whether exactly one of `tracks` visits it."""
+        counts = np.zeros(len(self.vocab_.cells), dtype=np.int64)
+        for track in tracks:
+            ids = np.unique(self.vocab_.ids(track.cells))
+            ids = ids[ids >= RESERVED]
+            counts[ids - RESERVED] += 1
+        return counts == 1
+
+    def _own_cells(self, ids: np.ndarray) -> np.ndarray:
+        """Vocabulary ids among `ids` (one training track's cells) that no other training track visits."""
+        own = np.unique(ids[ids >= RESERVED])
+        return own[self.solo_[own - RESERVED]] if len(own) else own
+
+    def _new_cell_slots(self, cells: np.ndarray, ids: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Per step, the window slot that also names its next cell when that cell is one of `own` (a
+        cell no other training track visits, which a test track would meet as new), else -1: the
+        step's target is then that cell's slot *or* the new-cell slot (`_loss` adds both)."""
+        radius = self.config.max_move
+        alt = np.full(len(cells), -1, dtype=np.int64)
+        move = np.diff(cells, axis=0)
+        near = np.isin(ids[1:], own) & (np.abs(move).max(axis=1, initial=0) <= radius)
+        alt[:-1][near] = len(self.vocab_) + (move[near, 0] + radius) * (2 * radius + 1) + move[near, 1] + radius
+        return alt
+
     def _fusion_targets(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot of each step's next cell (vocabulary id, or window slot for an unseen neighbour;
         END after the last cell) and whether it can be named at all."""
@@ -297,7 +326,11 @@ class Forecaster:
             before = self.came_from(cells)
             exclude = MarkovPrior.transitions(cells) if exclude_own else None
             runs = run_lengths(cells) if exclude_own and self.stay_term else None
-            return ids, features, targets, mask, self._context(cells, before, exclude, spent_steps(cells), runs)
+            own = self._own_cells(ids) if exclude_own and self.config.new_cell_targets else None
+            context = self._context(cells, before, exclude, spent_steps(cells), runs, own)
+            if own is not None:
+                context["alt"] = self._new_cell_slots(cells, ids, own)
+            return ids, features, targets, mask, context
         if self.config.target == "cell":
             targets = np.append(ids[1:], END)
             mask &= targets != UNKNOWN  # a next cell never seen in training cannot be a target
@@ -352,6 +385,11 @@ class Forecaster:
                        "features": torch.from_numpy(np.concatenate(feats))}
             if stay is not None:
                 context["stay"] = stay.flatten(0, 1)
+            if "alt" in encoded[0][4]:  # training with `new_cell_targets`
+                alt = torch.full((n, steps), -1, dtype=torch.long)
+                for i, e in enumerate(encoded):
+                    alt[i, :len(e[0])] = torch.from_numpy(e[4]["alt"])
+                context["alt"] = alt.flatten()
         return Batch(ids, features, targets, mask, lengths, float(mask.sum()), context)
 
     def _chunks(self, tracks: list[Track], max_len: int, training: bool = False) -> list:
@@ -387,7 +425,14 @@ class Forecaster:
         if self.fusion:
             logits = self._logits(outputs.flatten(0, 1), batch.context, net)
             targets = batch.targets.flatten().masked_fill(~batch.mask.flatten(), END)  # padding: any finite slot
-            losses = F.cross_entropy(logits, targets, reduction="none").view_as(batch.mask)
+            if "alt" in batch.context:  # a cell only this track visits: its own slot or a new cell's, either
+                logp = torch.log_softmax(logits, dim=-1)
+                alt = batch.context["alt"]
+                own = logp.gather(1, targets[:, None])[:, 0]
+                new = logp.gather(1, alt.clamp(min=0)[:, None])[:, 0]
+                losses = -torch.where(alt >= 0, torch.logaddexp(own, new), own).view_as(batch.mask)
+            else:
+                losses = F.cross_entropy(logits, targets, reduction="none").view_as(batch.mask)
             mask = batch.mask.to(losses.dtype)
             return _step_share((losses * mask).sum() / mask.sum().clamp(min=1.0), batch.share)
         return _step_share(sequence_loss(self.config, outputs, batch.targets, batch.mask), batch.share)
@@ -462,6 +507,7 @@ class Forecaster:
         self.train_tracks_ = tracks
         all_cells = np.concatenate([t.cells for t in tracks])
         self.vocab_ = CellVocab(_cells_visited(tracks, self.config.min_tracks))
+        self.solo_ = self._visited_once(tracks)  # for `new_cell_targets`
         self.norm_ = Normalisation.fit(all_cells, self.config.max_move)
         self._count_tracks(tracks)  # validation tracks stay out while training
         torch.manual_seed(train_config.seed)
@@ -998,7 +1044,7 @@ def _slice_context(context: dict, start: int, stop: int) -> dict:
     return {"window": context["window"][start:stop], "evidence": context["evidence"][start:stop],
             "geometry": context["geometry"][start:stop], "last": context["last"][start:stop],
             "rows": context["rows"][keep] - start, "slots": context["slots"][keep], "features": context["features"][keep],
-            **({"stay": context["stay"][start:stop]} if "stay" in context else {})}
+            **{key: context[key][start:stop] for key in ("stay", "alt") if key in context}}
 
 
 def resolve_auto(config: CellForecasterConfig, tracks: list[Track]) -> CellForecasterConfig:
@@ -1015,6 +1061,8 @@ def resolve_auto(config: CellForecasterConfig, tracks: list[Track]) -> CellForec
         settings["stay_prior"] = config.head == "fusion" and _stays(tracks)
     if config.last_move is None:
         settings["last_move"] = "move" if config.head == "fusion" and _stays(tracks) else "step"
+    if config.new_cell_targets is None:
+        settings["new_cell_targets"] = config.head == "fusion"
     return replace(config, **settings) if settings else config
 
 
