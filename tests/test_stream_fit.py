@@ -205,4 +205,6 @@ def test_readme_stream_example_runs_and_writes_loadable_models(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for out in re.findall(r"--out (bus-stream\S*)", block):
         assert len(Forecaster.load(tmp_path / out).vocab_.cells) > 10
-    assert "by 2 processes" in done.stdout and "beats" in done.stdout  # evaluate printed its verdicts
+    # evaluate printed its verdicts (in-sample, after 2 epochs, whether the model wins is not the point)
+    assert "by 2 processes" in done.stdout
+    assert re.search(r"^acc@1: best model .* the strongest baseline ", done.stdout, flags=re.M)
