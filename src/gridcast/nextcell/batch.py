@@ -40,9 +40,7 @@ from gridcast.nextcell.features import (
     RESERVED,
     TIME_FEATURES,
     UNKNOWN,
-    advance_came,
     advance_dwell,
-    came_from,
     dwell_counts,
     step_features,
 )
@@ -179,7 +177,7 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
     plain_cells = model.config.target == "cell" and not getattr(model, "fusion", False)
     output, state, clock, (run, held) = _encode(model, prefixes, times)
     last = np.stack([p[-1] for p in prefixes])                                   # (N, 2) per beam row
-    before = np.concatenate([_came(model, p) for p in prefixes])                 # the head's "came from"
+    before = np.concatenate([model.came_from(p)[-1:] for p in prefixes])         # the head's "came from"
     beams = 1                                                                   # beams per track so far
     logps = torch.zeros(n, 1, dtype=torch.float64)                              # (N, beams); -inf = no beam
     open_cells = torch.zeros(n, 1, horizon, 2, dtype=torch.long)
@@ -222,7 +220,7 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
         rows_np, j_np = row.reshape(-1).numpy(), j.reshape(-1).numpy()
         new_cells = np.asarray(cands[rows_np, j_np], dtype=np.int64)            # (N*W', 2)
         previous, last = last[rows_np], new_cells
-        before = _advance_came(model, before[rows_np], previous, new_cells)
+        before = model.advance_came(before[rows_np], previous, new_cells)
         run, held = advance_dwell(run[rows_np], held[rows_np], np.all(new_cells == previous, axis=1))
         new_open = open_cells.view(n * beams, horizon, 2).index_select(0, row.reshape(-1)).view(n, slots, horizon, 2)
         new_open[:, :, step] = torch.from_numpy(new_cells).view(n, slots, 2)
@@ -239,16 +237,6 @@ def _beam_chunk(model: Forecaster, prefixes: list[np.ndarray], times: list | Non
         features = torch.from_numpy(step_rows)
         output, state = model.net_.step(torch.from_numpy(np.asarray(token, dtype=np.int64)), features, state)
     return _collect(finished, logps, open_cells, steps_done, width), nexts
-
-
-def _came(model: Forecaster, prefix: np.ndarray) -> np.ndarray:
-    """(1, 2): where the prefix's last step came from, as the model's head reads it."""
-    return came_from(prefix, getattr(model, "move_context", False))[-1:]
-
-
-def _advance_came(model: Forecaster, came: np.ndarray, last: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """`features.advance_came` with the model's own choice of what "came from" means."""
-    return advance_came(came, last, new, getattr(model, "move_context", False))
 
 
 def _distribution(model: Forecaster, output: Tensor, last: np.ndarray, before: np.ndarray, spent: np.ndarray):

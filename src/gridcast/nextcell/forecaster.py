@@ -275,15 +275,6 @@ class Forecaster:
             raise ValueError("a move-context head needs the steps spent in each step's cell")
         return np.where((np.asarray(spent, dtype=np.int64).reshape(-1) > 1)[:, None], last, came)
 
-    def _visited_once(self, tracks: list[Track]) -> np.ndarray:
-        """Per vocabulary cell (id - RESERVED), whether exactly one of `tracks` visits it."""
-        counts = np.zeros(len(self.vocab_.cells), dtype=np.int64)
-        for track in tracks:
-            ids = np.unique(self.vocab_.ids(track.cells))
-            ids = ids[ids >= RESERVED]
-            counts[ids - RESERVED] += 1
-        return counts == 1
-
     def _own_cells(self, ids: np.ndarray) -> np.ndarray:
         """Vocabulary ids among `ids` (one training track's cells) that no other training track visits."""
         own = np.unique(ids[ids >= RESERVED])
@@ -506,8 +497,11 @@ class Forecaster:
         freshly seeded network."""
         self.train_tracks_ = tracks
         all_cells = np.concatenate([t.cells for t in tracks])
-        self.vocab_ = CellVocab(_cells_visited(tracks, self.config.min_tracks))
-        self.solo_ = self._visited_once(tracks)  # for `new_cell_targets`
+        cells, visits = _track_visits(tracks)
+        self.vocab_ = CellVocab(cells[visits >= self.config.min_tracks])
+        self.solo_ = np.zeros(len(self.vocab_.cells), dtype=bool)  # per id - RESERVED: one track visits it
+        solo = self.vocab_.ids(cells[visits == 1])                   # (for `new_cell_targets`)
+        self.solo_[solo[solo >= RESERVED] - RESERVED] = True
         self.norm_ = Normalisation.fit(all_cells, self.config.max_move)
         self._count_tracks(tracks)  # validation tracks stay out while training
         torch.manual_seed(train_config.seed)
@@ -1027,15 +1021,13 @@ def _bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.r
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else order
 
 
-def _cells_visited(tracks: list[Track], min_tracks: int) -> np.ndarray:
-    """Cells that at least `min_tracks` different tracks visit (all cells for 1). Why a threshold: a
-    cell seen on a single trip teaches the id embedding nothing that transfers; leaving it out of the
-    vocabulary lets the network learn, on real examples, how to step into cells it has no id for."""
-    cells = [np.unique(t.cells, axis=0) for t in tracks]
-    if min_tracks <= 1:
-        return np.concatenate(cells)
-    unique, counts = np.unique(np.concatenate(cells), axis=0, return_counts=True)
-    return unique[counts >= min_tracks]
+def _track_visits(tracks: list[Track]) -> tuple[np.ndarray, np.ndarray]:
+    """Every cell of `tracks` (sorted, unique) and how many different tracks visit it: the vocabulary
+    keeps cells at least `min_tracks` tracks visit (why a threshold: a cell seen on a single trip
+    teaches the id embedding nothing that transfers; leaving it out lets the network learn, on real
+    examples, how to step into cells it has no id for), and `new_cell_targets` reads the cells one
+    track alone visits."""
+    return np.unique(np.concatenate([np.unique(t.cells, axis=0) for t in tracks]), axis=0, return_counts=True)
 
 
 def _slice_context(context: dict, start: int, stop: int) -> dict:
