@@ -313,6 +313,8 @@ CASES: list[Case] = [
     Case("dwell_histogram_wrong_width", "config", PREDICT, 2, "dwell_histogram",
          build=tensors_edit(lambda t: t.update({"data.dwell_histogram": t["data.train_offsets"][:, None].clone()}))),
     Case("last_move_sideways", "config", PREDICT, 2, "invalid last_move", build=set_in("model", "last_move", "sideways")),
+    Case("new_cell_targets_string", "config", PREDICT, 2, "invalid new_cell_targets",
+         build=set_in("model", "new_cell_targets", "sometimes")),
     Case("train_offsets_missing", "config", PREDICT, 2, "train_offsets", build=tensors_edit(_drop_offsets)),
     Case("weights_wrong_dtype", "config", PREDICT, 2, "do not fit together", build=tensors_edit(_weights_dtype)),
     Case("gridded_cell_size_true", "config", LIKE_FILE, 2, "metadata 'gridcast.grid'",
